@@ -1,0 +1,74 @@
+"""The event catalog: every event type joined in one discriminated union."""
+
+from __future__ import annotations
+
+from typing import Annotated, TypeAlias
+
+from pydantic import Field, TypeAdapter
+
+from agentledger.schemas.envelope import EventBase
+from agentledger.schemas.goals import (
+    GoalSubmitted,
+    PlanRejected,
+    TaskCancelled,
+    TaskCompleted,
+    TaskFailed,
+    TaskPlanned,
+)
+from agentledger.schemas.limits import LimitReached
+from agentledger.schemas.llm import LlmCallCompleted, LlmCallFailed
+from agentledger.schemas.subtasks import (
+    AgentOutputProduced,
+    AgentStepStarted,
+    OutputRejected,
+    SubtaskAssigned,
+    SubtaskCompleted,
+    SubtaskFailed,
+)
+from agentledger.schemas.tools import (
+    ToolCallCompleted,
+    ToolCallFailed,
+    ToolCallRejected,
+    ToolCallRequested,
+    ToolCallStarted,
+)
+
+Event: TypeAlias = Annotated[
+    GoalSubmitted
+    | TaskPlanned
+    | PlanRejected
+    | TaskCompleted
+    | TaskFailed
+    | TaskCancelled
+    | SubtaskAssigned
+    | AgentStepStarted
+    | AgentOutputProduced
+    | OutputRejected
+    | SubtaskCompleted
+    | SubtaskFailed
+    | LlmCallCompleted
+    | LlmCallFailed
+    | ToolCallRequested
+    | ToolCallRejected
+    | ToolCallStarted
+    | ToolCallCompleted
+    | ToolCallFailed
+    | LimitReached,
+    Field(discriminator="type"),
+]
+
+EVENT_ADAPTER: TypeAdapter[Event] = TypeAdapter(Event)
+
+
+def _collect() -> dict[str, type[EventBase]]:
+    out: dict[str, type[EventBase]] = {}
+    for cls in EventBase.__subclasses__():
+        tag = cls.model_fields["type"].default
+        out[tag] = cls
+    return out
+
+
+EVENT_TYPES: dict[str, type[EventBase]] = _collect()
+"""Every event class by its ``type`` tag."""
+
+TERMINAL_TYPES = frozenset({"task_completed", "task_failed", "task_cancelled"})

@@ -1,0 +1,102 @@
+"""The EventLog protocol: the one seam between processors and their transport.
+
+Offsets are global, start at 1 and only grow. ``seq`` is an event's position within its
+task, stamped by the task's single writer before append; the log refuses a second event at
+the same ``(task_id, seq)``, so two writers of one task cannot silently interleave.
+
+Reads return ``LogEntry`` values: a ``Recorded`` event, or a ``CorruptRecord`` for stored
+bytes that are not a valid event. A corrupt record is reported with its offset; it never
+hides the records around it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Protocol, runtime_checkable
+
+from agentledger.errors import CorruptEventError
+from agentledger.schemas import Event, EventBase
+from agentledger.schemas.codec import EventDecodeError, decode
+
+
+@dataclass(frozen=True, slots=True)
+class Recorded:
+    """An event as stored, with its global offset."""
+
+    offset: int
+    event: Event
+
+
+@dataclass(frozen=True, slots=True)
+class CorruptRecord:
+    """Stored bytes that do not decode into a known, valid event."""
+
+    offset: int
+    task_id: str
+    seq: int | None
+    reason: str
+    data: bytes
+
+    def error(self) -> CorruptEventError:
+        return CorruptEventError(self.offset, self.reason)
+
+
+LogEntry = Recorded | CorruptRecord
+
+
+@dataclass(frozen=True, slots=True)
+class TaskSummary:
+    task_id: str
+    events: int
+    first_at: datetime
+    last_at: datetime
+    last_type: str
+
+
+def decode_entry(offset: int, task_id: str, seq: int | None, data: bytes) -> LogEntry:
+    try:
+        return Recorded(offset, decode(data))
+    except EventDecodeError as exc:
+        return CorruptRecord(offset, task_id, seq, exc.reason, bytes(data))
+
+
+@runtime_checkable
+class EventLog(Protocol):
+    """Append-only, durable event storage with tracked consumer positions."""
+
+    async def append(self, events: Sequence[EventBase]) -> list[Recorded]:
+        """Append a batch atomically (all or none), in order. Returns them with offsets.
+
+        Raises SequenceConflictError when an event's ``(task_id, seq)`` is taken.
+        """
+        ...
+
+    async def read_task(self, task_id: str, *, after_seq: int = 0) -> list[LogEntry]:
+        """A task's events with ``seq > after_seq``, in seq order."""
+        ...
+
+    async def read_from(self, after: int = 0, *, limit: int | None = None) -> list[LogEntry]:
+        """Events of every task with offset > ``after``, in offset order."""
+        ...
+
+    def follow(
+        self, after: int = 0, *, task_id: str | None = None, poll_interval: float = 0.05
+    ) -> AsyncIterator[LogEntry]:
+        """Yield events past ``after`` as they are appended, forever (cancel to stop)."""
+        ...
+
+    async def last_offset(self) -> int: ...
+
+    async def tasks(self, *, limit: int = 100) -> list[TaskSummary]:
+        """The most recently active tasks, newest first."""
+        ...
+
+    async def get_position(self, consumer: str) -> int:
+        """The stored offset of ``consumer`` (0 when it has none)."""
+        ...
+
+    async def set_position(self, consumer: str, offset: int) -> None: ...
+
+    async def close(self) -> None: ...
