@@ -1,0 +1,39 @@
+"""What a processor may read: the task state as of its event, and the injected runtime."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Protocol
+
+from agentledger.agents.workflow import Workflow
+from agentledger.llm.base import ChatModel
+from agentledger.llm.pricing import PriceTable
+from agentledger.projections.task_state import TaskState
+from agentledger.schemas import Event, EventBase
+
+
+@dataclass(frozen=True)
+class Runtime:
+    """The clients and definitions processors use; the same in every deployment shape."""
+
+    workflow: Workflow
+    models: Mapping[str, ChatModel]  # by agent name
+    prices: PriceTable
+    sandbox: Path
+
+
+@dataclass(frozen=True)
+class ProcessorContext:
+    state: TaskState  # as of the event being handled, never later
+    runtime: Runtime
+    recovering: bool = False  # the event was in the log before this process started
+
+
+class Processor(Protocol):
+    """Consumes one event, returns the events it causes. Never writes state itself."""
+
+    handles: frozenset[str]
+
+    async def handle(self, event: Event, ctx: ProcessorContext) -> list[EventBase]: ...

@@ -1,0 +1,52 @@
+"""Building a Runtime (models, prices, sandbox) for a workflow."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from pathlib import Path
+
+from agentledger.agents.context import Runtime
+from agentledger.agents.workflow import Workflow
+from agentledger.llm.base import ChatModel, ModelSettings
+from agentledger.llm.pricing import PriceTable
+from agentledger.settings import Settings
+
+log = logging.getLogger(__name__)
+
+
+def build_model(settings: ModelSettings, base_dir: Path | None) -> ChatModel:
+    from agentledger.llm.factory import build_model as factory_build
+
+    return factory_build(settings, base_dir=base_dir)
+
+
+def build_runtime(
+    workflow: Workflow,
+    settings: Settings | None = None,
+    *,
+    models: ChatModel | Mapping[str, ChatModel] | None = None,
+    prices: PriceTable | None = None,
+) -> Runtime:
+    """Models for every agent: ``models`` when given (one for all, or by agent name), else
+    built from each agent's model settings (one client per distinct settings)."""
+    settings = settings or Settings()
+    base_dir = workflow.source.parent if workflow.source else None
+    by_agent: dict[str, ChatModel] = {}
+    built: dict[str, ChatModel] = {}
+    for name, spec in workflow.agents.items():
+        if models is not None and not isinstance(models, Mapping):
+            by_agent[name] = models
+            continue
+        if isinstance(models, Mapping) and name in models:
+            by_agent[name] = models[name]
+            continue
+        key = spec.model.model_dump_json()
+        if key not in built:
+            built[key] = build_model(spec.model, base_dir)
+        by_agent[name] = built[key]
+    if prices is None:
+        prices = PriceTable.from_file(settings.prices_file) if settings.prices_file else PriceTable()
+    sandbox = settings.sandbox_dir.resolve()
+    sandbox.mkdir(parents=True, exist_ok=True)
+    return Runtime(workflow=workflow, models=by_agent, prices=prices, sandbox=sandbox)

@@ -1,0 +1,294 @@
+"""Workflows: agents, their tools and routes, and the task limits; from a file or Python.
+
+A workflow file (YAML or TOML)::
+
+    name: research-brief
+    orchestrator: planner
+    model: {provider: scripted, script: "brief_model:respond"}
+    tools:
+      search_notes: {function: "brief_tools:search_notes"}
+    agents:
+      planner:
+        instructions: Break the goal into research, writing and review.
+        routes_to: [researcher, writer, reviewer]
+      researcher:
+        tools: [search_notes]
+        output: "brief_contracts:Findings"
+        routes_to: [writer]
+      writer: {output: "brief_contracts:Brief", routes_to: [reviewer]}
+      reviewer: {output: "brief_contracts:Review"}
+    limits: {max_tokens: 200000, max_cost_usd: 2.0, max_wall_time_s: 600}
+
+Python modules named in it are imported from the file's own directory first. Everything
+is validated when loaded; every problem is reported at once in a WorkflowError.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import tomllib
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from agentledger._imports import load_object
+from agentledger.agents.graph import AgentGraph, Edge
+from agentledger.errors import ConfigurationError, WorkflowError
+from agentledger.llm.base import ModelSettings
+from agentledger.settings import Settings
+from agentledger.tools.registry import Tool, ToolRegistry, as_tool
+
+
+class Limits(BaseModel):
+    """Per-task budgets. ``None`` means unlimited."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    max_tokens: int | None = Field(default=None, gt=0)
+    max_cost_usd: float | None = Field(default=None, gt=0)
+    max_wall_time_s: float | None = Field(default=None, gt=0)
+    max_plan_attempts: int = Field(default=3, ge=1)
+
+
+@dataclass(frozen=True)
+class AgentSpec:
+    """One agent: what it is told, which model it uses, what it may call and hand work to."""
+
+    name: str
+    instructions: str = ""
+    description: str = ""
+    model: ModelSettings = field(default_factory=ModelSettings)
+    tools: tuple[str, ...] = ()
+    output_model: type[BaseModel] | None = None
+    routes_to: tuple[str, ...] = ()
+    loop_routes: frozenset[str] = frozenset()
+    warn_iterations: int = 10
+    max_iterations: int = 15
+    max_repairs: int = 2
+
+
+@dataclass(frozen=True)
+class Workflow:
+    name: str
+    orchestrator: str
+    agents: Mapping[str, AgentSpec]
+    tools: ToolRegistry
+    limits: Limits = field(default_factory=Limits)
+    description: str = ""
+    source: Path | None = None
+    digest: str = ""
+
+    @property
+    def graph(self) -> AgentGraph:
+        edges = [
+            Edge(a.name, target, target in a.loop_routes)
+            for a in self.agents.values()
+            for target in a.routes_to
+        ]
+        return AgentGraph(self.agents, edges, self.orchestrator)
+
+    def agent(self, name: str) -> AgentSpec:
+        return self.agents[name]
+
+    def problems(self) -> list[str]:
+        problems = list(self.graph.problems())
+        for a in self.agents.values():
+            for t in a.tools:
+                if t not in self.tools:
+                    problems.append(f"agent {a.name!r} allows tool {t!r}, which is not registered")
+            if a.warn_iterations > a.max_iterations:
+                problems.append(
+                    f"agent {a.name!r}: warn_iterations ({a.warn_iterations}) is above "
+                    f"max_iterations ({a.max_iterations})"
+                )
+        orchestrator = self.agents.get(self.orchestrator)
+        if orchestrator is not None and orchestrator.output_model is not None:
+            problems.append(
+                f"orchestrator {self.orchestrator!r} must not declare an output model: its output is a Plan"
+            )
+        return problems
+
+    @classmethod
+    def build(
+        cls,
+        *,
+        name: str,
+        orchestrator: str,
+        agents: Iterable[AgentSpec],
+        tools: Iterable[Tool | Any] = (),
+        limits: Limits | None = None,
+        description: str = "",
+    ) -> Workflow:
+        """Declare a workflow in Python; validated like a file."""
+        specs = {a.name: a for a in agents}
+        wf = cls(
+            name=name,
+            orchestrator=orchestrator,
+            agents=specs,
+            tools=ToolRegistry(tools),
+            limits=limits or Limits(),
+            description=description,
+            digest=_digest(repr(sorted(specs))),
+        )
+        problems = wf.problems()
+        if problems:
+            raise WorkflowError(problems, name)
+        return wf
+
+
+class _Route(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    to: str
+    loop: bool = False
+
+
+class _ToolEntry(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    function: str
+    description: str | None = None
+    risk: str | None = None
+    side_effect: bool | None = None
+    safe_to_retry: bool | None = None
+    timeout_s: float | None = None
+
+
+class _AgentEntry(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    description: str = ""
+    instructions: str = ""
+    model: dict[str, Any] = Field(default_factory=dict)
+    tools: list[str] = Field(default_factory=list)
+    output: str | None = None
+    routes_to: list[str | _Route] = Field(default_factory=list)
+    warn_iterations: int | None = Field(default=None, ge=1)
+    max_iterations: int | None = Field(default=None, ge=1)
+    max_repairs: int = Field(default=2, ge=0)
+
+
+class _WorkflowFile(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    name: str = Field(min_length=1)
+    description: str = ""
+    orchestrator: str
+    model: dict[str, Any] = Field(default_factory=dict)
+    tools: dict[str, _ToolEntry] = Field(default_factory=dict)
+    agents: dict[str, _AgentEntry] = Field(min_length=1)
+    limits: Limits = Field(default_factory=Limits)
+
+
+def _digest(text: str | bytes) -> str:
+    data = text.encode() if isinstance(text, str) else text
+    return hashlib.sha256(data).hexdigest()[:16]
+
+
+def _parse(path: Path) -> tuple[dict[str, Any], bytes]:
+    try:
+        raw = path.read_bytes()
+    except OSError as exc:
+        raise WorkflowError([f"cannot read the file: {exc.strerror or exc}"], str(path)) from None
+    try:
+        if path.suffix.lower() == ".toml":
+            data: Any = tomllib.loads(raw.decode())
+        else:
+            data = yaml.safe_load(raw)
+    except (tomllib.TOMLDecodeError, yaml.YAMLError, UnicodeDecodeError) as exc:
+        raise WorkflowError([f"not valid {'TOML' if path.suffix == '.toml' else 'YAML'}: {exc}"], str(path)) from None
+    if not isinstance(data, dict):
+        raise WorkflowError(["the file must hold a mapping (name, orchestrator, agents, ...)"], str(path))
+    return data, raw
+
+
+def load_workflow(path: str | Path, *, settings: Settings | None = None) -> Workflow:
+    """Load and validate a workflow file. Raises WorkflowError listing every problem."""
+    settings = settings or Settings()
+    path = Path(path).resolve()
+    data, raw = _parse(path)
+    try:
+        spec = _WorkflowFile.model_validate(data)
+    except ValidationError as exc:
+        problems = [
+            f"{'.'.join(str(p) for p in err['loc']) or '(top level)'}: {err['msg']}" for err in exc.errors()
+        ]
+        raise WorkflowError(problems, str(path)) from None
+    base_dir = path.parent
+    problems: list[str] = []
+
+    registry = ToolRegistry()
+    for tool_name, entry in spec.tools.items():
+        try:
+            obj = load_object(entry.function, base_dir=base_dir, what=f"tool {tool_name!r}")
+            t = as_tool(obj)
+            overrides = {
+                k: v
+                for k, v in entry.model_dump(exclude={"function"}).items()
+                if v is not None
+            }
+            t = Tool(**{**_tool_fields(t), "name": tool_name, **overrides})
+            registry.register(t)
+        except ConfigurationError as exc:
+            problems.append(str(exc))
+
+    default_model = {**spec.model, **settings.model_overrides()}
+    agents: dict[str, AgentSpec] = {}
+    for agent_name, entry in spec.agents.items():
+        try:
+            model = ModelSettings.model_validate({**default_model, **entry.model, **settings.model_overrides()})
+        except ValidationError as exc:
+            problems.append(f"agents.{agent_name}.model: {exc.errors()[0]['msg']}")
+            model = ModelSettings()
+        output_model = None
+        if entry.output:
+            try:
+                output_model = load_object(entry.output, base_dir=base_dir, what=f"output of {agent_name!r}")
+                if not (isinstance(output_model, type) and issubclass(output_model, BaseModel)):
+                    problems.append(f"agents.{agent_name}.output: {entry.output!r} is not a pydantic model")
+                    output_model = None
+            except ConfigurationError as exc:
+                problems.append(str(exc))
+        routes = [r if isinstance(r, _Route) else _Route(to=r) for r in entry.routes_to]
+        agents[agent_name] = AgentSpec(
+            name=agent_name,
+            instructions=entry.instructions,
+            description=entry.description,
+            model=model,
+            tools=tuple(entry.tools),
+            output_model=output_model,
+            routes_to=tuple(r.to for r in routes),
+            loop_routes=frozenset(r.to for r in routes if r.loop),
+            warn_iterations=entry.warn_iterations or settings.warn_iterations,
+            max_iterations=entry.max_iterations or settings.max_iterations,
+            max_repairs=entry.max_repairs,
+        )
+    wf = Workflow(
+        name=spec.name,
+        orchestrator=spec.orchestrator,
+        agents=agents,
+        tools=registry,
+        limits=spec.limits,
+        description=spec.description,
+        source=path,
+        digest=_digest(raw),
+    )
+    problems.extend(wf.problems())
+    if problems:
+        raise WorkflowError(problems, str(path))
+    return wf
+
+
+def _tool_fields(t: Tool) -> dict[str, Any]:
+    return {
+        "name": t.name,
+        "description": t.description,
+        "function": t.function,
+        "arguments": t.arguments,
+        "risk": t.risk,
+        "side_effect": t.side_effect,
+        "safe_to_retry": t.safe_to_retry,
+        "timeout_s": t.timeout_s,
+        "wants_context": t.wants_context,
+        "_is_async": t._is_async,
+    }

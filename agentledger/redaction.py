@@ -1,0 +1,237 @@
+"""Masking of personal data and secrets in text and in any JSON-like value.
+
+The audit table and logs keep what agents saw and said; this module makes sure they do not
+keep e-mail addresses, phone numbers, card numbers, IBANs, IP addresses, API keys or bearer
+tokens while doing so. Each finding is replaced by a marker naming what was there::
+
+    >>> redact_text("mail ann@example.com, key sk-abcdefghijklmnopqrstuvwx")
+    'mail [email], key [api_key]'
+    >>> redact({"to": "+44 20 7946 0958", "password": "hunter2", "n": 3})
+    {'to': '[phone]', 'password': '[secret]', 'n': 3}
+
+Numbers that merely look like cards or IBANs are kept: a card must pass the Luhn check and
+an IBAN the mod-97 check, so order ids and timestamps are not masked by accident.
+
+Every pattern is compiled once at import and each is guarded by a cheap substring test, so
+masking is fast enough to run on every event.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+from typing import Any
+
+__all__ = ["MARKERS", "redact", "redact_text"]
+
+MARKERS = {
+    "email": "[email]",
+    "phone": "[phone]",
+    "card": "[card]",
+    "iban": "[iban]",
+    "ip": "[ip]",
+    "api_key": "[api_key]",
+    "token": "[token]",
+    "secret": "[secret]",
+}
+"""The replacement marker for each kind of finding."""
+
+# Secrets first: a key can contain digit runs that would otherwise be read as a phone or card.
+_BEARER = re.compile(r"\b(Bearer)\s+([A-Za-z0-9\-._~+/]+=*)", re.IGNORECASE)
+_JWT = re.compile(r"\beyJ[A-Za-z0-9_-]{5,}\.eyJ[A-Za-z0-9_-]{5,}\.[A-Za-z0-9_-]{5,}")
+_API_KEY = re.compile(
+    r"\b(?:"
+    r"sk-[A-Za-z0-9_-]{16,}"  # OpenAI / Anthropic style: sk-..., sk-proj-..., sk-ant-...
+    r"|(?:AKIA|ASIA)[0-9A-Z]{16}"  # AWS access key ids
+    r"|gh[pousr]_[A-Za-z0-9]{30,}"  # GitHub tokens
+    r"|github_pat_[A-Za-z0-9_]{22,}"
+    r"|xox[abposr]-[A-Za-z0-9-]{10,}"  # Slack tokens
+    r"|AIza[0-9A-Za-z_-]{35}"  # Google API keys
+    r")"
+)
+_SECRET_NAMES = (
+    r"api[_-]?key|apikey|secret(?:[_-]?key)?|client[_-]?secret|access[_-]?key|private[_-]?key"
+    r"|access[_-]?token|refresh[_-]?token|auth[_-]?token|token|password|passwd|pwd"
+)
+# `name=value`, `name: value`, `"name": "value"`; the name is kept so the text still reads.
+_KEY_VALUE = re.compile(
+    rf"""(?ix)
+    (?P<name>\b(?:{_SECRET_NAMES})\b["']?\s*[=:]\s*["']?)
+    (?P<value>(?!\[)[^\s"'&,;<>]{{3,}})
+    """
+)
+_SECRET_HINT = re.compile(r"key|secret|token|passw|pwd")
+_EMAIL = re.compile(r"\b[A-Za-z0-9._%+-]+@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*\.[A-Za-z]{2,}\b")
+# Country code, two check digits, then 11-30 alphanumerics, optionally grouped by spaces.
+_IBAN = re.compile(r"\b[A-Z]{2}\d{2}(?:[ ]?[A-Z0-9]){11,30}\b")
+_CARD = re.compile(r"(?<![\w.])\d(?:[ -]?\d){12,18}(?![\w.])")
+_PHONE = re.compile(
+    r"(?<![\w+])(?:"
+    r"\+\d{1,3}[ .-]?(?:\(\d{1,4}\)[ .-]?)?\d{1,4}(?:[ .-]?\d{2,4}){1,4}"  # +44 20 7946 0958
+    r"|\(\d{3}\)[ .-]?\d{3}[ .-]\d{4}"  # (555) 123-4567
+    r"|\d{3}[.-]\d{3}[.-]\d{4}"  # 555-123-4567
+    r")(?![\w])"
+)
+_IPV4 = re.compile(
+    r"(?<![\w.])(?:(?:25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)\.){3}(?:25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)"
+    r"(?![\w]|\.\d)"
+)
+# Candidates only; ipaddress decides, so times like 12:30:45 are left alone.
+_IPV6 = re.compile(r"(?<![\w:.])[0-9A-Fa-f]{0,4}(?::[0-9A-Fa-f]{0,4}){2,7}(?:(?<=:)[\d.]{7,15})?")
+
+_SENSITIVE_KEYS = frozenset(
+    {
+        "password",
+        "passwd",
+        "pwd",
+        "secret",
+        "client_secret",
+        "secret_key",
+        "api_key",
+        "apikey",
+        "x_api_key",
+        "access_key",
+        "private_key",
+        "token",
+        "access_token",
+        "refresh_token",
+        "auth_token",
+        "id_token",
+        "authorization",
+        "cookie",
+        "set_cookie",
+    }
+)
+_SENSITIVE_SUFFIXES = ("_password", "_secret", "_token", "_api_key", "_apikey", "_private_key")
+
+
+def _luhn_ok(digits: str) -> bool:
+    total = 0
+    for i, ch in enumerate(reversed(digits)):
+        d = ord(ch) - 48
+        if i % 2 == 1:
+            d *= 2
+            if d > 9:
+                d -= 9
+        total += d
+    return total % 10 == 0
+
+
+def _iban_ok(compact: str) -> bool:
+    if not 15 <= len(compact) <= 34:
+        return False
+    rearranged = compact[4:] + compact[:4]
+    try:
+        number = int("".join(str(int(ch, 36)) for ch in rearranged))
+    except ValueError:
+        return False
+    return number % 97 == 1
+
+
+def _card(match: re.Match[str]) -> str:
+    digits = re.sub(r"[ -]", "", match.group())
+    if 13 <= len(digits) <= 19 and _luhn_ok(digits):
+        return MARKERS["card"]
+    return match.group()
+
+
+def _iban(match: re.Match[str]) -> str:
+    text = match.group()
+    # The pattern can run on into a following upper-case word ("... 00 OK"), so try the
+    # longest prefix that ends at a character boundary and passes the check.
+    positions = [i for i, ch in enumerate(text) if ch != " "]
+    for n in range(len(positions), 14, -1):
+        end = positions[n - 1] + 1
+        if end < len(text) and text[end] != " ":
+            continue
+        if _iban_ok(text[:end].replace(" ", "")):
+            return MARKERS["iban"] + text[end:]
+    return text
+
+
+def _phone(match: re.Match[str]) -> str:
+    digits = sum(ch.isdigit() for ch in match.group())
+    return MARKERS["phone"] if 7 <= digits <= 15 else match.group()
+
+
+def _ipv6(match: re.Match[str]) -> str:
+    text = match.group()
+    if not any(ch.isalnum() for ch in text):
+        return text
+    try:
+        ipaddress.IPv6Address(text)
+    except ValueError:
+        return text
+    return MARKERS["ip"]
+
+
+def _key_value(match: re.Match[str]) -> str:
+    return match.group("name") + MARKERS["secret"]
+
+
+def _bearer(match: re.Match[str]) -> str:
+    token = match.group(2)
+    # Prose says "bearer" too ("the bearer instrument"): a credential is long and has digits.
+    if len(token) < 16 or not any(ch.isdigit() for ch in token):
+        return match.group()
+    return f"{match.group(1)} {MARKERS['token']}"
+
+
+_DIGIT = re.compile(r"\d")
+_API_KEY_HINTS = ("sk-", "AKIA", "ASIA", "gh", "xox", "AIza")
+
+
+def redact_text(text: str) -> str:
+    """``text`` with every finding replaced by its marker (see ``MARKERS``)."""
+    if len(text) < 6:  # nothing we mask is this short
+        return text
+    # Cheap substring tests decide which patterns can match at all; most strings in an
+    # event (ids, type names, model names) skip every regex.
+    lower = text.lower()
+    if "bearer" in lower:
+        text = _BEARER.sub(_bearer, text)
+    if "eyJ" in text:
+        text = _JWT.sub(MARKERS["token"], text)
+    if any(hint in text for hint in _API_KEY_HINTS):
+        text = _API_KEY.sub(MARKERS["api_key"], text)
+    if ("=" in text or ":" in text) and _SECRET_HINT.search(lower):
+        text = _KEY_VALUE.sub(_key_value, text)
+    if "@" in text:
+        text = _EMAIL.sub(MARKERS["email"], text)
+    if _DIGIT.search(text) is None:
+        return text
+    text = _IBAN.sub(_iban, text)
+    text = _CARD.sub(_card, text)
+    text = _PHONE.sub(_phone, text)
+    if "." in text:
+        text = _IPV4.sub(MARKERS["ip"], text)
+    if "::" in text or text.count(":") >= 5:
+        text = _IPV6.sub(_ipv6, text)
+    return text
+
+
+def _sensitive_key(key: str) -> bool:
+    name = key.lower().replace("-", "_")
+    return name in _SENSITIVE_KEYS or name.endswith(_SENSITIVE_SUFFIXES)
+
+
+def redact(value: Any) -> Any:
+    """A copy of a JSON-like ``value`` with personal data and secrets masked.
+
+    Strings are masked with ``redact_text``; a string under a key that names a secret
+    (``password``, ``api_key``, ``authorization``, ``*_token`` ...) is replaced entirely.
+    Dicts, lists and tuples are walked; other values are returned unchanged.
+    """
+    if isinstance(value, str):
+        return redact_text(value)
+    if isinstance(value, dict):
+        out: dict[Any, Any] = {}
+        for key, item in value.items():
+            if isinstance(item, str) and isinstance(key, str) and _sensitive_key(key) and item:
+                out[key] = MARKERS["secret"]
+            else:
+                out[key] = redact(item)
+        return out
+    if isinstance(value, list | tuple):
+        return [redact(item) for item in value]
+    return value

@@ -1,0 +1,52 @@
+"""One settings object, read from the environment (prefix ``AGENTLEDGER_``) and passed
+explicitly to whatever needs it."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="AGENTLEDGER_", extra="ignore")
+
+    home: Path = Field(default=Path(".agentledger"), description="where the ledger and sandbox live")
+    db: Path | None = Field(default=None, description="the SQLite ledger (default: HOME/ledger.db)")
+    sqlite_synchronous: Literal["FULL", "NORMAL"] = "FULL"
+    sandbox: Path | None = Field(default=None, description="tools' file sandbox (default: HOME/sandbox)")
+
+    # Override the workflow's default model without editing the file.
+    model_provider: str | None = None
+    model_name: str | None = None
+    model_base_url: str | None = None
+    model_api_key_env: str | None = None
+    prices_file: Path | None = None
+
+    clickhouse_url: str | None = None
+
+    # Guard-rail defaults; a workflow file may set its own per agent and per task.
+    warn_iterations: int = 10
+    max_iterations: int = 15
+
+    @property
+    def ledger_path(self) -> Path:
+        return self.db if self.db is not None else self.home / "ledger.db"
+
+    @property
+    def sandbox_dir(self) -> Path:
+        return self.sandbox if self.sandbox is not None else self.home / "sandbox"
+
+    def model_overrides(self) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        if self.model_provider:
+            out["provider"] = self.model_provider
+        if self.model_name:
+            out["model"] = self.model_name
+        if self.model_base_url:
+            out["base_url"] = self.model_base_url
+        if self.model_api_key_env:
+            out["api_key_env"] = self.model_api_key_env
+        return out
