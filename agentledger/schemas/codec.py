@@ -31,7 +31,7 @@ def encode(event: EventBase) -> bytes:
     data = orjson.dumps(event.model_dump(mode="json", exclude_none=False))
     if len(data) > MAX_EVENT_BYTES:
         raise EventTooLargeError(
-            f"{event.model_fields['type'].default} event for task {event.task_id} is "
+            f"{event.event_type} event for task {event.task_id} is "
             f"{len(data)} bytes, over the {MAX_EVENT_BYTES}-byte limit; keep large payloads "
             "out of events (store them and record a reference)"
         )

@@ -59,6 +59,11 @@ class EventBase(BaseModel):
     occurred_at: AwareDatetime = Field(default_factory=utc_now)
     schema_version: int = 1
 
+    @property
+    def event_type(self) -> str:
+        """The ``type`` tag, readable on the base class too."""
+        return str(type(self).model_fields["type"].default)
+
     def model_post_init(self, __context: Any) -> None:
         if self.occurred_at.utcoffset() != UTC.utcoffset(None):
             object.__setattr__(self, "occurred_at", self.occurred_at.astimezone(UTC))

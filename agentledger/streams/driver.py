@@ -138,7 +138,7 @@ class TaskDriver:
                     causation_id=cause.causation_id,
                     correlation_id=cause.correlation_id,
                     agent=cause.agent,
-                    reason=f"could not record {cause.model_fields['type'].default}: {exc}",
+                    reason=f"could not record {cause.event_type}: {exc}",
                     error_kind="unrecordable_event",
                 )
                 stamped = [failed]

@@ -92,7 +92,7 @@ class MemoryEventLog:
                     len(rows),
                     first.occurred_at,
                     last.occurred_at,
-                    last.model_fields["type"].default,
+                    last.event_type,
                 )
             )
         out.sort(key=lambda s: s.last_at, reverse=True)

@@ -70,7 +70,7 @@ class SqliteEventLog:
                 e.event_id,
                 e.task_id,
                 e.seq,
-                e.model_fields["type"].default,
+                e.event_type,
                 e.causation_id,
                 e.occurred_at.isoformat(),
                 encode(e),

@@ -1,0 +1,145 @@
+"""Readable one-line descriptions of events, and summaries of task state, for people."""
+
+from __future__ import annotations
+
+import orjson
+
+from agentledger.projections.task_state import TaskState
+from agentledger.schemas import (
+    AgentOutputProduced,
+    AgentStepStarted,
+    Event,
+    GoalSubmitted,
+    LimitReached,
+    LlmCallCompleted,
+    LlmCallFailed,
+    OutputRejected,
+    PlanRejected,
+    SubtaskAssigned,
+    SubtaskCompleted,
+    SubtaskFailed,
+    TaskCancelled,
+    TaskCompleted,
+    TaskFailed,
+    TaskPlanned,
+    ToolCallCompleted,
+    ToolCallFailed,
+    ToolCallRejected,
+    ToolCallRequested,
+    ToolCallStarted,
+)
+
+
+def _short(value: object, limit: int = 80) -> str:
+    text = value if isinstance(value, str) else orjson.dumps(value).decode()
+    text = " ".join(text.split())
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def describe(event: Event) -> str:
+    """What happened, in a few words."""
+    match event:
+        case GoalSubmitted():
+            return f"goal submitted to {event.workflow.name}: {_short(event.goal)}"
+        case TaskPlanned():
+            parts = []
+            for s in event.plan.subtasks:
+                deps = f" after {','.join(s.depends_on)}" if s.depends_on else ""
+                parts.append(f"{s.id}({s.agent}{deps})")
+            return f"plan (attempt {event.attempt}): " + ", ".join(parts)
+        case PlanRejected():
+            return f"plan rejected (attempt {event.attempt}): {_short('; '.join(event.problems), 120)}"
+        case SubtaskAssigned():
+            inputs = f" with inputs from {', '.join(event.inputs)}" if event.depends_on else ""
+            return f"{event.subtask_id} assigned (attempt {event.attempt}){inputs}"
+        case AgentStepStarted():
+            extra = " after feedback" if event.feedback else ""
+            return f"{event.subtask_id} step {event.iteration}{extra}"
+        case LlmCallCompleted():
+            what = (
+                "tool calls " + ", ".join(c.tool for c in event.tool_calls)
+                if event.tool_calls
+                else "answer " + _short(event.content or "", 50)
+            )
+            return (
+                f"{event.subtask_id} {event.model}: {what} "
+                f"[{event.usage.input_tokens}+{event.usage.output_tokens} tok, "
+                f"${event.cost_usd:.4f}, {event.latency_ms:.0f} ms]"
+            )
+        case LlmCallFailed():
+            return f"{event.subtask_id} {event.model} FAILED ({event.error_kind}): {_short(event.message)}"
+        case ToolCallRequested():
+            return f"{event.subtask_id} -> {event.tool}({_short(event.arguments, 60)})"
+        case ToolCallStarted():
+            return f"{event.subtask_id} {event.tool} started (key {event.idempotency_key[:8]})"
+        case ToolCallCompleted():
+            replay = " (from idempotency ledger)" if event.replayed else ""
+            return f"{event.subtask_id} <- {event.tool}: {_short(event.result, 60)}{replay}"
+        case ToolCallFailed():
+            return f"{event.subtask_id} <- {event.tool} FAILED ({event.error_kind}): {_short(event.message)}"
+        case ToolCallRejected():
+            return f"{event.subtask_id} x {event.tool} refused ({event.error_kind}): {_short(event.reason)}"
+        case AgentOutputProduced():
+            return f"{event.subtask_id} output: {_short(event.output, 70)}"
+        case OutputRejected():
+            retry = "will retry" if event.will_retry else "giving up"
+            return f"{event.subtask_id} output rejected ({retry}): {_short('; '.join(event.errors))}"
+        case SubtaskCompleted():
+            return f"{event.subtask_id} completed"
+        case SubtaskFailed():
+            return f"{event.subtask_id} FAILED ({event.error_kind}): {_short(event.reason, 120)}"
+        case LimitReached():
+            return (
+                f"limit {event.severity}: {event.scope} {event.limit} "
+                f"{event.value:g}/{event.threshold:g} {event.detail}"
+            ).rstrip()
+        case TaskCompleted():
+            return f"task completed: {_short(event.result, 80)}"
+        case TaskFailed():
+            return f"task FAILED ({event.error_kind}): {_short(event.reason, 160)}"
+        case TaskCancelled():
+            return f"task cancelled: {event.reason}"
+    return event.type
+
+
+def line(event: Event) -> str:
+    clock = event.occurred_at.strftime("%H:%M:%S.%f")[:-3]
+    agent = event.agent or "-"
+    return f"{event.seq:>4} {clock} {agent:<12} {event.type:<22} {describe(event)}"
+
+
+def summary(state: TaskState) -> str:
+    """A multi-line account of a task's state."""
+    wf = state.workflow.name if state.workflow else "?"
+    out = [
+        f"task      {state.task_id}",
+        f"workflow  {wf}",
+        f"status    {state.status}",
+        f"goal      {_short(state.goal, 100)}",
+        f"events    {state.last_seq}",
+        f"usage     {state.llm_calls} LLM calls, {state.tool_calls} tool calls, "
+        f"{state.tokens_in}+{state.tokens_out} tokens, ${state.cost_usd:.4f}",
+    ]
+    if state.started_at and state.ended_at:
+        out.append(f"duration  {(state.ended_at - state.started_at).total_seconds():.2f} s")
+    if state.subtasks:
+        out.append("subtasks")
+        for sub in state.subtasks.values():
+            deps = f" after {','.join(sub.depends_on)}" if sub.depends_on else ""
+            err = f" — {_short(sub.error, 80)}" if sub.error else ""
+            out.append(
+                f"  {sub.id:<14} {sub.agent:<12} {sub.status:<10} iter {sub.iteration}{deps}{err}"
+            )
+    if state.iterations:
+        out.append("iterations " + ", ".join(f"{a}={n}" for a, n in sorted(state.iterations.items())))
+    for w in state.warnings:
+        out.append(f"limit     {w}")
+    if state.failure:
+        out.append(f"failure   {state.failure}")
+    return "\n".join(out)
+
+
+def render_result(result: object) -> str:
+    if isinstance(result, str):
+        return result
+    return orjson.dumps(result, option=orjson.OPT_INDENT_2).decode()

@@ -1,0 +1,1 @@
+"""Shared fixtures. Component fixtures (broker, HTTP servers) live in tests/support."""
