@@ -17,8 +17,9 @@ What it does beyond one HTTP call:
 * structured output asks for ``response_format=json_schema``; a server that rejects it is
   asked for ``json_object`` and then for JSON by instruction alone, and the instance
   remembers how far it had to step down;
-* the API key is read from the variable named by ``api_key_env`` (or a secrets file) and is
-  redacted from every error message and raw body this module produces.
+* the API key is read from the variable named by ``api_key_env`` (else from the file that
+  ``<VAR>_FILE`` names, or an explicit ``api_key_file``) and is redacted from every error
+  message, raw body and answer this module produces.
 
 Azure OpenAI: ``model`` is the deployment name, ``base_url`` the resource endpoint
 (``https://NAME.openai.azure.com``, or ``AZURE_OPENAI_ENDPOINT``), the key comes from
@@ -48,8 +49,14 @@ import orjson
 from pydantic import JsonValue
 
 from agentledger.errors import ConfigurationError, ModelError
-from agentledger.llm.base import Message, ModelRequest, ModelResponse, ToolSpec, canonical_json
-from agentledger.llm.base import ModelSettings
+from agentledger.llm.base import (
+    Message,
+    ModelRequest,
+    ModelResponse,
+    ModelSettings,
+    ToolSpec,
+    canonical_json,
+)
 from agentledger.schemas.llm import RecordedToolCall, TokenUsage
 
 __all__ = ["ModelCallError", "OpenAIChatModel", "RetryPolicy", "parse_retry_after"]
@@ -81,7 +88,8 @@ class ModelCallError(ModelError):
     """A model call failed; carries what the runtime records in ``LlmCallFailed``.
 
     ``kind`` is one of ``bad_request``, ``context_length``, ``auth``, ``not_found``,
-    ``rate_limited``, ``server_error``, ``timeout``, ``connection``, ``bad_response``.
+    ``rate_limited``, ``server_error``, ``timeout``, ``connection``, ``bad_response``
+    (a 200 whose body is not a chat completion), ``model_error`` (anything else).
     """
 
     def __init__(
@@ -116,8 +124,9 @@ class RetryPolicy:
     def delay(self, retry_number: int, retry_after: float | None = None) -> float:
         """Seconds to wait before retry number ``retry_number`` (1-based)."""
         if retry_after is not None:
-            return min(retry_after, self.max_retry_after_s) + random.uniform(0, self.base_delay_s / 4)
-        backoff = min(self.max_delay_s, self.base_delay_s * 2 ** (retry_number - 1))
+            jitter = random.uniform(0, self.base_delay_s / 4)
+            return min(retry_after, self.max_retry_after_s) + jitter
+        backoff = min(self.max_delay_s, self.base_delay_s * 2.0 ** (retry_number - 1))
         return backoff / 2 + random.uniform(0, backoff / 2)
 
 
@@ -146,6 +155,13 @@ def parse_retry_after(headers: Mapping[str, str], *, now: datetime | None = None
             when = when.replace(tzinfo=UTC)
         seconds = (when - (now or datetime.now(UTC))).total_seconds()
     return max(0.0, seconds) if math.isfinite(seconds) else None
+
+
+@dataclass
+class _Attempts:
+    """HTTP requests made for one ``complete()``, across retries, step-downs and fallback."""
+
+    count: int = 0
 
 
 @dataclass
@@ -242,10 +258,10 @@ class OpenAIChatModel:
     async def complete(self, request: ModelRequest) -> ModelResponse:
         """Answer one agent step; raises ``ModelCallError`` when the model cannot."""
         primary = request.model or self.settings.model
-        attempts = [0]
+        attempts = _Attempts()
         try:
             body = await self._call_with_retries(primary, request, attempts)
-            return self._response(body, primary, request, attempts[0], used_fallback=False)
+            return self._response(body, primary, request, attempts.count, used_fallback=False)
         except ModelCallError as exc:
             fallback = self.settings.fallback_model
             if not exc.retryable or not fallback or fallback == primary:
@@ -266,18 +282,18 @@ class OpenAIChatModel:
                     kind=fallback_exc.kind,
                     retryable=fallback_exc.retryable,
                     model=fallback,
-                    attempts=attempts[0],
+                    attempts=attempts.count,
                     status_code=fallback_exc.status_code,
                 ) from None
-            return self._response(body, fallback, request, attempts[0], used_fallback=True)
+            return self._response(body, fallback, request, attempts.count, used_fallback=True)
 
     async def _call_with_retries(
-        self, model: str, request: ModelRequest, attempts: list[int]
+        self, model: str, request: ModelRequest, attempts: _Attempts
     ) -> dict[str, Any]:
         retries = 0
         while True:
             mode = self.structured_mode if request.output_schema is not None else None
-            attempts[0] += 1
+            attempts.count += 1
             try:
                 raw = await self._client.chat.completions.with_raw_response.create(
                     **self._request_body(model, request, mode)
@@ -295,10 +311,13 @@ class OpenAIChatModel:
                 cause = exc.__cause__
                 detail = f": {type(cause).__name__}: {cause}" if cause else ""
                 failure = _Failure("connection", True, f"cannot connect{self._redact(detail)}")
+            except openai.OpenAIError as exc:
+                reason = f"{type(exc).__name__}: {self._redact(str(exc))[:300]}"
+                failure = _Failure("model_error", False, reason)
             else:
-                return self._decode(raw.content, model, attempts[0])
+                return self._decode(raw.content, model, attempts.count)
             if not failure.retryable or retries >= self.settings.max_retries:
-                raise self._error(failure, model, attempts[0], gave_up=failure.retryable)
+                raise self._error(failure, model, attempts.count, gave_up=failure.retryable)
             retries += 1
             delay = self.retry.delay(retries, failure.retry_after)
             log.warning(
@@ -378,7 +397,8 @@ class OpenAIChatModel:
                 attempts,
                 gave_up=False,
             )
-        return body
+        # A server (or a model) echoing the key must not carry it into the event log.
+        return self._redact_json(body)
 
     def _response(
         self,
@@ -389,13 +409,13 @@ class OpenAIChatModel:
         *,
         used_fallback: bool,
     ) -> ModelResponse:
-        choice = body["choices"][0] if isinstance(body["choices"][0], dict) else {}
-        message = choice.get("message") if isinstance(choice.get("message"), dict) else {}
+        choice = _object(body["choices"][0])
+        message = _object(choice.get("message"))
         content = _text(message.get("content"))
-        if content is not None and request.output_schema is not None:
-            if self.structured_mode == "prompt":
-                match = _FENCE.match(content)
-                content = match.group("body") if match else content
+        prompted = request.output_schema is not None and self.structured_mode == "prompt"
+        if content is not None and prompted:
+            match = _FENCE.match(content)
+            content = match.group("body") if match else content
         raw_calls = message.get("tool_calls")
         calls = [
             _tool_call(i, call)
@@ -412,7 +432,7 @@ class OpenAIChatModel:
             usage=_usage(body.get("usage")),
             attempts=attempts,
             used_fallback=used_fallback,
-            raw=self._redact_json(body),
+            raw=body,
         )
 
     # -- errors --
@@ -427,13 +447,14 @@ class OpenAIChatModel:
         if status == 413 or (status in (400, 422) and _is_context_length(code, said)):
             reason = f"the prompt exceeds the model's context window (HTTP {status}): {said}"
             return _Failure("context_length", False, reason, status)
+        rejected = f"request rejected (HTTP {status}): {said}"
         if status in (400, 422):
-            return _Failure("bad_request", False, f"request rejected (HTTP {status}): {said}", status)
+            return _Failure("bad_request", False, rejected, status)
         if status == 401:
             reason = f"the API key was rejected (HTTP 401): {said}; check the key in {key_hint}"
             return _Failure("auth", False, reason, status)
         if status == 403:
-            reason = f"permission denied (HTTP 403): {said}; check the key's project and model access"
+            reason = f"permission denied (HTTP 403): {said}; check the key's access to the model"
             return _Failure("auth", False, reason, status)
         if status == 404:
             reason = f"not found (HTTP 404): {said}; check the model name and base_url"
@@ -448,10 +469,13 @@ class OpenAIChatModel:
             return _Failure("timeout", True, f"server timed out (HTTP 408): {said}", status)
         if status == 409 or status >= 500:
             wait = parse_retry_after(exc.response.headers)
-            return _Failure("server_error", True, f"server error (HTTP {status}): {said}", status, wait)
-        return _Failure("bad_request", False, f"request rejected (HTTP {status}): {said}", status)
+            reason = f"server error (HTTP {status}): {said}"
+            return _Failure("server_error", True, reason, status, wait)
+        return _Failure("bad_request", False, rejected, status)
 
-    def _error(self, failure: _Failure, model: str, attempts: int, *, gave_up: bool) -> ModelCallError:
+    def _error(
+        self, failure: _Failure, model: str, attempts: int, *, gave_up: bool
+    ) -> ModelCallError:
         suffix = f" (gave up after {attempts} attempts)" if gave_up else ""
         return ModelCallError(
             f"model {model!r} at {self._where}: {failure.reason}{suffix}",
@@ -463,15 +487,16 @@ class OpenAIChatModel:
         )
 
     def _redact(self, text: str) -> str:
-        if self._api_key != _NO_KEY and self._api_key in text:
+        # A short dummy key ("x" for a local server) is no secret, and replacing it would
+        # mangle ordinary text.
+        if len(self._api_key) >= 8 and self._api_key != _NO_KEY and self._api_key in text:
             return text.replace(self._api_key, "[redacted]")
         return text
 
-    def _redact_json(self, body: dict[str, Any]) -> dict[str, JsonValue]:
+    def _redact_json(self, body: dict[str, Any]) -> dict[str, Any]:
         text = orjson.dumps(body).decode()
         redacted = self._redact(text)
-        result: dict[str, JsonValue] = orjson.loads(redacted) if redacted != text else body
-        return result
+        return body if redacted == text else _object(orjson.loads(redacted))
 
 
 # -- helpers -----------------------------------------------------------------------------
@@ -625,8 +650,8 @@ def _text(content: Any) -> str | None:
 
 
 def _tool_call(index: int, call: dict[str, Any]) -> RecordedToolCall:
-    function = call.get("function") if isinstance(call.get("function"), dict) else {}
-    call_id = call.get("id") if isinstance(call.get("id"), str) and call.get("id") else None
+    function = _object(call.get("function"))
+    call_id = call.get("id")
     name = function.get("name")
     raw = function.get("arguments")
     arguments: dict[str, JsonValue] | None = None
@@ -646,11 +671,15 @@ def _tool_call(index: int, call: dict[str, Any]) -> RecordedToolCall:
         else:
             raw_arguments = text  # kept so the runtime can reject it clearly
     return RecordedToolCall(
-        call_id=call_id or f"call_{index}",
+        call_id=call_id if isinstance(call_id, str) and call_id else f"call_{index}",
         tool=name if isinstance(name, str) else "",
         arguments=arguments,
         raw_arguments=raw_arguments,
     )
+
+
+def _object(value: Any) -> dict[str, Any]:
+    return value if isinstance(value, dict) else {}
 
 
 def _usage(data: Any) -> TokenUsage:
