@@ -45,7 +45,7 @@ class AgentGraph:
                 problems.append(f"edge {e.source} -> {e.target}: unknown agent {e.source!r}")
             if e.target not in known:
                 problems.append(f"edge {e.source} -> {e.target}: dangling edge to unknown agent {e.target!r}")
-        if problems:
+        if self.entry not in known:
             return problems
         reached = {self.entry}
         frontier = [self.entry]
