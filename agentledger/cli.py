@@ -116,12 +116,14 @@ async def cmd_run(args: argparse.Namespace, settings: Settings, out: TextIO, err
         inputs[key] = value
     _notice_scripted(workflow, err)
     log = _open_log(args, settings)
+    runtime = build_runtime(workflow, settings)
     try:
-        runner = EmbeddedRunner(log, build_runtime(workflow, settings), on_event=_Progress(out, args.quiet))
+        runner = EmbeddedRunner(log, runtime, on_event=_Progress(out, args.quiet))
         task_id = await runner.submit(args.goal, inputs=inputs, submitted_by="cli")
         print(f"task {task_id} ({workflow.name}) — ledger {log.path}", file=out, flush=True)
         state = await runner.run(task_id)
     finally:
+        await runtime.aclose()
         await log.close()
     return _finish(state, out, err, args.output)
 
@@ -150,8 +152,12 @@ async def cmd_resume(args: argparse.Namespace, settings: Settings, out: TextIO, 
             return EXIT_OK if state.status == "completed" else EXIT_FAILED
         _notice_scripted(workflow, err)
         print(f"resuming task {task_id} from seq {state.last_seq}", file=out, flush=True)
-        runner = EmbeddedRunner(log, build_runtime(workflow, settings), on_event=_Progress(out, args.quiet))
-        state = await runner.run(task_id)
+        runtime = build_runtime(workflow, settings)
+        try:
+            runner = EmbeddedRunner(log, runtime, on_event=_Progress(out, args.quiet))
+            state = await runner.run(task_id)
+        finally:
+            await runtime.aclose()
     finally:
         await log.close()
     return _finish(state, out, err, args.output)

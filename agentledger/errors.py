@@ -82,9 +82,12 @@ class SequenceConflictError(EventLogError):
 class ModelError(RuntimeFailure):
     """The model call failed. ``retryable`` says whether trying again may help."""
 
-    def __init__(self, message: str, *, kind: str = "model_error", retryable: bool = False) -> None:
+    def __init__(
+        self, message: str, *, kind: str = "model_error", retryable: bool = False, attempts: int = 1
+    ) -> None:
         self.kind = kind
         self.retryable = retryable
+        self.attempts = attempts
         super().__init__(message)
 
 

@@ -23,6 +23,13 @@ class Runtime:
     prices: PriceTable
     sandbox: Path
 
+    async def aclose(self) -> None:
+        """Close the models' HTTP connections (models without ``aclose`` need none)."""
+        for model in {id(m): m for m in self.models.values()}.values():
+            close = getattr(model, "aclose", None)
+            if close is not None:
+                await close()
+
 
 @dataclass(frozen=True)
 class ProcessorContext:

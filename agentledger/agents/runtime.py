@@ -18,7 +18,12 @@ log = logging.getLogger(__name__)
 def build_model(settings: ModelSettings, base_dir: Path | None) -> ChatModel:
     from agentledger.llm.factory import build_model as factory_build
 
-    return factory_build(settings, base_dir=base_dir)
+    return factory_build(
+        settings,
+        base_dir=base_dir,
+        api_key_file=Path(settings.api_key_file) if settings.api_key_file else None,
+        api_version=settings.api_version,
+    )
 
 
 def build_runtime(

@@ -125,6 +125,7 @@ class AgentStep:
                     error_kind=exc.kind,
                     message=str(exc),
                     retryable=exc.retryable,
+                    attempts=exc.attempts,
                     latency_ms=latency,
                 ),
                 SubtaskFailed.caused_by(
@@ -153,6 +154,7 @@ class AgentStep:
                 cost_usd=ctx.runtime.prices.cost(response.model, response.usage),
                 latency_ms=latency,
                 attempts=response.attempts,
+                fallback_from=spec.model.model if response.used_fallback else None,
                 raw_response=response.raw,
             )
         ]

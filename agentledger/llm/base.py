@@ -43,7 +43,7 @@ class ModelSettings(BaseModel):
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
-    provider: str = "scripted"  # scripted | openai
+    provider: str = "scripted"  # scripted | openai | azure
     model: str = "scripted"
     temperature: float | None = None
     max_output_tokens: int | None = None
@@ -51,6 +51,8 @@ class ModelSettings(BaseModel):
     max_retries: int = 3
     base_url: str | None = None
     api_key_env: str | None = None  # the NAME of the variable holding the key, never the key
+    api_key_file: str | None = None  # or a file holding it (e.g. a mounted secret)
+    api_version: str | None = None  # Azure OpenAI
     fallback_model: str | None = None
     script: str | None = None  # scripted provider: "module:function" answering requests
 

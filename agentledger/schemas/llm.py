@@ -40,6 +40,7 @@ class LlmCallCompleted(EventBase):
     cost_usd: float = 0.0
     latency_ms: float = 0.0
     attempts: int = 1
+    fallback_from: str | None = None  # the primary model, when a fallback model answered
     raw_response: dict[str, JsonValue] | None = None
 
 
