@@ -13,6 +13,7 @@ it can pass on to the system it changes (the way payment APIs take one)::
 from __future__ import annotations
 
 import asyncio
+import functools
 import inspect
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass, field
@@ -57,9 +58,7 @@ class Tool:
     _is_async: bool = field(default=False, repr=False)
 
     def spec(self) -> ToolSpec:
-        schema = self.arguments.model_json_schema()
-        schema.pop("title", None)
-        return ToolSpec(name=self.name, description=self.description, parameters=schema)
+        return _spec(self.name, self.description, self.arguments)
 
     def validate(self, arguments: Mapping[str, Any] | None) -> dict[str, Any]:
         """Validated arguments as plain JSON values. Raises ValueError saying what is wrong."""
@@ -92,6 +91,14 @@ class Tool:
         except Exception as exc:
             raise ToolError(f"{type(exc).__name__}: {exc}", kind="tool_error") from exc
         return _jsonable(result)
+
+
+@functools.lru_cache(maxsize=1024)
+def _spec(name: str, description: str, arguments: type[BaseModel]) -> ToolSpec:
+    # Schema generation costs far more than a step's own work: do it once per tool.
+    schema = arguments.model_json_schema()
+    schema.pop("title", None)
+    return ToolSpec(name=name, description=description, parameters=schema)
 
 
 def _jsonable(value: Any) -> JsonValue:
