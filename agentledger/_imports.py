@@ -24,10 +24,14 @@ def load_object(ref: str, *, base_dir: Path | None = None, what: str = "object")
         obj: Any = importlib.import_module(module_name)
     except ImportError as exc:
         where = f" (looked beside {base_dir} and on sys.path)" if base_dir else ""
-        raise ConfigurationError(f"cannot import {module_name!r} for {what} {ref!r}{where}: {exc}") from exc
+        raise ConfigurationError(
+            f"cannot import {module_name!r} for {what} {ref!r}{where}: {exc}"
+        ) from exc
     for part in attr.split("."):
         try:
             obj = getattr(obj, part)
         except AttributeError:
-            raise ConfigurationError(f"{module_name!r} has no {attr!r} (needed for {what} {ref!r})") from None
+            raise ConfigurationError(
+                f"{module_name!r} has no {attr!r} (needed for {what} {ref!r})"
+            ) from None
     return obj

@@ -191,8 +191,13 @@ def _state_json(state: TaskState) -> dict[str, Any]:
         "cost_usd": state.cost_usd,
         "iterations": dict(state.iterations),
         "subtasks": {
-            s.id: {"agent": s.agent, "status": s.status, "iteration": s.iteration,
-                   "depends_on": list(s.depends_on), "error": s.error}
+            s.id: {
+                "agent": s.agent,
+                "status": s.status,
+                "iteration": s.iteration,
+                "depends_on": list(s.depends_on),
+                "error": s.error,
+            }
             for s in state.subtasks.values()
         },
         "warnings": list(state.warnings),
@@ -205,7 +210,12 @@ def _state_json(state: TaskState) -> dict[str, Any]:
 def _print_entry(entry: LogEntry, as_json: bool, out: TextIO, err: TextIO) -> None:
     if isinstance(entry, CorruptRecord):
         if as_json:
-            row = {"offset": entry.offset, "task_id": entry.task_id, "seq": entry.seq, "corrupt": entry.reason}
+            row = {
+                "offset": entry.offset,
+                "task_id": entry.task_id,
+                "seq": entry.seq,
+                "corrupt": entry.reason,
+            }
             print(orjson.dumps(row).decode(), file=out)
         else:
             print(f"!! offset {entry.offset} (seq {entry.seq}): {entry.reason}", file=err)
@@ -229,7 +239,9 @@ async def cmd_events(args: argparse.Namespace, settings: Settings, out: TextIO, 
                 _print_entry(entry, args.json, out, err)
                 out.flush()
                 if isinstance(entry, Recorded) and entry.event.type in (
-                    "task_completed", "task_failed", "task_cancelled"
+                    "task_completed",
+                    "task_failed",
+                    "task_cancelled",
                 ):
                     break
     finally:
@@ -265,24 +277,34 @@ async def cmd_tasks(args: argparse.Namespace, settings: Settings, out: TextIO, e
     finally:
         await log.close()
     for t in rows:
-        print(f"{t.task_id}  {t.events:>5} events  last {t.last_at:%Y-%m-%d %H:%M:%S}  {t.last_type}", file=out)
+        print(
+            f"{t.task_id}  {t.events:>5} events  last {t.last_at:%Y-%m-%d %H:%M:%S}  {t.last_type}",
+            file=out,
+        )
     if not rows:
         print("no tasks in this ledger", file=err)
     return EXIT_OK
 
 
-async def cmd_validate(args: argparse.Namespace, settings: Settings, out: TextIO, err: TextIO) -> int:
+async def cmd_validate(
+    args: argparse.Namespace, settings: Settings, out: TextIO, err: TextIO
+) -> int:
     from agentledger.agents.workflow import load_workflow
 
     wf = load_workflow(args.workflow, settings=settings)
-    print(f"{wf.name}: valid — {len(wf.agents)} agents, {len(wf.tools.names())} tools, "
-          f"orchestrator {wf.orchestrator}", file=out)
+    print(
+        f"{wf.name}: valid — {len(wf.agents)} agents, {len(wf.tools.names())} tools, "
+        f"orchestrator {wf.orchestrator}",
+        file=out,
+    )
     for edge in wf.graph.edges:
         print(f"  {edge.source} -> {edge.target}{' (loop)' if edge.loop else ''}", file=out)
     return EXIT_OK
 
 
-async def cmd_schemas_export(args: argparse.Namespace, settings: Settings, out: TextIO, err: TextIO) -> int:
+async def cmd_schemas_export(
+    args: argparse.Namespace, settings: Settings, out: TextIO, err: TextIO
+) -> int:
     from agentledger.schemas.export import export_schemas
 
     written = export_schemas(Path(args.directory))
@@ -292,7 +314,8 @@ async def cmd_schemas_export(args: argparse.Namespace, settings: Settings, out: 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="agentledger", description="Event-sourced orchestration runtime for multi-agent LLM systems."
+        prog="agentledger",
+        description="Event-sourced orchestration runtime for multi-agent LLM systems.",
     )
     parser.add_argument("--db", help="the SQLite ledger (default: $AGENTLEDGER_HOME/ledger.db)")
     parser.add_argument("-v", "--verbose", action="store_true", help="log debug detail to stderr")
@@ -301,12 +324,16 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("run", help="run a goal through a workflow, showing each step")
     p.add_argument("workflow", help="workflow file (YAML or TOML)")
     p.add_argument("--goal", required=True)
-    p.add_argument("--input", action="append", metavar="KEY=VALUE", help="extra input for the planner")
+    p.add_argument(
+        "--input", action="append", metavar="KEY=VALUE", help="extra input for the planner"
+    )
     p.add_argument("--output", "-o", help="write the result to this file")
     p.add_argument("--quiet", "-q", action="store_true", help="no per-step progress")
     p.set_defaults(func=cmd_run)
 
-    p = sub.add_parser("resume", help="finish a task left unfinished (e.g. by a crash) from the log")
+    p = sub.add_parser(
+        "resume", help="finish a task left unfinished (e.g. by a crash) from the log"
+    )
     p.add_argument("task")
     p.add_argument("--workflow", help="workflow file (default: the one the task recorded)")
     p.add_argument("--output", "-o")
@@ -321,12 +348,16 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("events", help="a task's events in order")
     p.add_argument("task")
     p.add_argument("--json", action="store_true", help="one JSON object per line")
-    p.add_argument("--follow", "-f", action="store_true", help="keep printing new events until the task ends")
+    p.add_argument(
+        "--follow", "-f", action="store_true", help="keep printing new events until the task ends"
+    )
     p.set_defaults(func=cmd_events)
 
     p = sub.add_parser("replay", help="a readable timeline and the state as it was at a point")
     p.add_argument("task")
-    p.add_argument("--until", type=int, metavar="SEQ", help="stop after this seq (default: the end)")
+    p.add_argument(
+        "--until", type=int, metavar="SEQ", help="stop after this seq (default: the end)"
+    )
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_replay)
 
@@ -352,7 +383,11 @@ def _register_optional(sub: Any) -> None:
     """Subcommands that live beside their feature (audit, kafka, approvals...)."""
     import importlib
 
-    for module in ("agentledger.audit.cli", "agentledger.streams.kafka_cli", "agentledger.tools.cli"):
+    for module in (
+        "agentledger.audit.cli",
+        "agentledger.streams.kafka_cli",
+        "agentledger.tools.cli",
+    ):
         try:
             mod = importlib.import_module(module)
         except ModuleNotFoundError as exc:
@@ -362,7 +397,9 @@ def _register_optional(sub: Any) -> None:
         mod.register(sub)
 
 
-def main(argv: Sequence[str] | None = None, *, out: TextIO | None = None, err: TextIO | None = None) -> int:
+def main(
+    argv: Sequence[str] | None = None, *, out: TextIO | None = None, err: TextIO | None = None
+) -> int:
     out = out or sys.stdout
     err = err or sys.stderr
     parser = build_parser()

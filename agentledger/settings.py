@@ -13,10 +13,14 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="AGENTLEDGER_", extra="ignore")
 
-    home: Path = Field(default=Path(".agentledger"), description="where the ledger and sandbox live")
+    home: Path = Field(
+        default=Path(".agentledger"), description="where the ledger and sandbox live"
+    )
     db: Path | None = Field(default=None, description="the SQLite ledger (default: HOME/ledger.db)")
     sqlite_synchronous: Literal["FULL", "NORMAL"] = "FULL"
-    sandbox: Path | None = Field(default=None, description="tools' file sandbox (default: HOME/sandbox)")
+    sandbox: Path | None = Field(
+        default=None, description="tools' file sandbox (default: HOME/sandbox)"
+    )
 
     # Override the workflow's default model without editing the file.
     model_provider: str | None = None

@@ -1,11 +1,11 @@
 """Test helpers shipped with the package: run a goal in memory and look at what happened.
 
-    from agentledger.testing import run_goal
-    from agentledger.llm import ScriptedModel, reply_json
+from agentledger.testing import run_goal
+from agentledger.llm import ScriptedModel, reply_json
 
-    result = await run_goal(workflow, ScriptedModel({...}), "Summarise X")
-    assert result.state.status == "completed"
-    assert result.types()[:3] == ["goal_submitted", "subtask_assigned", "agent_step_started"]
+result = await run_goal(workflow, ScriptedModel({...}), "Summarise X")
+assert result.state.status == "completed"
+assert result.types()[:3] == ["goal_submitted", "subtask_assigned", "agent_step_started"]
 """
 
 from __future__ import annotations
@@ -38,7 +38,9 @@ class RunResult:
     def types(self, subtask_id: str | None = None) -> list[str]:
         """Event types in order, optionally only those of one subtask."""
         return [
-            e.type for e in self.events if subtask_id is None or getattr(e, "subtask_id", None) == subtask_id
+            e.type
+            for e in self.events
+            if subtask_id is None or getattr(e, "subtask_id", None) == subtask_id
         ]
 
     def of_type(self, event_type: str) -> list[Event]:

@@ -48,7 +48,9 @@ def describe(event: Event) -> str:
                 parts.append(f"{s.id}({s.agent}{deps})")
             return f"plan (attempt {event.attempt}): " + ", ".join(parts)
         case PlanRejected():
-            return f"plan rejected (attempt {event.attempt}): {_short('; '.join(event.problems), 120)}"
+            return (
+                f"plan rejected (attempt {event.attempt}): {_short('; '.join(event.problems), 120)}"
+            )
         case SubtaskAssigned():
             inputs = f" with inputs from {', '.join(event.inputs)}" if event.depends_on else ""
             return f"{event.subtask_id} assigned (attempt {event.attempt}){inputs}"
@@ -83,7 +85,9 @@ def describe(event: Event) -> str:
             return f"{event.subtask_id} output: {_short(event.output, 70)}"
         case OutputRejected():
             retry = "will retry" if event.will_retry else "giving up"
-            return f"{event.subtask_id} output rejected ({retry}): {_short('; '.join(event.errors))}"
+            return (
+                f"{event.subtask_id} output rejected ({retry}): {_short('; '.join(event.errors))}"
+            )
         case SubtaskCompleted():
             return f"{event.subtask_id} completed"
         case SubtaskFailed():
@@ -131,7 +135,9 @@ def summary(state: TaskState) -> str:
                 f"  {sub.id:<14} {sub.agent:<12} {sub.status:<10} iter {sub.iteration}{deps}{err}"
             )
     if state.iterations:
-        out.append("iterations " + ", ".join(f"{a}={n}" for a, n in sorted(state.iterations.items())))
+        out.append(
+            "iterations " + ", ".join(f"{a}={n}" for a, n in sorted(state.iterations.items()))
+        )
     for w in state.warnings:
         out.append(f"limit     {w}")
     if state.failure:

@@ -40,7 +40,9 @@ def build(subtasks: int, steps: int) -> tuple[Workflow, ScriptedModel]:
         orchestrator="planner",
         agents=[
             AgentSpec("planner", routes_to=("worker",)),
-            AgentSpec("worker", tools=("lookup",), max_iterations=steps + 1, warn_iterations=steps + 1),
+            AgentSpec(
+                "worker", tools=("lookup",), max_iterations=steps + 1, warn_iterations=steps + 1
+            ),
         ],
         tools=[lookup],
         limits=Limits(),
@@ -51,14 +53,20 @@ def build(subtasks: int, steps: int) -> tuple[Workflow, ScriptedModel]:
         if r.agent == "planner":
             return plan
         if r.iteration <= steps:
-            call = RecordedToolCall(call_id=f"{r.subtask_id}-{r.iteration}", tool="lookup", arguments={"key": f"k{r.iteration}"})
+            call = RecordedToolCall(
+                call_id=f"{r.subtask_id}-{r.iteration}",
+                tool="lookup",
+                arguments={"key": f"k{r.iteration}"},
+            )
             return ModelResponse(model="scripted", tool_calls=[call], finish_reason="tool_calls")
         return reply("done")
 
     return wf, ScriptedModel(respond)
 
 
-async def one_run(subtasks: int, steps: int, synchronous: str, *, trace: bool) -> tuple[float, float, int, int]:
+async def one_run(
+    subtasks: int, steps: int, synchronous: str, *, trace: bool
+) -> tuple[float, float, int, int]:
     wf, model = build(subtasks, steps)
     with tempfile.TemporaryDirectory() as tmp:
         log = SqliteEventLog(Path(tmp) / "ledger.db", synchronous=synchronous)  # type: ignore[arg-type]
@@ -96,14 +104,20 @@ async def measure(subtasks: int, steps: int, synchronous: str) -> dict[str, floa
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--subtasks", type=int, default=20)
     parser.add_argument("--steps", type=int, default=25, help="tool-calling steps per subtask")
     parser.add_argument("--synchronous", choices=["FULL", "NORMAL", "both"], default="both")
     args = parser.parse_args()
     modes = ["FULL", "NORMAL"] if args.synchronous == "both" else [args.synchronous]
-    print(f"embedded runtime, SQLite log, zero-latency scripted model: {args.subtasks} subtasks x {args.steps} steps")
-    print(f"{'synchronous':<12}{'steps':>7}{'events':>8}{'µs/step':>10}{'steps/s':>10}{'µs/event':>10}{'peak MiB':>10}")
+    print(
+        f"embedded runtime, SQLite log, zero-latency scripted model: {args.subtasks} subtasks x {args.steps} steps"
+    )
+    print(
+        f"{'synchronous':<12}{'steps':>7}{'events':>8}{'µs/step':>10}{'steps/s':>10}{'µs/event':>10}{'peak MiB':>10}"
+    )
     for mode in modes:
         r = asyncio.run(measure(args.subtasks, args.steps, mode))
         print(

@@ -44,7 +44,9 @@ class AgentGraph:
             if e.source not in known:
                 problems.append(f"edge {e.source} -> {e.target}: unknown agent {e.source!r}")
             if e.target not in known:
-                problems.append(f"edge {e.source} -> {e.target}: dangling edge to unknown agent {e.target!r}")
+                problems.append(
+                    f"edge {e.source} -> {e.target}: dangling edge to unknown agent {e.target!r}"
+                )
         if self.entry not in known:
             return problems
         reached = {self.entry}
@@ -56,8 +58,12 @@ class AgentGraph:
                     frontier.append(nxt)
         for agent in self.agents:
             if agent not in reached:
-                problems.append(f"agent {agent!r} is unreachable from {self.entry!r}: add a route to it")
-        cycle = _find_cycle({a: [e.target for e in self.edges if e.source == a and not e.loop] for a in self.agents})
+                problems.append(
+                    f"agent {agent!r} is unreachable from {self.entry!r}: add a route to it"
+                )
+        cycle = _find_cycle(
+            {a: [e.target for e in self.edges if e.source == a and not e.loop] for a in self.agents}
+        )
         if cycle:
             problems.append(
                 "cycle " + " -> ".join(cycle) + " is not declared as a loop: mark one of its "
@@ -76,7 +82,7 @@ def _find_cycle(out: Mapping[str, list[str]]) -> list[str] | None:
         stack.append(node)
         for nxt in sorted(out.get(node, ())):
             if color.get(nxt, white) == grey:
-                return [*stack[stack.index(nxt):], nxt]
+                return [*stack[stack.index(nxt) :], nxt]
             if color.get(nxt, white) == white:
                 found = visit(nxt)
                 if found:

@@ -44,10 +44,17 @@ def plan_problems(plan: Plan, ctx: ProcessorContext) -> list[str]:
         if s.agent not in wf.agents:
             problems.append(f"subtask {s.id!r}: no agent named {s.agent!r} exists in this workflow")
         elif not graph.allows(wf.orchestrator, s.agent):
-            problems.append(f"subtask {s.id!r}: {wf.orchestrator} may not route work to {s.agent!r}")
+            problems.append(
+                f"subtask {s.id!r}: {wf.orchestrator} may not route work to {s.agent!r}"
+            )
         for dep in s.depends_on:
             d = by_id.get(dep)
-            if d is not None and d.agent in wf.agents and s.agent in wf.agents and not graph.allows(d.agent, s.agent):
+            if (
+                d is not None
+                and d.agent in wf.agents
+                and s.agent in wf.agents
+                and not graph.allows(d.agent, s.agent)
+            ):
                 problems.append(
                     f"subtask {s.id!r} takes the output of {dep!r}, but the graph has no route "
                     f"{d.agent} -> {s.agent}"
@@ -88,7 +95,9 @@ class Orchestrator:
         wf = ctx.runtime.workflow
         match event:
             case GoalSubmitted():
-                return [self._plan_assignment(event, state, wf.orchestrator, attempt=1, feedback=None)]
+                return [
+                    self._plan_assignment(event, state, wf.orchestrator, attempt=1, feedback=None)
+                ]
             case SubtaskCompleted() if event.subtask_id == PLAN_SUBTASK:
                 return self._on_plan(event, ctx)
             case SubtaskCompleted():
@@ -108,7 +117,13 @@ class Orchestrator:
         return []
 
     def _plan_assignment(
-        self, cause: EventBase, state: TaskState, orchestrator: str, *, attempt: int, feedback: list[str] | None
+        self,
+        cause: EventBase,
+        state: TaskState,
+        orchestrator: str,
+        *,
+        attempt: int,
+        feedback: list[str] | None,
     ) -> SubtaskAssigned:
         inputs: dict[str, JsonValue] = dict(state.inputs)
         if feedback:
@@ -135,11 +150,19 @@ class Orchestrator:
             retry = attempt < wf.limits.max_plan_attempts
             out: list[EventBase] = [
                 PlanRejected.caused_by(
-                    event, agent=wf.orchestrator, problems=problems, attempt=attempt, will_retry=retry
+                    event,
+                    agent=wf.orchestrator,
+                    problems=problems,
+                    attempt=attempt,
+                    will_retry=retry,
                 )
             ]
             if retry:
-                out.append(self._plan_assignment(event, state, wf.orchestrator, attempt=attempt + 1, feedback=problems))
+                out.append(
+                    self._plan_assignment(
+                        event, state, wf.orchestrator, attempt=attempt + 1, feedback=problems
+                    )
+                )
             else:
                 out.append(
                     TaskFailed.caused_by(
@@ -172,7 +195,10 @@ class Orchestrator:
             result, sinks = _result(state, state.plan)
             out.append(
                 TaskCompleted.caused_by(
-                    event, agent=state.subtasks[PLAN_SUBTASK].agent, result=result, result_subtasks=sinks
+                    event,
+                    agent=state.subtasks[PLAN_SUBTASK].agent,
+                    result=result,
+                    result_subtasks=sinks,
                 )
             )
         return out

@@ -44,7 +44,8 @@ def _system_prompt(ctx: ProcessorContext, spec: AgentSpec, sub: SubtaskState) ->
             for name in wf.graph.targets(spec.name)
         ]
         parts.append(
-            "Plan the goal as subtasks for these agents (no others exist):\n" + "\n".join(lines)
+            "Plan the goal as subtasks for these agents (no others exist):\n"
+            + "\n".join(lines)
             + "\nA subtask may depend on others; it then receives their outputs. Subtask ids "
             "are short words; independent subtasks run in parallel."
         )

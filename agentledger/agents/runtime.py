@@ -51,7 +51,9 @@ def build_runtime(
             built[key] = build_model(spec.model, base_dir)
         by_agent[name] = built[key]
     if prices is None:
-        prices = PriceTable.from_file(settings.prices_file) if settings.prices_file else PriceTable()
+        prices = (
+            PriceTable.from_file(settings.prices_file) if settings.prices_file else PriceTable()
+        )
     sandbox = settings.sandbox_dir.resolve()
     sandbox.mkdir(parents=True, exist_ok=True)
     return Runtime(workflow=workflow, models=by_agent, prices=prices, sandbox=sandbox)

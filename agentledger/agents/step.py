@@ -46,7 +46,9 @@ _FENCE = re.compile(r"^\s*```(?:json)?\s*(.*?)\s*```\s*$", re.DOTALL)
 MAX_CONTENT_CHARS = 200_000
 
 
-def idempotency_key(task_id: str, subtask_id: str, iteration: int, tool: str, arguments: JsonValue) -> str:
+def idempotency_key(
+    task_id: str, subtask_id: str, iteration: int, tool: str, arguments: JsonValue
+) -> str:
     """Same task, subtask, step, tool and (canonical) arguments: same key."""
     body = canonical_json([task_id, subtask_id, iteration, tool, arguments])
     return hashlib.sha256(body.encode()).hexdigest()[:32]
@@ -70,7 +72,8 @@ def parse_output(content: str | None, model: type[BaseModel] | None) -> tuple[Js
         return model.model_validate(data).model_dump(mode="json"), []
     except ValidationError as exc:
         return None, [
-            f"{'.'.join(str(p) for p in err['loc']) or '(root)'}: {err['msg']}" for err in exc.errors()[:10]
+            f"{'.'.join(str(p) for p in err['loc']) or '(root)'}: {err['msg']}"
+            for err in exc.errors()[:10]
         ]
 
 
@@ -199,23 +202,33 @@ class AgentStep:
             return stop
         spec = self._spec(ctx, sub)
         if event.tool_calls:
-            return [self._request_or_reject(event, ctx, spec, sub, call) for call in event.tool_calls]
+            return [
+                self._request_or_reject(event, ctx, spec, sub, call) for call in event.tool_calls
+            ]
         output, errors = parse_output(event.content, output_model_for(ctx, spec))
         if not errors:
             model = output_model_for(ctx, spec)
             return [
                 AgentOutputProduced.caused_by(
-                    event, subtask_id=sub.id, output=output, output_model=model.__name__ if model else None
+                    event,
+                    subtask_id=sub.id,
+                    output=output,
+                    output_model=model.__name__ if model else None,
                 ),
                 SubtaskCompleted.caused_by(event, subtask_id=sub.id, output=output),
             ]
         retry = sub.repairs < spec.max_repairs
         rejected = OutputRejected.caused_by(
-            event, subtask_id=sub.id, errors=errors, raw_output=(event.content or "")[:4000], will_retry=retry
+            event,
+            subtask_id=sub.id,
+            errors=errors,
+            raw_output=(event.content or "")[:4000],
+            will_retry=retry,
         )
         if retry:
             feedback = (
-                "Your answer did not match the required output:\n- " + "\n- ".join(errors)
+                "Your answer did not match the required output:\n- "
+                + "\n- ".join(errors)
                 + "\nAnswer again with a corrected final answer."
             )
             return [rejected, *self._next_step(event, ctx, sub, feedback=feedback)]
@@ -240,20 +253,31 @@ class AgentStep:
     ) -> EventBase:
         def reject(reason: str, kind: str) -> ToolCallRejected:
             return ToolCallRejected.caused_by(
-                event, subtask_id=sub.id, iteration=sub.iteration, call_id=call.call_id,
-                tool=call.tool, reason=reason, error_kind=kind,
+                event,
+                subtask_id=sub.id,
+                iteration=sub.iteration,
+                call_id=call.call_id,
+                tool=call.tool,
+                reason=reason,
+                error_kind=kind,
             )
 
         tool = ctx.runtime.workflow.tools.get(call.tool)
         if call.tool not in spec.tools:
             if tool is None:
-                return reject(f"there is no tool named {call.tool!r}; available: {list(spec.tools)}", "unknown_tool")
-            return reject(f"agent {spec.name!r} is not allowed to call {call.tool!r}", "not_allowed")
+                return reject(
+                    f"there is no tool named {call.tool!r}; available: {list(spec.tools)}",
+                    "unknown_tool",
+                )
+            return reject(
+                f"agent {spec.name!r} is not allowed to call {call.tool!r}", "not_allowed"
+            )
         if tool is None:
             return reject(f"tool {call.tool!r} is not registered", "unknown_tool")
         if call.arguments is None:
             return reject(
-                f"the arguments were not a JSON object: {(call.raw_arguments or '')[:200]!r}", "invalid_arguments"
+                f"the arguments were not a JSON object: {(call.raw_arguments or '')[:200]!r}",
+                "invalid_arguments",
             )
         try:
             arguments = tool.validate(call.arguments)
@@ -266,7 +290,9 @@ class AgentStep:
             call_id=call.call_id,
             tool=call.tool,
             arguments=arguments,
-            idempotency_key=idempotency_key(ctx.state.task_id, sub.id, sub.iteration, call.tool, arguments),
+            idempotency_key=idempotency_key(
+                ctx.state.task_id, sub.id, sub.iteration, call.tool, arguments
+            ),
         )
 
     def _on_tool_outcome(
@@ -289,12 +315,20 @@ class AgentStep:
         if nxt > spec.max_iterations:
             return [
                 LimitReached.caused_by(
-                    cause, agent=spec.name, limit="iterations", scope="agent", severity="stop",
-                    value=nxt, threshold=spec.max_iterations, subtask_id=sub.id,
+                    cause,
+                    agent=spec.name,
+                    limit="iterations",
+                    scope="agent",
+                    severity="stop",
+                    value=nxt,
+                    threshold=spec.max_iterations,
+                    subtask_id=sub.id,
                     detail=f"{spec.name} would start iteration {nxt} of subtask {sub.id}",
                 ),
                 SubtaskFailed.caused_by(
-                    cause, agent=spec.name, subtask_id=sub.id,
+                    cause,
+                    agent=spec.name,
+                    subtask_id=sub.id,
                     reason=f"iteration cap reached: {spec.name} used {sub.iteration} of {spec.max_iterations} iterations",
                     error_kind="iteration_limit",
                 ),
@@ -303,10 +337,20 @@ class AgentStep:
         if nxt == spec.warn_iterations:
             out.append(
                 LimitReached.caused_by(
-                    cause, agent=spec.name, limit="iterations", scope="agent", severity="warning",
-                    value=nxt, threshold=spec.warn_iterations, subtask_id=sub.id,
+                    cause,
+                    agent=spec.name,
+                    limit="iterations",
+                    scope="agent",
+                    severity="warning",
+                    value=nxt,
+                    threshold=spec.warn_iterations,
+                    subtask_id=sub.id,
                     detail=f"hard stop at {spec.max_iterations}",
                 )
             )
-        out.append(AgentStepStarted.caused_by(cause, agent=spec.name, subtask_id=sub.id, iteration=nxt, feedback=feedback))
+        out.append(
+            AgentStepStarted.caused_by(
+                cause, agent=spec.name, subtask_id=sub.id, iteration=nxt, feedback=feedback
+            )
+        )
         return out

@@ -94,8 +94,12 @@ class ToolExecutor:
         if request is None:
             return [
                 ToolCallFailed.caused_by(
-                    event, subtask_id=event.subtask_id, call_id=event.call_id, tool=event.tool,
-                    idempotency_key=event.idempotency_key, error_kind="internal_error",
+                    event,
+                    subtask_id=event.subtask_id,
+                    call_id=event.call_id,
+                    tool=event.tool,
+                    idempotency_key=event.idempotency_key,
+                    error_kind="internal_error",
                     message="no tool_call_requested event matches this start marker",
                 )
             ]
@@ -114,7 +118,10 @@ class ToolExecutor:
         if tool is None:
             return [
                 ToolCallFailed.caused_by(
-                    cause, error_kind="unknown_tool", message=f"tool {request.tool!r} is not registered", **common
+                    cause,
+                    error_kind="unknown_tool",
+                    message=f"tool {request.tool!r} is not registered",
+                    **common,
                 )
             ]
         tool_ctx = ToolContext(
@@ -131,23 +138,31 @@ class ToolExecutor:
             size = len(orjson.dumps(result))
         except ToolError as exc:
             latency = (time.perf_counter() - started) * 1000
-            return [ToolCallFailed.caused_by(cause, error_kind=exc.kind, message=str(exc), latency_ms=latency, **common)]
+            return [
+                ToolCallFailed.caused_by(
+                    cause, error_kind=exc.kind, message=str(exc), latency_ms=latency, **common
+                )
+            ]
         except TypeError as exc:  # orjson: the result is not JSON-serialisable
             latency = (time.perf_counter() - started) * 1000
             return [
                 ToolCallFailed.caused_by(
-                    cause, error_kind="invalid_result",
+                    cause,
+                    error_kind="invalid_result",
                     message=f"tool {request.tool!r} returned a value that is not JSON: {exc}",
-                    latency_ms=latency, **common,
+                    latency_ms=latency,
+                    **common,
                 )
             ]
         latency = (time.perf_counter() - started) * 1000
         if size > MAX_RESULT_BYTES:
             return [
                 ToolCallFailed.caused_by(
-                    cause, error_kind="result_too_large",
+                    cause,
+                    error_kind="result_too_large",
                     message=f"tool {request.tool!r} returned {size} bytes, over the {MAX_RESULT_BYTES}-byte limit",
-                    latency_ms=latency, **common,
+                    latency_ms=latency,
+                    **common,
                 )
             ]
         return [ToolCallCompleted.caused_by(cause, result=result, latency_ms=latency, **common)]

@@ -196,9 +196,13 @@ def _parse(path: Path) -> tuple[dict[str, Any], bytes]:
         else:
             data = yaml.safe_load(raw)
     except (tomllib.TOMLDecodeError, yaml.YAMLError, UnicodeDecodeError) as exc:
-        raise WorkflowError([f"not valid {'TOML' if path.suffix == '.toml' else 'YAML'}: {exc}"], str(path)) from None
+        raise WorkflowError(
+            [f"not valid {'TOML' if path.suffix == '.toml' else 'YAML'}: {exc}"], str(path)
+        ) from None
     if not isinstance(data, dict):
-        raise WorkflowError(["the file must hold a mapping (name, orchestrator, agents, ...)"], str(path))
+        raise WorkflowError(
+            ["the file must hold a mapping (name, orchestrator, agents, ...)"], str(path)
+        )
     return data, raw
 
 
@@ -210,22 +214,23 @@ def load_workflow(path: str | Path, *, settings: Settings | None = None) -> Work
     try:
         spec = _WorkflowFile.model_validate(data)
     except ValidationError as exc:
-        problems = [
-            f"{'.'.join(str(p) for p in err['loc']) or '(top level)'}: {err['msg']}" for err in exc.errors()
-        ]
-        raise WorkflowError(problems, str(path)) from None
+        raise WorkflowError(
+            [
+                f"{'.'.join(str(p) for p in err['loc']) or '(top level)'}: {err['msg']}"
+                for err in exc.errors()
+            ],
+            str(path),
+        ) from None
     base_dir = path.parent
     problems: list[str] = []
 
     registry = ToolRegistry()
-    for tool_name, entry in spec.tools.items():
+    for tool_name, tool_entry in spec.tools.items():
         try:
-            obj = load_object(entry.function, base_dir=base_dir, what=f"tool {tool_name!r}")
+            obj = load_object(tool_entry.function, base_dir=base_dir, what=f"tool {tool_name!r}")
             t = as_tool(obj)
             overrides = {
-                k: v
-                for k, v in entry.model_dump(exclude={"function"}).items()
-                if v is not None
+                k: v for k, v in tool_entry.model_dump(exclude={"function"}).items() if v is not None
             }
             t = Tool(**{**_tool_fields(t), "name": tool_name, **overrides})
             registry.register(t)
@@ -236,16 +241,22 @@ def load_workflow(path: str | Path, *, settings: Settings | None = None) -> Work
     agents: dict[str, AgentSpec] = {}
     for agent_name, entry in spec.agents.items():
         try:
-            model = ModelSettings.model_validate({**default_model, **entry.model, **settings.model_overrides()})
+            model = ModelSettings.model_validate(
+                {**default_model, **entry.model, **settings.model_overrides()}
+            )
         except ValidationError as exc:
             problems.append(f"agents.{agent_name}.model: {exc.errors()[0]['msg']}")
             model = ModelSettings()
         output_model = None
         if entry.output:
             try:
-                output_model = load_object(entry.output, base_dir=base_dir, what=f"output of {agent_name!r}")
+                output_model = load_object(
+                    entry.output, base_dir=base_dir, what=f"output of {agent_name!r}"
+                )
                 if not (isinstance(output_model, type) and issubclass(output_model, BaseModel)):
-                    problems.append(f"agents.{agent_name}.output: {entry.output!r} is not a pydantic model")
+                    problems.append(
+                        f"agents.{agent_name}.output: {entry.output!r} is not a pydantic model"
+                    )
                     output_model = None
             except ConfigurationError as exc:
                 problems.append(str(exc))

@@ -1,6 +1,13 @@
 """Models: the ChatModel seam, the offline scripted model, pricing."""
 
-from agentledger.llm.base import ChatModel, Message, ModelRequest, ModelResponse, ModelSettings, ToolSpec
+from agentledger.llm.base import (
+    ChatModel,
+    Message,
+    ModelRequest,
+    ModelResponse,
+    ModelSettings,
+    ToolSpec,
+)
 from agentledger.llm.pricing import ModelPrice, PriceTable
 from agentledger.llm.scripted import (
     ScriptedModel,

@@ -24,10 +24,14 @@ class ModelPrice(BaseModel):
 DEFAULT_PRICES: dict[str, ModelPrice] = {
     "scripted": ModelPrice(input_per_mtok=0.0, output_per_mtok=0.0),
     "gpt-4o": ModelPrice(input_per_mtok=2.5, output_per_mtok=10.0, cached_input_per_mtok=1.25),
-    "gpt-4o-mini": ModelPrice(input_per_mtok=0.15, output_per_mtok=0.6, cached_input_per_mtok=0.075),
+    "gpt-4o-mini": ModelPrice(
+        input_per_mtok=0.15, output_per_mtok=0.6, cached_input_per_mtok=0.075
+    ),
     "gpt-4.1": ModelPrice(input_per_mtok=2.0, output_per_mtok=8.0, cached_input_per_mtok=0.5),
     "gpt-4.1-mini": ModelPrice(input_per_mtok=0.4, output_per_mtok=1.6, cached_input_per_mtok=0.1),
-    "gpt-4.1-nano": ModelPrice(input_per_mtok=0.1, output_per_mtok=0.4, cached_input_per_mtok=0.025),
+    "gpt-4.1-nano": ModelPrice(
+        input_per_mtok=0.1, output_per_mtok=0.4, cached_input_per_mtok=0.025
+    ),
     "o4-mini": ModelPrice(input_per_mtok=1.1, output_per_mtok=4.4, cached_input_per_mtok=0.275),
 }
 

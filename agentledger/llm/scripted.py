@@ -43,9 +43,13 @@ def estimate_tokens(text: str | None) -> int:
     return 0 if not text else max(1, len(text) // 4)
 
 
-def _usage(request: ModelRequest, content: str | None, calls: Sequence[RecordedToolCall]) -> TokenUsage:
+def _usage(
+    request: ModelRequest, content: str | None, calls: Sequence[RecordedToolCall]
+) -> TokenUsage:
     prompt = sum(estimate_tokens(m.content) for m in request.messages)
-    out = estimate_tokens(content) + sum(estimate_tokens(canonical_json(c.arguments)) for c in calls)
+    out = estimate_tokens(content) + sum(
+        estimate_tokens(canonical_json(c.arguments)) for c in calls
+    )
     return TokenUsage(input_tokens=prompt, output_tokens=out)
 
 

@@ -82,7 +82,9 @@ class TaskState:
     tokens_out: int = 0
     cost_usd: float = 0.0
     tool_results: Mapping[str, JsonValue] = field(default_factory=dict)  # idempotency ledger
-    tool_requests: Mapping[str, ToolCallRequested] = field(default_factory=dict)  # in flight, by key
+    tool_requests: Mapping[str, ToolCallRequested] = field(
+        default_factory=dict
+    )  # in flight, by key
     warnings: tuple[str, ...] = ()
     errors: tuple[str, ...] = ()
     result: JsonValue = None
@@ -114,7 +116,9 @@ def _tool_turn(sub: SubtaskState, call_id: str, tool: str, content: str) -> tupl
     return (*sub.turns, Message(role="tool", tool_call_id=call_id, name=tool, content=content))
 
 
-def _settle_call(state: TaskState, subtask_id: str, call_id: str, tool: str, content: str) -> TaskState:
+def _settle_call(
+    state: TaskState, subtask_id: str, call_id: str, tool: str, content: str
+) -> TaskState:
     sub = state.subtasks.get(subtask_id)
     if sub is None:
         return state
@@ -143,7 +147,7 @@ def evolve(state: TaskState, event: Event) -> TaskState:
             )
         case SubtaskAssigned():
             prior = state.subtasks.get(event.subtask_id)
-            sub = SubtaskState(
+            sub: SubtaskState | None = SubtaskState(
                 id=event.subtask_id,
                 agent=event.agent or "",
                 description=event.description,
@@ -153,6 +157,7 @@ def evolve(state: TaskState, event: Event) -> TaskState:
                 inputs=event.inputs,
                 repairs=0,
             )
+            assert sub is not None
             if prior is not None and prior.depends_on and not sub.depends_on:
                 sub = replace(sub, depends_on=prior.depends_on)
             return _with_subtask(state, sub)
@@ -164,7 +169,9 @@ def evolve(state: TaskState, event: Event) -> TaskState:
             turns = sub.turns
             if event.feedback:
                 turns = (*turns, Message(role="user", content=event.feedback))
-            state = replace(state, iterations={**state.iterations, agent: state.iterations.get(agent, 0) + 1})
+            state = replace(
+                state, iterations={**state.iterations, agent: state.iterations.get(agent, 0) + 1}
+            )
             return _with_subtask(
                 state, replace(sub, status="running", iteration=event.iteration, turns=turns)
             )
@@ -192,7 +199,10 @@ def evolve(state: TaskState, event: Event) -> TaskState:
             return replace(
                 state,
                 llm_calls=state.llm_calls + 1,
-                errors=(*state.errors, f"{event.agent}: LLM call failed ({event.error_kind}): {event.message}"),
+                errors=(
+                    *state.errors,
+                    f"{event.agent}: LLM call failed ({event.error_kind}): {event.message}",
+                ),
             )
         case ToolCallRequested():
             return replace(
@@ -204,7 +214,10 @@ def evolve(state: TaskState, event: Event) -> TaskState:
             return state
         case ToolCallRejected():
             return _settle_call(
-                state, event.subtask_id, event.call_id, event.tool,
+                state,
+                event.subtask_id,
+                event.call_id,
+                event.tool,
                 f"ERROR ({event.error_kind}): {event.reason}",
             )
         case ToolCallCompleted():
@@ -221,10 +234,16 @@ def evolve(state: TaskState, event: Event) -> TaskState:
             state = replace(
                 state,
                 tool_requests=in_flight,
-                errors=(*state.errors, f"{event.agent}: tool {event.tool} failed ({event.error_kind}): {event.message}"),
+                errors=(
+                    *state.errors,
+                    f"{event.agent}: tool {event.tool} failed ({event.error_kind}): {event.message}",
+                ),
             )
             return _settle_call(
-                state, event.subtask_id, event.call_id, event.tool,
+                state,
+                event.subtask_id,
+                event.call_id,
+                event.tool,
                 f"ERROR ({event.error_kind}): {event.message}",
             )
         case AgentOutputProduced():
@@ -237,7 +256,9 @@ def evolve(state: TaskState, event: Event) -> TaskState:
         case SubtaskCompleted():
             return _update(state, event.subtask_id, status="completed", output=event.output)
         case SubtaskFailed():
-            state = replace(state, errors=(*state.errors, f"subtask {event.subtask_id}: {event.reason}"))
+            state = replace(
+                state, errors=(*state.errors, f"subtask {event.subtask_id}: {event.reason}")
+            )
             return _update(state, event.subtask_id, status="failed", error=event.reason)
         case TaskPlanned():
             subtasks = dict(state.subtasks)
@@ -249,7 +270,11 @@ def evolve(state: TaskState, event: Event) -> TaskState:
                     depends_on=tuple(planned.depends_on),
                 )
             return replace(
-                state, status="running", plan=event.plan, plan_attempts=event.attempt, subtasks=subtasks
+                state,
+                status="running",
+                plan=event.plan,
+                plan_attempts=event.attempt,
+                subtasks=subtasks,
             )
         case PlanRejected():
             return replace(
@@ -258,14 +283,20 @@ def evolve(state: TaskState, event: Event) -> TaskState:
                 errors=(*state.errors, "plan rejected: " + "; ".join(event.problems)),
             )
         case LimitReached():
-            note = f"{event.severity}: {event.scope} {event.limit} {event.value:g}/{event.threshold:g}"
+            note = (
+                f"{event.severity}: {event.scope} {event.limit} {event.value:g}/{event.threshold:g}"
+            )
             return replace(state, warnings=(*state.warnings, note))
         case TaskCompleted():
-            return replace(state, status="completed", result=event.result, ended_at=event.occurred_at)
+            return replace(
+                state, status="completed", result=event.result, ended_at=event.occurred_at
+            )
         case TaskFailed():
             return replace(state, status="failed", failure=event.reason, ended_at=event.occurred_at)
         case TaskCancelled():
-            return replace(state, status="cancelled", failure=event.reason, ended_at=event.occurred_at)
+            return replace(
+                state, status="cancelled", failure=event.reason, ended_at=event.occurred_at
+            )
     return state
 
 

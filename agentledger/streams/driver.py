@@ -52,7 +52,9 @@ class TaskDriver:
         for p in processors if processors is not None else default_processors():
             for event_type in p.handles:
                 if event_type in self._routes:
-                    raise ValueError(f"two processors handle {event_type!r}; one reaction per event type")
+                    raise ValueError(
+                        f"two processors handle {event_type!r}; one reaction per event type"
+                    )
                 self._routes[event_type] = p
         self._caused: set[str] = set()
         self._next_seq = 1
@@ -92,8 +94,12 @@ class TaskDriver:
         processor = self._routes.get(event.type)
         if processor is None:
             return
-        ctx = ProcessorContext(self.state, self.runtime, recovering=event.seq <= self._recover_until)
-        task = asyncio.create_task(self._react(processor, event, ctx), name=f"{event.type}#{event.seq}")
+        ctx = ProcessorContext(
+            self.state, self.runtime, recovering=event.seq <= self._recover_until
+        )
+        task = asyncio.create_task(
+            self._react(processor, event, ctx), name=f"{event.type}#{event.seq}"
+        )
         self._inflight.add(task)
         task.add_done_callback(self._inflight.discard)
 
@@ -101,7 +107,13 @@ class TaskDriver:
         try:
             outputs = await processor.handle(event, ctx)
         except Exception as exc:  # a bug in a processor must fail the task visibly, not hang it
-            log.exception("%s failed on %s (task %s, seq %d)", type(processor).__name__, event.type, event.task_id, event.seq)
+            log.exception(
+                "%s failed on %s (task %s, seq %d)",
+                type(processor).__name__,
+                event.type,
+                event.task_id,
+                event.seq,
+            )
             outputs = [
                 TaskFailed.caused_by(
                     event,
@@ -124,7 +136,9 @@ class TaskDriver:
         async with self._lock:
             if self.state.terminal:
                 return  # the task ended while this reaction ran; its output no longer matters
-            stamped = [e.model_copy(update={"seq": self._next_seq + i}) for i, e in enumerate(events)]
+            stamped = [
+                e.model_copy(update={"seq": self._next_seq + i}) for i, e in enumerate(events)
+            ]
             try:
                 await self._sink(stamped)
             except EventLogError as exc:

@@ -110,7 +110,9 @@ class EmbeddedRunner:
                 wake.clear()
                 waiter = asyncio.ensure_future(wake.wait())
                 try:
-                    await asyncio.wait({waiter, *driver.inflight()}, return_when=asyncio.FIRST_COMPLETED)
+                    await asyncio.wait(
+                        {waiter, *driver.inflight()}, return_when=asyncio.FIRST_COMPLETED
+                    )
                 finally:
                     waiter.cancel()
         finally:

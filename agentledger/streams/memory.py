@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 
@@ -71,9 +72,13 @@ class MemoryEventLog:
         self, after: int = 0, *, task_id: str | None = None, poll_interval: float = 0.05
     ) -> AsyncIterator[LogEntry]:
         position = after
+
+        def has_news(seen: int) -> bool:
+            return len(self._rows) > seen
+
         while True:
             async with self._changed:
-                await self._changed.wait_for(lambda: len(self._rows) > position)
+                await self._changed.wait_for(functools.partial(has_news, position))
             for entry in await self.read_from(position):
                 position = entry.offset
                 if task_id is None or self._rows[entry.offset - 1].task_id == task_id:

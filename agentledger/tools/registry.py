@@ -85,7 +85,9 @@ class Tool:
                     asyncio.to_thread(self.function, **kwargs), self.timeout_s
                 )
         except TimeoutError:
-            raise ToolError(f"tool {self.name!r} timed out after {self.timeout_s}s", kind="timeout") from None
+            raise ToolError(
+                f"tool {self.name!r} timed out after {self.timeout_s}s", kind="timeout"
+            ) from None
         except ToolError:
             raise
         except Exception as exc:
@@ -103,7 +105,7 @@ def _spec(name: str, description: str, arguments: type[BaseModel]) -> ToolSpec:
 
 def _jsonable(value: Any) -> JsonValue:
     if isinstance(value, BaseModel):
-        return value.model_dump(mode="json")  # type: ignore[no-any-return]
+        return value.model_dump(mode="json")
     if isinstance(value, list | tuple):
         return [_jsonable(v) for v in value]
     if isinstance(value, dict):
@@ -122,7 +124,7 @@ def _arguments_model(fn: ToolFunction, name: str) -> tuple[type[BaseModel], bool
         annotation = hints.get(param.name, Any)
         default = ... if param.default is inspect.Parameter.empty else param.default
         fields[param.name] = (annotation, default)
-    model = create_model(  # type: ignore[call-overload]
+    model = create_model(
         f"{name}_arguments", __config__=ConfigDict(extra="forbid"), **fields
     )
     return model, wants_context

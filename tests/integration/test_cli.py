@@ -35,7 +35,9 @@ def finished_task(home: Path) -> str:
 
 
 def test_run_shows_progress_result_and_task_id(home: Path):
-    code, out, err = cli("run", str(FIXTURE), "--goal", "deliver three parcels", "-o", str(home / "r.txt"))
+    code, out, err = cli(
+        "run", str(FIXTURE), "--goal", "deliver three parcels", "-o", str(home / "r.txt")
+    )
     assert code == 0, err
     assert "using the offline scripted model" in err
     assert "tool_call_completed" in out and "task_completed" in out
@@ -92,7 +94,9 @@ def test_invalid_workflow_file_is_refused_with_every_problem(home: Path):
     assert code == 0 and "dispatcher -> courier" in out
 
 
-def test_corrupt_event_is_reported_with_its_offset_and_nothing_else_lost(finished_task: str, home: Path):
+def test_corrupt_event_is_reported_with_its_offset_and_nothing_else_lost(
+    finished_task: str, home: Path
+):
     db = sqlite3.connect(home / "ledger.db")
     (offset, total) = db.execute(
         "SELECT (SELECT offset FROM events WHERE task_id = ? AND seq = 5), COUNT(*) FROM events WHERE task_id = ?",
@@ -111,6 +115,6 @@ def test_corrupt_event_is_reported_with_its_offset_and_nothing_else_lost(finishe
 
 def test_schemas_export(tmp_path: Path):
     code, out, _ = cli("schemas", "export", str(tmp_path / "s"))
-    assert code == 0
+    assert code == 0 and "wrote 21 JSON Schemas" in out
     schema = json.loads((tmp_path / "s" / "goal_submitted.schema.json").read_text())
     assert schema["properties"]["type"]["const"] == "goal_submitted"

@@ -10,12 +10,20 @@ from pathlib import Path
 import pytest
 
 from agentledger.cli import main
-from tests.support.openai_server import OpenAIStubServer, answer, json_answer, rate_limited, tool_call_reply
+from tests.support.openai_server import (
+    OpenAIStubServer,
+    answer,
+    json_answer,
+    rate_limited,
+    tool_call_reply,
+)
 
 FIXTURE = Path(__file__).parent.parent / "fixtures" / "deliveries" / "workflow.yaml"
 
 
-def test_run_against_an_openai_compatible_server_with_no_code_change(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+def test_run_against_an_openai_compatible_server_with_no_code_change(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+):
     plan = {
         "subtasks": [
             {"id": "p1", "agent": "courier", "description": "deliver p1"},
@@ -25,8 +33,17 @@ def test_run_against_an_openai_compatible_server_with_no_code_change(tmp_path: P
     replies = [
         json_answer(plan, prompt_tokens=300, completion_tokens=40),
         rate_limited(retry_after="0"),
-        tool_call_reply(("deliver", {"parcel": "p1", "address": "1 Main Street"}), prompt_tokens=200, completion_tokens=20),
-        json_answer({"parcel": "p1", "delivered": True}, prompt_tokens=260, completion_tokens=12, cached_tokens=100),
+        tool_call_reply(
+            ("deliver", {"parcel": "p1", "address": "1 Main Street"}),
+            prompt_tokens=200,
+            completion_tokens=20,
+        ),
+        json_answer(
+            {"parcel": "p1", "delivered": True},
+            prompt_tokens=260,
+            completion_tokens=12,
+            cached_tokens=100,
+        ),
         answer("p1 was delivered", prompt_tokens=150, completion_tokens=6),
     ]
     with OpenAIStubServer(replies, models=("gpt-4o-mini",)) as server:
@@ -44,7 +61,9 @@ def test_run_against_an_openai_compatible_server_with_no_code_change(tmp_path: P
     assert "scripted" not in err.getvalue()
     assert out.getvalue().strip().endswith("completed")
     # the courier's request carried its allowed tool and its output contract
-    courier = next(b for b in sent if any(t["function"]["name"] == "deliver" for t in b.get("tools", [])))
+    courier = next(
+        b for b in sent if any(t["function"]["name"] == "deliver" for t in b.get("tools", []))
+    )
     assert courier["response_format"]["type"] == "json_schema"
     task_id = out.getvalue().strip().splitlines()[-1].split()[1]
     events_out = io.StringIO()

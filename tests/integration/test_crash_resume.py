@@ -31,7 +31,10 @@ def _events(db: Path) -> list[dict]:
 def _cli(*args: str, env: dict[str, str]) -> subprocess.Popen[str]:
     return subprocess.Popen(
         [sys.executable, "-m", "agentledger.cli", *args],
-        env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
     )
 
 
@@ -57,7 +60,9 @@ def test_sigkill_mid_task_then_resume_finishes_without_repeating_side_effects(tm
     assert proc.returncode == -signal.SIGKILL
     before = _events(db)
     task_id = before[0]["task_id"]
-    assert not any(e["type"] == "task_completed" for e in before), "killed too late to prove anything"
+    assert not any(e["type"] == "task_completed" for e in before), (
+        "killed too late to prove anything"
+    )
 
     resumed = _cli("resume", task_id, env=env)
     out, err = resumed.communicate(timeout=120)
@@ -71,14 +76,25 @@ def test_sigkill_mid_task_then_resume_finishes_without_repeating_side_effects(tm
     assert after[-1]["type"] == "task_completed"
     assert after[-1]["result"] == "delivered: p1, p2, p3"
     # no side effect twice: each idempotency key executed at most once
-    executions = [line.split()[0] for line in (tmp_path / "sandbox" / "deliveries.log").read_text().splitlines()]
+    executions = [
+        line.split()[0]
+        for line in (tmp_path / "sandbox" / "deliveries.log").read_text().splitlines()
+    ]
     assert len(executions) == len(set(executions))
     # every requested delivery has exactly one outcome
     requested = [e["idempotency_key"] for e in after if e["type"] == "tool_call_requested"]
-    outcomes = [e["idempotency_key"] for e in after if e["type"] in ("tool_call_completed", "tool_call_failed")]
+    outcomes = [
+        e["idempotency_key"]
+        for e in after
+        if e["type"] in ("tool_call_completed", "tool_call_failed")
+    ]
     assert sorted(requested) == sorted(outcomes) and len(requested) == 3
     # executions that completed are exactly the recorded completions (none hidden, none extra)
-    completed = {e["idempotency_key"] for e in after if e["type"] == "tool_call_completed" and not e["replayed"]}
+    completed = {
+        e["idempotency_key"]
+        for e in after
+        if e["type"] == "tool_call_completed" and not e["replayed"]
+    }
     assert completed <= set(executions)
     # the killed process had delivered at least one parcel, and the resumed one finished
     executed_before = {e["idempotency_key"] for e in before if e["type"] == "tool_call_completed"}

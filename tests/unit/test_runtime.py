@@ -37,7 +37,12 @@ def workflow(**limits) -> Workflow:
         orchestrator="planner",
         agents=[
             AgentSpec("planner", routes_to=("researcher", "writer")),
-            AgentSpec("researcher", tools=("search", "explode"), output_model=Findings, routes_to=("writer",)),
+            AgentSpec(
+                "researcher",
+                tools=("search", "explode"),
+                output_model=Findings,
+                routes_to=("writer",),
+            ),
             AgentSpec("writer", max_iterations=4, warn_iterations=3),
         ],
         tools=[search, explode],
@@ -76,12 +81,23 @@ async def test_happy_path_event_order_inputs_and_parallelism():
     assert run.state.status == "completed"
     assert run.state.result == "the brief"
     assert run.types()[:7] == [
-        "goal_submitted", "subtask_assigned", "agent_step_started", "llm_call_completed",
-        "agent_output_produced", "subtask_completed", "task_planned",
+        "goal_submitted",
+        "subtask_assigned",
+        "agent_step_started",
+        "llm_call_completed",
+        "agent_output_produced",
+        "subtask_completed",
+        "task_planned",
     ]
     assert run.types("a") == [
-        "subtask_assigned", "agent_step_started", "llm_call_completed", "tool_call_requested",
-        "tool_call_completed", "agent_step_started", "llm_call_completed", "agent_output_produced",
+        "subtask_assigned",
+        "agent_step_started",
+        "llm_call_completed",
+        "tool_call_requested",
+        "tool_call_completed",
+        "agent_step_started",
+        "llm_call_completed",
+        "agent_output_produced",
         "subtask_completed",
     ]
     assert run.types()[-1] == "task_completed"
@@ -122,7 +138,10 @@ async def test_malformed_handoff_is_repaired_with_the_validation_error_fed_back(
 
 async def test_handoff_that_never_validates_fails_the_subtask_and_task():
     model = ScriptedModel(
-        {"planner": [plan({"id": "a", "agent": "researcher"})], "researcher": [reply_json({"summary": ""})] * 3}
+        {
+            "planner": [plan({"id": "a", "agent": "researcher"})],
+            "researcher": [reply_json({"summary": ""})] * 3,
+        }
     )
     run = await run_goal(workflow(), model, "g")
     assert [e.will_retry for e in run.of_type("output_rejected")] == [True, True, False]
@@ -134,11 +153,18 @@ async def test_handoff_that_never_validates_fails_the_subtask_and_task():
 
 async def test_a_model_that_never_stops_is_stopped_at_the_cap():
     model = ScriptedModel(
-        lambda r: plan({"id": "w", "agent": "writer"}) if r.agent == "planner" else call_tool("search", query="x")
+        lambda r: (
+            plan({"id": "w", "agent": "writer"})
+            if r.agent == "planner"
+            else call_tool("search", query="x")
+        )
     )
     run = await run_goal(workflow(), model, "g")
     limits = run.of_type("limit_reached")
-    assert [(e.severity, e.value, e.threshold) for e in limits] == [("warning", 3, 3), ("stop", 5, 4)]
+    assert [(e.severity, e.value, e.threshold) for e in limits] == [
+        ("warning", 3, 3),
+        ("stop", 5, 4),
+    ]
     (failed,) = run.of_type("subtask_failed")
     assert failed.error_kind == "iteration_limit"
     assert len([e for e in run.of_type("llm_call_completed") if e.subtask_id == "w"]) == 4
@@ -153,14 +179,22 @@ async def test_tools_outside_the_allow_list_unknown_or_with_bad_arguments_are_re
                 model="scripted",
                 tool_calls=[
                     RecordedToolCall(call_id="c1", tool="delete_everything", arguments={}),
-                    RecordedToolCall(call_id="c2", tool="search", arguments={"query": 42, "extra": True}),
-                    RecordedToolCall(call_id="c3", tool="search", arguments=None, raw_arguments="{oops"),
+                    RecordedToolCall(
+                        call_id="c2", tool="search", arguments={"query": 42, "extra": True}
+                    ),
+                    RecordedToolCall(
+                        call_id="c3", tool="search", arguments=None, raw_arguments="{oops"
+                    ),
                     RecordedToolCall(call_id="c4", tool="search", arguments={"query": "fine"}),
                 ],
             )
         return reply_json({"summary": "continued after refusals"})
 
-    model = ScriptedModel(lambda r: plan({"id": "a", "agent": "researcher"}) if r.agent == "planner" else researcher(r))
+    model = ScriptedModel(
+        lambda r: (
+            plan({"id": "a", "agent": "researcher"}) if r.agent == "planner" else researcher(r)
+        )
+    )
     run = await run_goal(workflow(), model, "g")
     assert run.state.status == "completed"
     rejected = {e.call_id: e.error_kind for e in run.of_type("tool_call_rejected")}
@@ -173,11 +207,17 @@ async def test_tools_outside_the_allow_list_unknown_or_with_bad_arguments_are_re
 
 async def test_a_tool_allowed_elsewhere_but_not_for_this_agent_is_refused():
     model = ScriptedModel(
-        {"planner": [plan({"id": "w", "agent": "writer"})], "writer": [call_tool("search", query="x"), reply("done")]}
+        {
+            "planner": [plan({"id": "w", "agent": "writer"})],
+            "writer": [call_tool("search", query="x"), reply("done")],
+        }
     )
     run = await run_goal(workflow(), model, "g")
     (rejected,) = run.of_type("tool_call_rejected")
-    assert rejected.error_kind == "not_allowed" and "'writer' is not allowed to call 'search'" in rejected.reason
+    assert (
+        rejected.error_kind == "not_allowed"
+        and "'writer' is not allowed to call 'search'" in rejected.reason
+    )
     assert run.state.status == "completed"
 
 
@@ -185,7 +225,10 @@ async def test_a_failing_tool_is_reported_to_the_agent_which_continues():
     model = ScriptedModel(
         {
             "planner": [plan({"id": "a", "agent": "researcher"})],
-            "researcher": [call_tool("explode", query="q"), reply_json({"summary": "worked around it"})],
+            "researcher": [
+                call_tool("explode", query="q"),
+                reply_json({"summary": "worked around it"}),
+            ],
         }
     )
     run = await run_goal(workflow(), model, "g")
@@ -198,7 +241,10 @@ async def test_invalid_plan_is_rejected_and_replanned():
     model = ScriptedModel(
         {
             "planner": [
-                plan({"id": "a", "agent": "ghost"}, {"id": "b", "agent": "researcher", "depends_on": ["zz"]}),
+                plan(
+                    {"id": "a", "agent": "ghost"},
+                    {"id": "b", "agent": "researcher", "depends_on": ["zz"]},
+                ),
                 plan({"id": "w", "agent": "writer"}),
             ],
             "writer": [reply("done")],
@@ -214,7 +260,9 @@ async def test_invalid_plan_is_rejected_and_replanned():
 
 
 async def test_plan_that_stays_invalid_fails_the_task_after_the_attempts():
-    bad = plan({"id": "a", "agent": "writer"}, {"id": "b", "agent": "researcher", "depends_on": ["a"]})
+    bad = plan(
+        {"id": "a", "agent": "writer"}, {"id": "b", "agent": "researcher", "depends_on": ["a"]}
+    )
     model = ScriptedModel({"planner": [bad, bad]})
     run = await run_goal(workflow(max_plan_attempts=2), model, "g")
     assert [e.will_retry for e in run.of_type("plan_rejected")] == [True, False]
@@ -225,11 +273,20 @@ async def test_plan_that_stays_invalid_fails_the_task_after_the_attempts():
 
 async def test_token_budget_overrun_stops_the_task():
     model = ScriptedModel(
-        lambda r: plan({"id": "w", "agent": "writer"}) if r.agent == "planner" else call_tool("search", query="x" * 400)
+        lambda r: (
+            plan({"id": "w", "agent": "writer"})
+            if r.agent == "planner"
+            else call_tool("search", query="x" * 400)
+        )
     )
     run = await run_goal(workflow(max_tokens=500), model, "g")
     (limit,) = run.of_type("limit_reached")
-    assert (limit.limit, limit.scope, limit.severity, limit.threshold) == ("tokens", "task", "stop", 500)
+    assert (limit.limit, limit.scope, limit.severity, limit.threshold) == (
+        "tokens",
+        "task",
+        "stop",
+        500,
+    )
     assert limit.value > 500
     (failed,) = run.of_type("task_failed")
     assert failed.error_kind == "budget_exceeded"
@@ -237,7 +294,10 @@ async def test_token_budget_overrun_stops_the_task():
 
 async def test_model_failure_becomes_events_and_fails_the_task():
     model = ScriptedModel(
-        {"planner": [plan({"id": "w", "agent": "writer"})], "writer": [ModelError("401 bad key", kind="auth")]}
+        {
+            "planner": [plan({"id": "w", "agent": "writer"})],
+            "writer": [ModelError("401 bad key", kind="auth")],
+        }
     )
     run = await run_goal(workflow(), model, "g")
     (llm_failed,) = run.of_type("llm_call_failed")
@@ -277,8 +337,12 @@ def deterministic(r: ModelRequest) -> ModelResponse:
         return ModelResponse(
             model="scripted",
             tool_calls=[
-                RecordedToolCall(call_id=f"{r.subtask_id}-send", tool="send", arguments={"to": r.subtask_id}),
-                RecordedToolCall(call_id=f"{r.subtask_id}-search", tool="search", arguments={"query": "q"}),
+                RecordedToolCall(
+                    call_id=f"{r.subtask_id}-send", tool="send", arguments={"to": r.subtask_id}
+                ),
+                RecordedToolCall(
+                    call_id=f"{r.subtask_id}-search", tool="search", arguments={"query": "q"}
+                ),
             ],
         )
     return reply(f"{r.subtask_id} done")
@@ -290,7 +354,9 @@ async def test_resume_from_any_crash_point_completes_without_repeating_side_effe
     assert full.state.status == "completed"
     history = full.events
     # A reaction's output is one atomic append, so a crash falls between batches only.
-    boundaries = [i for i in range(1, len(history)) if history[i].causation_id != history[i - 1].causation_id]
+    boundaries = [
+        i for i in range(1, len(history)) if history[i].causation_id != history[i - 1].causation_id
+    ]
     assert len(boundaries) > 20
     for cut in boundaries:
         EXECUTIONS.clear()
@@ -312,7 +378,10 @@ async def test_resume_from_any_crash_point_completes_without_repeating_side_effe
             e.idempotency_key
             for e in history[:cut]
             if e.type == "tool_call_started"
-            and not any(o.type == "tool_call_completed" and o.idempotency_key == e.idempotency_key for o in history[:cut])
+            and not any(
+                o.type == "tool_call_completed" and o.idempotency_key == e.idempotency_key
+                for o in history[:cut]
+            )
         }
         assert {e.idempotency_key for e in unknown} == dangling, f"cut at {cut}"
         assert all(e.error_kind == "outcome_unknown" for e in unknown)
@@ -356,7 +425,9 @@ async def test_corrupt_event_in_the_log_is_reported_and_the_rest_still_read(corr
     offset = log.inject_raw(full.task_id, corrupt_at, b'{"type": "mystery"}')
     await log.append(full.events[corrupt_at:])
     reported = []
-    runner = EmbeddedRunner(log, make_runtime(wf, ScriptedModel(deterministic)), on_corrupt=reported.append)
+    runner = EmbeddedRunner(
+        log, make_runtime(wf, ScriptedModel(deterministic)), on_corrupt=reported.append
+    )
     await runner.run(full.task_id)
     assert [(r.offset, r.reason) for r in reported] == [(offset, "unknown event type 'mystery'")]
     entries = await log.read_task(full.task_id)

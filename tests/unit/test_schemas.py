@@ -26,14 +26,24 @@ def test_saved_samples_decode_and_reencode_identically(path: Path):
 
 def test_occurred_at_is_utc_and_naive_times_are_refused():
     with pytest.raises(ValueError, match="timezone"):
-        GoalSubmitted(task_id="t", goal="g", workflow=WorkflowRef(name="w"), occurred_at="2026-01-01T10:00:00")
-    e = GoalSubmitted(task_id="t", goal="g", workflow=WorkflowRef(name="w"), occurred_at="2026-01-01T10:00:00+02:00")
+        GoalSubmitted(
+            task_id="t", goal="g", workflow=WorkflowRef(name="w"), occurred_at="2026-01-01T10:00:00"
+        )
+    e = GoalSubmitted(
+        task_id="t",
+        goal="g",
+        workflow=WorkflowRef(name="w"),
+        occurred_at="2026-01-01T10:00:00+02:00",
+    )
     assert e.occurred_at.utcoffset().total_seconds() == 0
     assert e.occurred_at.hour == 8
 
 
 def test_event_ids_are_unique_and_time_ordered():
-    ids = [GoalSubmitted(task_id="t", goal="g", workflow=WorkflowRef(name="w")).event_id for _ in range(2000)]
+    ids = [
+        GoalSubmitted(task_id="t", goal="g", workflow=WorkflowRef(name="w")).event_id
+        for _ in range(2000)
+    ]
     assert len(set(ids)) == len(ids)
     assert ids == sorted(ids)
 
@@ -43,9 +53,15 @@ def test_event_ids_are_unique_and_time_ordered():
     [
         (b"\x00\xff not json", "not JSON"),
         (b"[1, 2]", "expected a JSON object"),
-        (b'{"type": "warp_drive_engaged", "task_id": "t"}', "unknown event type 'warp_drive_engaged'"),
+        (
+            b'{"type": "warp_drive_engaged", "task_id": "t"}',
+            "unknown event type 'warp_drive_engaged'",
+        ),
         (b'{"type": "goal_submitted", "task_id": "t"}', "invalid goal_submitted event"),
-        (b'{"type": "goal_submitted", "task_id": "t", "goal": "g", "workflow": {"name": "w"}, "bogus": 1}', "bogus"),
+        (
+            b'{"type": "goal_submitted", "task_id": "t", "goal": "g", "workflow": {"name": "w"}, "bogus": 1}',
+            "bogus",
+        ),
     ],
 )
 def test_bad_bytes_give_a_clear_decode_error(data: bytes, reason: str):
@@ -86,7 +102,9 @@ def test_missing_upcaster_is_a_clear_error(monkeypatch: pytest.MonkeyPatch):
 
 
 def test_oversize_events_are_refused_at_encode():
-    big = GoalSubmitted(task_id="t", goal="g", workflow=WorkflowRef(name="w"), inputs={"blob": "x" * 1_100_000})
+    big = GoalSubmitted(
+        task_id="t", goal="g", workflow=WorkflowRef(name="w"), inputs={"blob": "x" * 1_100_000}
+    )
     with pytest.raises(EventTooLargeError, match="over the"):
         encode(big)
 

@@ -41,17 +41,35 @@ def test_toml_workflow_loads(tmp_path: Path):
 @pytest.mark.parametrize(
     ("text", "problem"),
     [
-        ("name: x\norchestrator: p\nagents:\n  p: {routes_to: [ghost]}\n", "dangling edge to unknown agent 'ghost'"),
+        (
+            "name: x\norchestrator: p\nagents:\n  p: {routes_to: [ghost]}\n",
+            "dangling edge to unknown agent 'ghost'",
+        ),
         ("name: x\norchestrator: boss\nagents:\n  p: {}\n", "entry agent 'boss' is not declared"),
-        ("name: x\norchestrator: p\nagents:\n  p: {routes_to: [a]}\n  a: {}\n  lonely: {}\n", "'lonely' is unreachable"),
+        (
+            "name: x\norchestrator: p\nagents:\n  p: {routes_to: [a]}\n  a: {}\n  lonely: {}\n",
+            "'lonely' is unreachable",
+        ),
         (
             "name: x\norchestrator: p\nagents:\n  p: {routes_to: [a]}\n  a: {routes_to: [b]}\n  b: {routes_to: [a]}\n",
             "cycle a -> b -> a is not declared as a loop",
         ),
-        ("name: x\norchestrator: p\nagents:\n  p: {routes_to: [a]}\n  a: {tools: [nope]}\n", "tool 'nope', which is not registered"),
-        ("name: x\norchestrator: p\nagents:\n  p: {colour: red}\n", "agents.p.colour: Extra inputs are not permitted"),
-        ("name: x\norchestrator: p\nagents:\n  p: {output: 'nosuchmodule_xyz:Thing'}\n", "cannot import 'nosuchmodule_xyz'"),
-        ("name: x\norchestrator: p\nagents:\n  p: {max_iterations: 3, warn_iterations: 5}\n", "warn_iterations (5) is above"),
+        (
+            "name: x\norchestrator: p\nagents:\n  p: {routes_to: [a]}\n  a: {tools: [nope]}\n",
+            "tool 'nope', which is not registered",
+        ),
+        (
+            "name: x\norchestrator: p\nagents:\n  p: {colour: red}\n",
+            "agents.p.colour: Extra inputs are not permitted",
+        ),
+        (
+            "name: x\norchestrator: p\nagents:\n  p: {output: 'nosuchmodule_xyz:Thing'}\n",
+            "cannot import 'nosuchmodule_xyz'",
+        ),
+        (
+            "name: x\norchestrator: p\nagents:\n  p: {max_iterations: 3, warn_iterations: 5}\n",
+            "warn_iterations (5) is above",
+        ),
         ("name: [unclosed\n", "not valid YAML"),
         ("- just\n- a list\n", "must hold a mapping"),
         ("orchestrator: p\nagents: {p: {}}\n", "name: Field required"),
@@ -79,7 +97,9 @@ def test_missing_file_is_a_workflow_error(tmp_path: Path):
 def test_workflow_declared_in_python_is_validated():
     with pytest.raises(WorkflowError, match="unreachable"):
         Workflow.build(name="x", orchestrator="p", agents=[AgentSpec("p"), AgentSpec("q")])
-    wf = Workflow.build(name="x", orchestrator="p", agents=[AgentSpec("p", routes_to=("q",)), AgentSpec("q")])
+    wf = Workflow.build(
+        name="x", orchestrator="p", agents=[AgentSpec("p", routes_to=("q",)), AgentSpec("q")]
+    )
     assert wf.graph.targets("p") == ["q"]
 
 
