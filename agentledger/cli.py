@@ -80,10 +80,13 @@ def _notice_scripted(workflow: Any, err: TextIO) -> None:
         )
 
 
-def _finish(state: TaskState, out: TextIO, err: TextIO, output: str | None) -> int:
+def _finish(
+    state: TaskState, out: TextIO, err: TextIO, output: str | None, workflow: Any = None
+) -> int:
     print(file=out)
     if state.status == "completed":
-        rendered = timeline.render_result(state.result)
+        result = workflow.present(state.result) if workflow is not None else state.result
+        rendered = timeline.render_result(result)
         if output:
             Path(output).write_text(rendered + "\n")
             print(f"result written to {output}", file=out)
@@ -125,7 +128,7 @@ async def cmd_run(args: argparse.Namespace, settings: Settings, out: TextIO, err
     finally:
         await runtime.aclose()
         await log.close()
-    return _finish(state, out, err, args.output)
+    return _finish(state, out, err, args.output, workflow)
 
 
 async def cmd_resume(args: argparse.Namespace, settings: Settings, out: TextIO, err: TextIO) -> int:
@@ -160,7 +163,7 @@ async def cmd_resume(args: argparse.Namespace, settings: Settings, out: TextIO, 
             await runtime.aclose()
     finally:
         await log.close()
-    return _finish(state, out, err, args.output)
+    return _finish(state, out, err, args.output, workflow)
 
 
 async def cmd_status(args: argparse.Namespace, settings: Settings, out: TextIO, err: TextIO) -> int:

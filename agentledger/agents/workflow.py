@@ -81,6 +81,13 @@ class Workflow:
     description: str = ""
     source: Path | None = None
     digest: str = ""
+    result_field: str | None = None  # the field of the final result to present to people
+
+    def present(self, result: Any) -> Any:
+        """The part of a task's result a person wants to read (see ``result_field``)."""
+        if self.result_field and isinstance(result, dict) and self.result_field in result:
+            return result[self.result_field]
+        return result
 
     @property
     def graph(self) -> AgentGraph:
@@ -178,6 +185,7 @@ class _WorkflowFile(BaseModel):
     tools: dict[str, _ToolEntry] = Field(default_factory=dict)
     agents: dict[str, _AgentEntry] = Field(min_length=1)
     limits: Limits = Field(default_factory=Limits)
+    result_field: str | None = None
 
 
 def _digest(text: str | bytes) -> str:
@@ -283,6 +291,7 @@ def load_workflow(path: str | Path, *, settings: Settings | None = None) -> Work
         description=spec.description,
         source=path,
         digest=_digest(raw),
+        result_field=spec.result_field,
     )
     problems.extend(wf.problems())
     if problems:
