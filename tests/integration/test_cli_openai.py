@@ -82,3 +82,98 @@ def test_run_against_an_openai_compatible_server_with_no_code_change(
     # the key never reaches the log
     ledger = (tmp_path / "ledger.db").read_bytes()
     assert b"sk-test-abcdefghijklmnop" not in ledger
+
+
+EXAMPLE = Path(__file__).parent.parent.parent / "examples" / "research_brief" / "workflow.yaml"
+
+
+def test_the_research_brief_example_runs_against_an_openai_compatible_server(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+):
+    """The flagship example, unchanged, with its model switched by environment variables.
+    The planner (a real model here, scripted over HTTP) chooses one research subtask, so the
+    order of requests on the server is fixed."""
+    plan = {
+        "subtasks": [
+            {
+                "id": "practices",
+                "agent": "researcher",
+                "description": "Search for: idempotency retries",
+            },
+            {
+                "id": "write",
+                "agent": "writer",
+                "description": "write the brief",
+                "depends_on": ["practices"],
+            },
+            {
+                "id": "review",
+                "agent": "reviewer",
+                "description": "review and save",
+                "depends_on": ["write"],
+            },
+        ]
+    }
+    point = "Keep an idempotency ledger of completed keys and answer duplicates from it."
+    findings = {
+        "aspect": "practices",
+        "key_points": [{"point": point, "source": "idempotency-keys.md"}],
+        "sources": ["idempotency-keys.md"],
+    }
+    brief = {
+        "title": "Idempotency in agent systems",
+        "summary": "Why idempotency keys make retries and crash recovery safe.",
+        "sections": [{"heading": "Practices", "body": f"- {point} [idempotency-keys.md]"}],
+        "sources": ["idempotency-keys.md"],
+    }
+    markdown = "# Idempotency in agent systems\n\nWhy idempotency keys make retries safe.\n"
+    replies = [
+        json_answer(plan),
+        tool_call_reply(("search_notes", {"query": "idempotency retries"})),
+        json_answer(findings),
+        json_answer(brief),
+        tool_call_reply(("save_brief", {"markdown": markdown})),
+        json_answer(
+            {
+                "approved": True,
+                "score": 8,
+                "issues": [],
+                "brief_markdown": markdown,
+                "saved_to": "briefs/x.md",
+            }
+        ),
+    ]
+    with OpenAIStubServer(replies) as server:
+        monkeypatch.setenv("AGENTLEDGER_HOME", str(tmp_path))
+        monkeypatch.setenv("AGENTLEDGER_MODEL_PROVIDER", "openai")
+        monkeypatch.setenv("AGENTLEDGER_MODEL_NAME", "gpt-4o-mini")
+        monkeypatch.setenv("AGENTLEDGER_MODEL_BASE_URL", server.base_url)
+        out, err = io.StringIO(), io.StringIO()
+        code = main(
+            [
+                "run",
+                str(EXAMPLE),
+                "--goal",
+                "Write a brief on idempotency",
+                "-o",
+                str(tmp_path / "b.md"),
+            ],
+            out=out,
+            err=err,
+        )
+        assert code == 0, err.getvalue() + out.getvalue()
+        server.assert_complete()
+        bodies = server.bodies
+    assert (tmp_path / "b.md").read_text() == markdown + "\n"
+    # the researcher was offered exactly its allowed tool; the search really ran over the corpus
+    researcher = bodies[1]
+    assert [t["function"]["name"] for t in researcher["tools"]] == ["search_notes"]
+    tool_result = next(m for m in bodies[2]["messages"] if m["role"] == "tool")
+    assert "idempotency-keys.md" in tool_result["content"]
+    # the writer saw the research output and nothing it did not depend on
+    assert (
+        point in bodies[3]["messages"][1]["content"]
+        and "review" not in bodies[3]["messages"][1]["content"]
+    )
+    saved = list((tmp_path / "sandbox" / "briefs").glob("*.md"))
+    assert [p.read_text() for p in saved] == [markdown]
