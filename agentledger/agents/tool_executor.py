@@ -72,35 +72,27 @@ class ToolExecutor:
         return await self._execute(event, event, ctx)
 
     async def _on_started(self, event: ToolCallStarted, ctx: ProcessorContext) -> list[EventBase]:
-        request = _find_request(ctx, event)
         tool = ctx.runtime.workflow.tools.get(event.tool)
         if ctx.recovering and not (tool is not None and tool.safe_to_retry):
             return [
-                ToolCallFailed.caused_by(
+                _failed(
                     event,
-                    subtask_id=event.subtask_id,
-                    call_id=event.call_id,
-                    tool=event.tool,
-                    idempotency_key=event.idempotency_key,
-                    error_kind="outcome_unknown",
-                    message=(
-                        f"the process stopped while {event.tool!r} was running; whether its side "
-                        "effect happened is unknown, and the tool is not declared safe_to_retry, "
-                        "so it was not run again. Check the target system for idempotency key "
-                        f"{event.idempotency_key}."
-                    ),
+                    event,
+                    "outcome_unknown",
+                    f"the process stopped while {event.tool!r} was running; whether its side "
+                    "effect happened is unknown, and the tool is not declared safe_to_retry, "
+                    "so it was not run again. Check the target system for idempotency key "
+                    f"{event.idempotency_key}.",
                 )
             ]
+        request = ctx.state.tool_requests.get(event.idempotency_key)
         if request is None:
             return [
-                ToolCallFailed.caused_by(
+                _failed(
                     event,
-                    subtask_id=event.subtask_id,
-                    call_id=event.call_id,
-                    tool=event.tool,
-                    idempotency_key=event.idempotency_key,
-                    error_kind="internal_error",
-                    message="no tool_call_requested event matches this start marker",
+                    event,
+                    "internal_error",
+                    "no tool_call_requested event matches this start marker",
                 )
             ]
         return await self._execute(request, event, ctx)
@@ -108,21 +100,10 @@ class ToolExecutor:
     async def _execute(
         self, request: ToolCallRequested, cause: EventBase, ctx: ProcessorContext
     ) -> list[EventBase]:
-        common = {
-            "subtask_id": request.subtask_id,
-            "call_id": request.call_id,
-            "tool": request.tool,
-            "idempotency_key": request.idempotency_key,
-        }
         tool = ctx.runtime.workflow.tools.get(request.tool)
         if tool is None:
             return [
-                ToolCallFailed.caused_by(
-                    cause,
-                    error_kind="unknown_tool",
-                    message=f"tool {request.tool!r} is not registered",
-                    **common,
-                )
+                _failed(cause, request, "unknown_tool", f"tool {request.tool!r} is not registered")
             ]
         tool_ctx = ToolContext(
             task_id=request.task_id,
@@ -137,36 +118,41 @@ class ToolExecutor:
             result = await tool.run(request.arguments, tool_ctx)
             size = len(orjson.dumps(result))
         except ToolError as exc:
-            latency = (time.perf_counter() - started) * 1000
-            return [
-                ToolCallFailed.caused_by(
-                    cause, error_kind=exc.kind, message=str(exc), latency_ms=latency, **common
-                )
-            ]
+            return [_failed(cause, request, exc.kind, str(exc), started)]
         except TypeError as exc:  # orjson: the result is not JSON-serialisable
-            latency = (time.perf_counter() - started) * 1000
-            return [
-                ToolCallFailed.caused_by(
-                    cause,
-                    error_kind="invalid_result",
-                    message=f"tool {request.tool!r} returned a value that is not JSON: {exc}",
-                    latency_ms=latency,
-                    **common,
-                )
-            ]
-        latency = (time.perf_counter() - started) * 1000
+            message = f"tool {request.tool!r} returned a value that is not JSON: {exc}"
+            return [_failed(cause, request, "invalid_result", message, started)]
         if size > MAX_RESULT_BYTES:
-            return [
-                ToolCallFailed.caused_by(
-                    cause,
-                    error_kind="result_too_large",
-                    message=f"tool {request.tool!r} returned {size} bytes, over the {MAX_RESULT_BYTES}-byte limit",
-                    latency_ms=latency,
-                    **common,
-                )
-            ]
-        return [ToolCallCompleted.caused_by(cause, result=result, latency_ms=latency, **common)]
+            message = f"tool {request.tool!r} returned {size} bytes, over the {MAX_RESULT_BYTES}-byte limit"
+            return [_failed(cause, request, "result_too_large", message, started)]
+        return [
+            ToolCallCompleted.caused_by(
+                cause,
+                subtask_id=request.subtask_id,
+                call_id=request.call_id,
+                tool=request.tool,
+                idempotency_key=request.idempotency_key,
+                result=result,
+                latency_ms=(time.perf_counter() - started) * 1000,
+            )
+        ]
 
 
-def _find_request(ctx: ProcessorContext, started: ToolCallStarted) -> ToolCallRequested | None:
-    return ctx.state.tool_requests.get(started.idempotency_key)
+def _failed(
+    cause: EventBase,
+    call: ToolCallRequested | ToolCallStarted,
+    kind: str,
+    message: str,
+    started: float | None = None,
+) -> ToolCallFailed:
+    """The failure of ``call``, caused by ``cause``; latency counted from ``started``."""
+    return ToolCallFailed.caused_by(
+        cause,
+        subtask_id=call.subtask_id,
+        call_id=call.call_id,
+        tool=call.tool,
+        idempotency_key=call.idempotency_key,
+        error_kind=kind,
+        message=message,
+        latency_ms=0.0 if started is None else (time.perf_counter() - started) * 1000,
+    )
