@@ -1,0 +1,595 @@
+"""Kafka EventLog: events as records of the ``<prefix>.events`` topic (aiokafka).
+
+Every event is one record keyed by its task id, so one task's events sit on one partition,
+in the order they were appended. The value is the codec's bytes (the same bytes SQLite
+stores); headers repeat ``event-id``, ``seq`` and ``type`` so a record that does not decode
+can still be placed.
+
+Offsets. A Kafka offset counts within one partition, and the EventLog needs one integer::
+
+    offset = partition << 40 | (kafka_offset + 1)
+
+On a one-partition topic that is 1, 2, 3, ... exactly as in SQLite. The low 40 bits are
+the Kafka offset of the *next* record, which is what Kafka commits as a consumer position,
+so an EventLog offset is also a ready-made commit. Within a partition (so within a task)
+offsets grow with every append. Across partitions the integer order is partition-major:
+``read_from(after)`` pages through partition ``after >> 40`` past ``after`` and then every
+higher partition, and ``follow(after)`` follows those partitions live. That is one total
+order, but a record appended later to a lower partition sorts *before* ``after``: a single
+integer cannot hold a position in N partitions. Use a one-partition events topic where
+one global order matters (a CLI tail of everything, a single projection); the distributed
+workers consume per partition with consumer-group offsets and do not need it.
+
+Batches. ``append`` sends each partition's share of a batch as one record batch in one
+produce request (acks=all), and refuses, before sending anything, a share that does not
+fit in ``max_batch_bytes``. A broker stores a record batch whole or not at all, so one
+task's batch is atomic. A batch spanning tasks on several partitions is not: without a
+transactional producer (not used, by design) some partitions may store their share while
+another fails.
+
+Duplicates. Without an idempotent producer a retried send can store a batch twice, and
+the broker cannot enforce one event per ``(task_id, seq)``. Delivery is at least once:
+``read_task`` and ``tasks`` drop repeated event ids; ``read_from`` and ``follow`` return the
+log as stored and consumers dedupe on ``event_id`` (the processing contract requires it).
+Two different events at one ``(task_id, seq)`` are both kept, in offset order, for the
+reader to see: one writer per task is the rule that prevents it.
+
+Positions are committed offsets of a consumer group named ``<prefix>.position.<consumer>``
+on the events topic: Kafka's own store for "how far has this reader got", visible to
+ordinary Kafka tooling as lag, and needing no compaction (which a positions topic would).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncGenerator, AsyncIterator, Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any, Literal
+
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka.admin import AIOKafkaAdminClient
+from aiokafka.errors import KafkaError
+from aiokafka.partitioner import murmur2
+
+from agentledger.errors import ConfigurationError, EventLogError, SequenceConflictError, UsageError
+from agentledger.schemas import EventBase
+from agentledger.schemas.codec import encode
+from agentledger.streams.kafka_topics import DEFAULT_PREFIX, TopicLayout, partition_counts
+from agentledger.streams.log import CorruptRecord, LogEntry, Recorded, TaskSummary, decode_entry
+
+OFFSET_BITS = 40
+_POSITION_MASK = (1 << OFFSET_BITS) - 1
+
+HEADER_EVENT_ID = "x-agentledger-event-id"
+HEADER_SEQ = "x-agentledger-seq"
+HEADER_TYPE = "x-agentledger-type"
+
+
+def log_offset(partition: int, kafka_offset: int) -> int:
+    """The EventLog offset of the record at ``kafka_offset`` in ``partition``."""
+    return (partition << OFFSET_BITS) | (kafka_offset + 1)
+
+
+def kafka_position(offset: int) -> tuple[int, int]:
+    """``(partition, next Kafka offset)`` just past EventLog ``offset`` (0 -> ``(0, 0)``)."""
+    if offset < 0:
+        raise UsageError(f"log offsets are never negative, got {offset}")
+    return offset >> OFFSET_BITS, offset & _POSITION_MASK
+
+
+def partition_for_key(key: bytes, partitions: int) -> int:
+    """The partition Kafka's default partitioner (Java client, aiokafka, faust) picks."""
+    return int(murmur2(key) & 0x7FFFFFFF) % partitions
+
+
+@dataclass(frozen=True, slots=True)
+class KafkaRecord:
+    """One record as fetched: where it sits, its key, value and headers (in order)."""
+
+    partition: int
+    kafka_offset: int
+    key: bytes | None
+    value: bytes | None
+    headers: tuple[tuple[str, bytes], ...]
+    timestamp_ms: int
+
+    @classmethod
+    def of(cls, message: Any) -> KafkaRecord:
+        """From an aiokafka ConsumerRecord."""
+        return cls(
+            partition=int(message.partition),
+            kafka_offset=int(message.offset),
+            key=message.key,
+            value=message.value,
+            headers=tuple((k, v) for k, v in message.headers if v is not None),
+            timestamp_ms=int(message.timestamp),
+        )
+
+    @property
+    def offset(self) -> int:
+        """The EventLog offset of this record."""
+        return log_offset(self.partition, self.kafka_offset)
+
+    @property
+    def task_id(self) -> str:
+        return "" if self.key is None else self.key.decode("utf-8", "replace")
+
+    def header(self, name: str) -> str | None:
+        """The last value of header ``name`` as text, or None."""
+        found = [v for k, v in self.headers if k == name]
+        return found[-1].decode("utf-8", "replace") if found else None
+
+    def seq(self) -> int | None:
+        raw = self.header(HEADER_SEQ)
+        return int(raw) if raw is not None and raw.isdigit() else None
+
+    def entry(self) -> LogEntry:
+        """The record as an EventLog entry: the event, or a CorruptRecord saying why not."""
+        seq = self.seq()
+        if self.value is None:
+            return CorruptRecord(self.offset, self.task_id, seq, "record has no value", b"")
+        entry = decode_entry(self.offset, self.task_id, seq, self.value)
+        if isinstance(entry, Recorded) and entry.event.task_id != self.task_id:
+            reason = (
+                f"record key {self.task_id!r} is not the event's task id "
+                f"{entry.event.task_id!r}; the event is on the wrong partition for its task"
+            )
+            return CorruptRecord(self.offset, self.task_id, seq, reason, self.value)
+        return entry
+
+
+async def read_partitions(
+    consumer: AIOKafkaConsumer,
+    topic: str,
+    starts: Mapping[int, int],
+    *,
+    limit: int | None = None,
+    wait_ms: int = 100,
+) -> tuple[list[KafkaRecord], dict[int, int]]:
+    """Read each ``partition: start`` of ``topic`` up to its end as first seen.
+
+    ``consumer`` is started, without a group, and owned by the caller (it is reassigned).
+    The end is the partition's high watermark as reported by the first fetch answer: the
+    ListOffsets answer of some Kafka-protocol brokers is not trusted. Records appended
+    after it are left for the next read. With ``limit``, a partition stops after ``limit``
+    records. Returns the records (per partition in offset order) and the ends seen.
+    Waits as long as the broker takes: bound it with ``deadline(...)``.
+    """
+    if not starts:
+        return [], {}
+    tps = {p: TopicPartition(topic, p) for p in starts}
+    consumer.assign(list(tps.values()))
+    for p, start in starts.items():
+        consumer.seek(tps[p], start)
+    out: list[KafkaRecord] = []
+    pending = set(tps.values())
+    ends: dict[TopicPartition, int] = {}
+    taken = dict.fromkeys(pending, 0)
+    while pending:
+        fetched = await consumer.getmany(*pending, timeout_ms=wait_ms)
+        for tp, messages in fetched.items():
+            end = ends.get(tp, consumer.highwater(tp))
+            for message in messages:
+                if end is not None and message.offset >= end:
+                    break
+                if limit is None or taken[tp] < limit:
+                    out.append(KafkaRecord.of(message))
+                    taken[tp] += 1
+        for tp in list(pending):
+            highwater = consumer.highwater(tp)
+            if highwater is None:
+                continue  # no fetch answered for it yet
+            end = ends.setdefault(tp, highwater)
+            full = limit is not None and taken[tp] >= limit
+            if full or await consumer.position(tp) >= end:
+                pending.discard(tp)
+                consumer.pause(tp)
+    return out, {tp.partition: end for tp, end in ends.items()}
+
+
+@contextlib.asynccontextmanager
+async def deadline(seconds: float, what: str) -> AsyncIterator[None]:
+    """Bound a Kafka wait: past ``seconds``, raise EventLogError saying ``what`` timed out."""
+    try:
+        async with asyncio.timeout(seconds):
+            yield
+    except TimeoutError:
+        raise EventLogError(
+            f"{what} did not finish within {seconds:g} s; is the broker up and reachable?"
+        ) from None
+
+
+class KafkaEventLog:
+    """EventLog over the ``<prefix>.events`` topic. Create the topics first (init_topics).
+
+    Example::
+
+        async with KafkaEventLog("127.0.0.1:9092", prefix="agentledger") as log:
+            await log.append([event])
+    """
+
+    def __init__(
+        self,
+        bootstrap: str,
+        *,
+        prefix: str = DEFAULT_PREFIX,
+        client_id: str = "agentledger",
+        max_batch_bytes: int = 1_048_576,
+        fetch_max_wait_ms: int = 100,
+        request_timeout_ms: int = 30_000,
+    ) -> None:
+        self.bootstrap = bootstrap
+        self.layout = TopicLayout(prefix)
+        self.topic = self.layout.events
+        self._client_id = client_id
+        self._max_batch_bytes = max_batch_bytes
+        self._fetch_max_wait_ms = fetch_max_wait_ms
+        self._request_timeout_ms = request_timeout_ms
+        self._partitions = 0
+        self._producer: AIOKafkaProducer | None = None
+        self._groups: dict[str, AIOKafkaConsumer] = {}
+        self._groups_lock = asyncio.Lock()
+        # Highest end offset seen per partition: where last_offset() starts looking.
+        self._known_end: dict[int, int] = {}
+
+    @property
+    def partitions(self) -> int:
+        """Partition count of the events topic (known once started)."""
+        return self._partitions
+
+    def partition_for(self, task_id: str) -> int:
+        """The partition that holds ``task_id``'s events."""
+        if not self._partitions:
+            raise UsageError("the Kafka event log is not started; call `await log.start()`")
+        return partition_for_key(task_id.encode(), self._partitions)
+
+    async def start(self) -> None:
+        """Check the events topic exists (it is never auto-created) and connect."""
+        if self._producer is not None:
+            return
+        admin = AIOKafkaAdminClient(
+            bootstrap_servers=self.bootstrap,
+            client_id=self._client_id,
+            request_timeout_ms=self._request_timeout_ms,
+        )
+        try:
+            await admin.start()
+            counts = await partition_counts(admin, [self.topic])
+        except KafkaError as exc:
+            raise EventLogError(f"cannot reach Kafka at {self.bootstrap}: {exc}") from exc
+        finally:
+            await admin.close()
+        if self.topic not in counts:
+            raise ConfigurationError(
+                f"topic {self.topic!r} does not exist on {self.bootstrap}; create the topic "
+                f"layout first with agentledger.streams.kafka_topics.init_topics "
+                f"(prefix {self.layout.prefix!r})"
+            )
+        self._partitions = counts[self.topic]
+        producer = AIOKafkaProducer(
+            bootstrap_servers=self.bootstrap,
+            client_id=self._client_id,
+            acks="all",
+            # Not enabled on purpose: the log must not depend on idempotent or
+            # transactional producers (several Kafka-protocol brokers lack them).
+            enable_idempotence=False,
+            linger_ms=0,
+            max_batch_size=self._max_batch_bytes,
+            max_request_size=self._max_batch_bytes,
+            request_timeout_ms=self._request_timeout_ms,
+        )
+        try:
+            await producer.start()
+        except KafkaError as exc:
+            await producer.stop()
+            raise EventLogError(f"cannot reach Kafka at {self.bootstrap}: {exc}") from exc
+        self._producer = producer
+
+    async def __aenter__(self) -> KafkaEventLog:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.close()
+
+    async def close(self) -> None:
+        producer, self._producer = self._producer, None
+        groups, self._groups = self._groups, {}
+        for consumer in groups.values():
+            await consumer.stop()
+        if producer is not None:
+            await producer.stop()
+
+    # -- writing -------------------------------------------------------------------------
+
+    async def append(self, events: Sequence[EventBase]) -> list[Recorded]:
+        """Append ``events``; one task's events go in one record batch (all or none).
+
+        Does not raise SequenceConflictError for a seq already in the log (the broker
+        cannot check it), only for a ``(task_id, seq)`` repeated within ``events``.
+        """
+        producer = self._started()
+        if not events:
+            return []
+        seen: set[tuple[str, int]] = set()
+        for event in events:
+            key = (event.task_id, event.seq)
+            if key in seen:
+                raise SequenceConflictError(*key)
+            seen.add(key)
+
+        shares: dict[int, list[int]] = {}
+        for index, event in enumerate(events):
+            shares.setdefault(self.partition_for(event.task_id), []).append(index)
+        batches = {
+            p: self._build_batch(producer, [events[i] for i in idx]) for p, idx in shares.items()
+        }
+
+        try:
+            futures = [
+                await producer.send_batch(batch, self.topic, partition=p)
+                for p, batch in batches.items()
+            ]
+            delivered = await asyncio.gather(*futures)
+        except KafkaError as exc:
+            raise EventLogError(
+                f"append of {len(events)} events to {self.topic} failed: {exc}. Some may be "
+                "stored; appending the same events again is safe (readers dedupe on event_id)"
+            ) from exc
+
+        offsets: dict[int, int] = {}
+        for (partition, indexes), metadata in zip(shares.items(), delivered, strict=True):
+            base = int(metadata.offset)
+            for position, index in enumerate(indexes):
+                offsets[index] = log_offset(partition, base + position)
+            self._saw_end(partition, base + len(indexes))
+        return [Recorded(offsets[i], e) for i, e in enumerate(events)]  # type: ignore[arg-type]
+
+    def _build_batch(self, producer: AIOKafkaProducer, events: Sequence[EventBase]) -> Any:
+        batch = producer.create_batch()
+        for event in events:
+            headers = [
+                (HEADER_EVENT_ID, event.event_id.encode()),
+                (HEADER_SEQ, str(event.seq).encode()),
+                (HEADER_TYPE, str(type(event).model_fields["type"].default).encode()),
+            ]
+            added = batch.append(
+                key=event.task_id.encode(), value=encode(event), timestamp=None, headers=headers
+            )
+            if added is None:
+                raise EventLogError(
+                    f"{len(events)} events for one partition of {self.topic} do not fit in one "
+                    f"record batch of {self._max_batch_bytes} bytes, so they cannot be appended "
+                    "atomically; append them in smaller batches (nothing was sent)"
+                )
+        return batch
+
+    # -- reading -------------------------------------------------------------------------
+
+    async def read_task(self, task_id: str, *, after_seq: int = 0) -> list[LogEntry]:
+        """A task's events with ``seq > after_seq``, in seq order, each event id once."""
+        self._started()
+        key = task_id.encode()
+        records, _ = await self._scan({self.partition_for(task_id): 0})
+        entries: list[tuple[int, int, LogEntry]] = []
+        seen_ids: set[str] = set()
+        last_seq = 0
+        for record in records:
+            if record.key != key:
+                continue
+            entry = record.entry()
+            if isinstance(entry, Recorded):
+                if entry.event.event_id in seen_ids:
+                    continue  # the same event stored twice by a retried send
+                seen_ids.add(entry.event.event_id)
+            if entry_seq(entry) is None:
+                # Unplaceable bytes: keep them where they were, after the event before them.
+                if last_seq >= after_seq:
+                    entries.append((last_seq, record.offset, entry))
+                continue
+            seq = entry_seq(entry) or 0
+            last_seq = max(last_seq, seq)
+            if seq > after_seq:
+                entries.append((seq, record.offset, entry))
+        entries.sort(key=lambda item: (item[0], item[1]))
+        return [entry for _, _, entry in entries]
+
+    async def read_from(self, after: int = 0, *, limit: int | None = None) -> list[LogEntry]:
+        """Records with offset > ``after``, in offset order (partition-major, see module)."""
+        self._started()
+        first, position = kafka_position(after)
+        starts = {p: position if p == first else 0 for p in range(first, self._partitions)}
+        records, _ = await self._scan(starts, limit=limit)
+        records.sort(key=lambda r: r.offset)
+        if limit is not None:
+            records = records[:limit]
+        return [r.entry() for r in records]
+
+    async def follow(
+        self, after: int = 0, *, task_id: str | None = None, poll_interval: float = 0.05
+    ) -> AsyncGenerator[LogEntry, None]:
+        """Yield records past ``after`` as they arrive, forever (cancel or aclose to stop).
+
+        Records of one partition come in offset order; partitions interleave as they
+        arrive. With ``task_id``, only that task's partition is read.
+        """
+        self._started()
+        first, position = kafka_position(after)
+        chosen: Iterable[int] = range(first, self._partitions)
+        if task_id is not None:
+            chosen = [p for p in [self.partition_for(task_id)] if p >= first]
+        starts = {p: position if p == first else 0 for p in chosen}
+        key = None if task_id is None else task_id.encode()
+        if not starts:
+            await asyncio.Future()  # nothing can ever come after `after`; wait to be cancelled
+        async with self._consumer("earliest") as consumer:
+            consumer.assign([TopicPartition(self.topic, p) for p in starts])
+            for p, start in starts.items():
+                consumer.seek(TopicPartition(self.topic, p), start)
+            wait_ms = max(1, int(poll_interval * 1000))
+            while True:
+                fetched = await consumer.getmany(timeout_ms=wait_ms)
+                for tp in sorted(fetched, key=lambda t: t.partition):
+                    for message in fetched[tp]:
+                        record = KafkaRecord.of(message)
+                        if record.offset > after and (key is None or record.key == key):
+                            yield record.entry()
+
+    async def last_offset(self) -> int:
+        """The highest offset in the log (partition-major order); 0 when empty."""
+        self._started()
+        ends = await self._end_offsets()
+        return max((log_offset(p, end - 1) for p, end in ends.items() if end > 0), default=0)
+
+    async def tasks(self, *, limit: int = 100) -> list[TaskSummary]:
+        """The most recently active tasks, newest first. Reads the whole events topic."""
+        self._started()
+        records, _ = await self._scan(dict.fromkeys(range(self._partitions), 0))
+        records.sort(key=lambda r: r.offset)
+        summaries: dict[str, TaskSummary] = {}
+        seen_ids: set[str] = set()
+        for record in records:
+            entry = record.entry()
+            if isinstance(entry, Recorded):
+                if entry.event.event_id in seen_ids:
+                    continue
+                seen_ids.add(entry.event.event_id)
+                at = entry.event.occurred_at
+                type_ = str(entry.event.type)
+            else:
+                at = datetime.fromtimestamp(record.timestamp_ms / 1000, tz=UTC)
+                type_ = record.header(HEADER_TYPE) or "?"
+            task_id = record.task_id
+            known = summaries.get(task_id)
+            summaries[task_id] = TaskSummary(
+                task_id,
+                1 if known is None else known.events + 1,
+                at if known is None else known.first_at,
+                at,
+                type_,
+            )
+        ordered = sorted(summaries.values(), key=lambda s: s.last_at, reverse=True)
+        return ordered[:limit]
+
+    # -- positions -----------------------------------------------------------------------
+
+    def position_group(self, consumer: str) -> str:
+        """The Kafka consumer group whose committed offsets hold ``consumer``'s position."""
+        return f"{self.layout.prefix}.position.{consumer}"
+
+    async def get_position(self, consumer: str) -> int:
+        """The furthest committed offset of ``consumer`` (0 when it has none)."""
+        self._started()
+        group = await self._group(consumer)
+        best = 0
+        try:
+            for p in range(self._partitions):
+                committed = await group.committed(TopicPartition(self.topic, p))
+                if committed:
+                    best = max(best, (p << OFFSET_BITS) | int(committed))
+        except KafkaError as exc:
+            raise EventLogError(f"reading the position of {consumer!r} failed: {exc}") from exc
+        return best
+
+    async def set_position(self, consumer: str, offset: int) -> None:
+        """Commit ``offset`` as ``consumer``'s position in the partition it belongs to."""
+        self._started()
+        partition, position = kafka_position(offset)
+        if partition >= self._partitions:
+            raise UsageError(
+                f"offset {offset} is in partition {partition}, but {self.topic} has "
+                f"{self._partitions} partitions; pass an offset this log returned"
+            )
+        group = await self._group(consumer)
+        try:
+            await group.commit({TopicPartition(self.topic, partition): position})
+        except KafkaError as exc:
+            raise EventLogError(f"storing the position of {consumer!r} failed: {exc}") from exc
+
+    async def _group(self, consumer: str) -> AIOKafkaConsumer:
+        async with self._groups_lock:
+            group = self._groups.get(consumer)
+            if group is None:
+                group = AIOKafkaConsumer(
+                    bootstrap_servers=self.bootstrap,
+                    client_id=self._client_id,
+                    group_id=self.position_group(consumer),
+                    enable_auto_commit=False,
+                    request_timeout_ms=self._request_timeout_ms,
+                )
+                await group.start()
+                tps = [TopicPartition(self.topic, p) for p in range(self._partitions)]
+                # Committing needs the partitions assigned; paused, they are never fetched.
+                group.assign(tps)
+                group.pause(*tps)
+                self._groups[consumer] = group
+            return group
+
+    # -- internals -----------------------------------------------------------------------
+
+    def _started(self) -> AIOKafkaProducer:
+        if self._producer is None:
+            raise UsageError(
+                "the Kafka event log is not started; use `async with KafkaEventLog(...)` "
+                "or `await log.start()`"
+            )
+        return self._producer
+
+    def _saw_end(self, partition: int, end: int) -> None:
+        self._known_end[partition] = max(self._known_end.get(partition, 0), end)
+
+    @contextlib.asynccontextmanager
+    async def _consumer(
+        self, reset: Literal["earliest", "latest"]
+    ) -> AsyncIterator[AIOKafkaConsumer]:
+        consumer = AIOKafkaConsumer(
+            bootstrap_servers=self.bootstrap,
+            client_id=self._client_id,
+            group_id=None,
+            enable_auto_commit=False,
+            auto_offset_reset=reset,
+            fetch_max_wait_ms=self._fetch_max_wait_ms,
+            max_partition_fetch_bytes=max(1_048_576, self._max_batch_bytes),
+            request_timeout_ms=self._request_timeout_ms,
+        )
+        try:
+            await consumer.start()
+        except KafkaError as exc:
+            await consumer.stop()
+            raise EventLogError(f"cannot reach Kafka at {self.bootstrap}: {exc}") from exc
+        try:
+            yield consumer
+        finally:
+            await consumer.stop()
+
+    async def _scan(
+        self, starts: Mapping[int, int], *, limit: int | None = None
+    ) -> tuple[list[KafkaRecord], dict[int, int]]:
+        """Records from each ``partition: start`` to its current end; and those ends."""
+        async with (
+            self._consumer("earliest") as consumer,
+            deadline(self._request_timeout_ms / 1000, f"reading {self.topic}"),
+        ):
+            records, ends = await read_partitions(
+                consumer,
+                self.topic,
+                starts,
+                limit=limit,
+                wait_ms=max(10, self._fetch_max_wait_ms),
+            )
+        for partition, end in ends.items():
+            self._saw_end(partition, end)
+        return records, ends
+
+    async def _end_offsets(self) -> dict[int, int]:
+        """Each partition's high watermark, fetched from the highest end already seen."""
+        starts = {p: self._known_end.get(p, 0) for p in range(self._partitions)}
+        _, ends = await self._scan(starts, limit=0)
+        return ends
+
+
+def entry_seq(entry: LogEntry) -> int | None:
+    """An entry's seq: the event's, or the header's for a corrupt record (None if absent)."""
+    return entry.event.seq if isinstance(entry, Recorded) else entry.seq

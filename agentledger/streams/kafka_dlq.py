@@ -1,0 +1,231 @@
+"""Dead letters on Kafka: park a record that cannot be processed, list them, re-drive them.
+
+A dead letter is the original record, bytes and key unchanged, produced to the
+``<prefix>.dlq`` topic with headers saying why and where it came from::
+
+    x-agentledger-reason            what was wrong, for a person to read
+    x-agentledger-source-topic      where the record was read from ...
+    x-agentledger-source-partition  ... which partition ...
+    x-agentledger-source-offset     ... and at which Kafka offset
+    x-agentledger-failed-at         when it was parked (ISO 8601, UTC)
+
+The original record's own headers travel along, so re-driving (producing the original
+bytes, key and headers to the source topic again) gives back the record as it was. A
+re-driven event that had been stored after all is a duplicate; readers dedupe on
+``event_id``.
+
+Example::
+
+    await dead_letter(producer, layout.dlq, record.value, record.key, "not JSON: ...",
+                      layout.goals, record.partition, record.kafka_offset)
+    for letter in await read_dead_letters(bootstrap, layout.dlq):
+        await redrive(producer, letter)
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from aiokafka.admin import AIOKafkaAdminClient
+from aiokafka.errors import KafkaError
+
+from agentledger.errors import ConfigurationError, EventLogError, UsageError
+from agentledger.streams.kafka import KafkaRecord, deadline, read_partitions
+from agentledger.streams.kafka_topics import partition_counts
+
+HEADER_REASON = "x-agentledger-reason"
+HEADER_SOURCE_TOPIC = "x-agentledger-source-topic"
+HEADER_SOURCE_PARTITION = "x-agentledger-source-partition"
+HEADER_SOURCE_OFFSET = "x-agentledger-source-offset"
+HEADER_FAILED_AT = "x-agentledger-failed-at"
+DLQ_HEADERS = frozenset(
+    {
+        HEADER_REASON,
+        HEADER_SOURCE_TOPIC,
+        HEADER_SOURCE_PARTITION,
+        HEADER_SOURCE_OFFSET,
+        HEADER_FAILED_AT,
+    }
+)
+
+Headers = Sequence[tuple[str, bytes]]
+
+
+@dataclass(frozen=True, slots=True)
+class Placed:
+    """Where a produced record landed."""
+
+    topic: str
+    partition: int
+    offset: int
+
+
+@dataclass(frozen=True, slots=True)
+class DeadLetter:
+    """A parked record: the original key, value and headers, and why and whence.
+
+    ``source_*`` and ``failed_at`` are None when a header is missing or unreadable (a
+    record some other tool wrote to the dead-letter topic).
+    """
+
+    partition: int
+    offset: int
+    key: bytes | None
+    value: bytes | None
+    headers: tuple[tuple[str, bytes], ...]
+    reason: str
+    source_topic: str | None
+    source_partition: int | None
+    source_offset: int | None
+    failed_at: datetime | None
+
+    @classmethod
+    def of(cls, record: KafkaRecord) -> DeadLetter:
+        return cls(
+            partition=record.partition,
+            offset=record.kafka_offset,
+            key=record.key,
+            value=record.value,
+            headers=tuple((k, v) for k, v in record.headers if k not in DLQ_HEADERS),
+            reason=record.header(HEADER_REASON) or "(no reason recorded)",
+            source_topic=record.header(HEADER_SOURCE_TOPIC),
+            source_partition=_int(record.header(HEADER_SOURCE_PARTITION)),
+            source_offset=_int(record.header(HEADER_SOURCE_OFFSET)),
+            failed_at=_time(record.header(HEADER_FAILED_AT)),
+        )
+
+
+def _int(text: str | None) -> int | None:
+    return int(text) if text is not None and text.lstrip("-").isdigit() else None
+
+
+def _time(text: str | None) -> datetime | None:
+    try:
+        return None if text is None else datetime.fromisoformat(text)
+    except ValueError:
+        return None
+
+
+async def dead_letter(
+    producer: AIOKafkaProducer,
+    topic: str,
+    raw_value: bytes | None,
+    key: bytes | None,
+    reason: str,
+    source_topic: str,
+    partition: int,
+    offset: int,
+    *,
+    headers: Headers = (),
+    failed_at: datetime | None = None,
+) -> Placed:
+    """Park a record on the dead-letter ``topic``; wait until the broker has it.
+
+    ``headers`` are the original record's own headers, kept for re-driving.
+    """
+    if raw_value is None and key is None:
+        raise UsageError("a dead letter needs the original value or key; both are None")
+    at = (failed_at or datetime.now(UTC)).astimezone(UTC)
+    own = [(k, v) for k, v in headers if k not in DLQ_HEADERS]
+    parked = [
+        (HEADER_REASON, reason.encode()),
+        (HEADER_SOURCE_TOPIC, source_topic.encode()),
+        (HEADER_SOURCE_PARTITION, str(partition).encode()),
+        (HEADER_SOURCE_OFFSET, str(offset).encode()),
+        (HEADER_FAILED_AT, at.isoformat().encode()),
+    ]
+    try:
+        metadata = await producer.send_and_wait(
+            topic, value=raw_value, key=key, headers=own + parked
+        )
+    except KafkaError as exc:
+        raise EventLogError(
+            f"parking a record from {source_topic}[{partition}]@{offset} on {topic} failed: "
+            f"{exc}; it was not acknowledged, so do not commit past it"
+        ) from exc
+    return Placed(topic, int(metadata.partition), int(metadata.offset))
+
+
+async def read_dead_letters(
+    bootstrap: str,
+    topic: str,
+    *,
+    limit: int | None = None,
+    fetch_max_wait_ms: int = 100,
+    request_timeout_ms: int = 30_000,
+) -> list[DeadLetter]:
+    """The dead letters on ``topic`` now, oldest first (per partition, in offset order)."""
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=request_timeout_ms)
+    try:
+        await admin.start()
+        counts = await partition_counts(admin, [topic])
+    except KafkaError as exc:
+        raise EventLogError(f"cannot reach Kafka at {bootstrap}: {exc}") from exc
+    finally:
+        await admin.close()
+    if topic not in counts:
+        raise ConfigurationError(
+            f"dead-letter topic {topic!r} does not exist on {bootstrap}; create the topic "
+            "layout with agentledger.streams.kafka_topics.init_topics"
+        )
+    consumer = AIOKafkaConsumer(
+        bootstrap_servers=bootstrap,
+        group_id=None,
+        enable_auto_commit=False,
+        auto_offset_reset="earliest",
+        fetch_max_wait_ms=fetch_max_wait_ms,
+        request_timeout_ms=request_timeout_ms,
+    )
+    try:
+        await consumer.start()
+        async with deadline(request_timeout_ms / 1000, f"reading {topic}"):
+            records, _ = await read_partitions(
+                consumer,
+                topic,
+                dict.fromkeys(range(counts[topic]), 0),
+                limit=limit,
+                wait_ms=max(10, fetch_max_wait_ms),
+            )
+    except KafkaError as exc:
+        raise EventLogError(f"reading {topic} from {bootstrap} failed: {exc}") from exc
+    finally:
+        await consumer.stop()
+    records.sort(key=lambda r: (r.timestamp_ms, r.partition, r.kafka_offset))
+    letters = [DeadLetter.of(r) for r in records]
+    return letters if limit is None else letters[:limit]
+
+
+async def redrive(
+    producer: AIOKafkaProducer, letter: DeadLetter, *, topic: str | None = None
+) -> Placed:
+    """Produce ``letter``'s original key, bytes and headers to its source topic again.
+
+    Keyed records go where the producer's partitioner puts the key (the partition they
+    came from while the partition count is unchanged); unkeyed ones to their source
+    partition. ``topic`` overrides the destination.
+    """
+    target = topic or letter.source_topic
+    if target is None:
+        raise UsageError(
+            f"dead letter {letter.partition}@{letter.offset} does not say its source topic; "
+            "pass topic= to choose where to re-drive it"
+        )
+    if letter.value is None and letter.key is None:
+        raise UsageError(f"dead letter {letter.partition}@{letter.offset} has no key or value")
+    partition = None
+    if letter.key is None and target == letter.source_topic:
+        partition = letter.source_partition
+    try:
+        metadata = await producer.send_and_wait(
+            target,
+            value=letter.value,
+            key=letter.key,
+            partition=partition,
+            headers=list(letter.headers),
+        )
+    except KafkaError as exc:
+        raise EventLogError(f"re-driving a dead letter to {target} failed: {exc}") from exc
+    return Placed(target, int(metadata.partition), int(metadata.offset))

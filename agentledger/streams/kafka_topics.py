@@ -1,0 +1,160 @@
+"""The Kafka topic layout of agentledger, and creating it explicitly.
+
+Three topics share one prefix (``agentledger`` unless told otherwise)::
+
+    <prefix>.goals    goal submissions coming in; key = task id
+    <prefix>.events   every event of every task; key = task id, so one task's events
+                      stay in order on one partition
+    <prefix>.dlq      dead letters: records that could not be processed, with the reason
+                      and their source topic/partition/offset in headers
+
+Topics are created here, explicitly, with their partition counts. Nothing in agentledger
+relies on a broker auto-creating topics: an auto-created topic gets the broker's default
+partition count, and the partition count decides which partition each task lives on.
+
+Example::
+
+    topics = await init_topics("127.0.0.1:9092", prefix="agentledger", partitions=8)
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.errors import KafkaError, TopicAlreadyExistsError, for_code
+
+from agentledger.errors import ConfigurationError, EventLogError
+
+DEFAULT_PREFIX = "agentledger"
+DEFAULT_PARTITIONS = 4
+"""Partitions of the goals and events topics: the most worker processes that can share
+the work of one workflow. Fixed for a topic's life (more partitions move tasks)."""
+DLQ_PARTITIONS = 1
+"""Dead letters are few and read by people; one partition keeps them in arrival order."""
+
+_LEGAL_NAME = re.compile(r"^[A-Za-z0-9._-]+$")
+_MAX_TOPIC_NAME = 249
+
+
+@dataclass(frozen=True, slots=True)
+class TopicLayout:
+    """The names of the topics under one prefix."""
+
+    prefix: str = DEFAULT_PREFIX
+
+    def __post_init__(self) -> None:
+        longest = f"{self.prefix}.events"
+        if not _LEGAL_NAME.match(self.prefix) or len(longest) > _MAX_TOPIC_NAME:
+            raise ConfigurationError(
+                f"invalid Kafka topic prefix {self.prefix!r}: use letters, digits, '.', '_' "
+                f"and '-' only, at most {_MAX_TOPIC_NAME - len('.events')} characters"
+            )
+
+    @property
+    def goals(self) -> str:
+        return f"{self.prefix}.goals"
+
+    @property
+    def events(self) -> str:
+        return f"{self.prefix}.events"
+
+    @property
+    def dlq(self) -> str:
+        return f"{self.prefix}.dlq"
+
+    def names(self) -> list[str]:
+        return [self.goals, self.events, self.dlq]
+
+
+async def init_topics(
+    bootstrap: str,
+    prefix: str = DEFAULT_PREFIX,
+    partitions: int = DEFAULT_PARTITIONS,
+    replication: int = 1,
+    *,
+    dlq_partitions: int = DLQ_PARTITIONS,
+    request_timeout_ms: int = 30_000,
+) -> list[str]:
+    """Create the goals, events and dead-letter topics; return their names.
+
+    Idempotent: topics that already exist with the expected partition count are kept.
+    A topic that exists with a different partition count is an error (ConfigurationError
+    naming each one), because changing the count moves tasks to other partitions.
+    """
+    if partitions < 1 or dlq_partitions < 1 or replication < 1:
+        raise ConfigurationError(
+            f"partitions ({partitions}), dlq_partitions ({dlq_partitions}) and replication "
+            f"({replication}) must each be at least 1"
+        )
+    layout = TopicLayout(prefix)
+    wanted = {layout.goals: partitions, layout.events: partitions, layout.dlq: dlq_partitions}
+    admin = AIOKafkaAdminClient(
+        bootstrap_servers=bootstrap,
+        client_id="agentledger-topics",
+        request_timeout_ms=request_timeout_ms,
+    )
+    try:
+        await admin.start()
+    except KafkaError as exc:
+        await admin.close()
+        raise EventLogError(
+            f"cannot reach Kafka at {bootstrap}: {exc}; check the broker address"
+        ) from exc
+    try:
+        existing = set(await admin.list_topics())
+        missing = [name for name in wanted if name not in existing]
+        if missing:
+            response = await admin.create_topics(
+                [NewTopic(name, wanted[name], replication) for name in missing]
+            )
+            _raise_for_create_errors(response.to_object(), bootstrap)
+        actual = await partition_counts(admin, list(wanted))
+    except KafkaError as exc:
+        raise EventLogError(f"creating topics {list(wanted)} on {bootstrap} failed: {exc}") from exc
+    finally:
+        await admin.close()
+
+    mismatched = [
+        f"{name} has {actual.get(name, 0)} partitions, expected {count}"
+        for name, count in wanted.items()
+        if actual.get(name) != count
+    ]
+    if mismatched:
+        raise ConfigurationError(
+            f"Kafka topics under prefix {prefix!r} on {bootstrap} do not match the layout: "
+            + "; ".join(mismatched)
+            + ". Pass the existing partition count, or use a new prefix; changing a "
+            "topic's partition count moves tasks between partitions"
+        )
+    return layout.names()
+
+
+async def partition_counts(admin: AIOKafkaAdminClient, topics: list[str]) -> dict[str, int]:
+    """Partition count of each topic that exists (absent ones are left out).
+
+    Only topics that ``list_topics`` reports are described: describing an unknown topic by
+    name would let an auto-creating broker create it with its default partition count.
+    """
+    existing = set(await admin.list_topics())
+    known = [t for t in topics if t in existing]
+    if not known:
+        return {}
+    described = await admin.describe_topics(known)
+    return {t["topic"]: len(t["partitions"]) for t in described if t["error_code"] == 0}
+
+
+def _raise_for_create_errors(response: dict[str, object], bootstrap: str) -> None:
+    errors = response.get("topic_errors")
+    problems = []
+    for item in errors if isinstance(errors, list) else []:
+        code = item["error_code"]
+        if code == 0 or code == TopicAlreadyExistsError.errno:
+            continue  # created, or created concurrently by someone else
+        name = for_code(code).__name__
+        problems.append(f"{item['topic']}: {name} ({item.get('error_message') or code})")
+    if problems:
+        raise EventLogError(
+            f"the broker at {bootstrap} refused to create topics: " + "; ".join(problems)
+        )
