@@ -103,6 +103,11 @@ class SqliteEventLog:
         return [Recorded(o, e) for o, e in zip(offsets, events, strict=True)]  # type: ignore[arg-type]
 
     def _conflict(self, events: Sequence[EventBase]) -> EventBase | None:
+        seen: set[tuple[str, int]] = set()
+        for e in events:  # a repeat inside the batch itself
+            if (e.task_id, e.seq) in seen:
+                return e
+            seen.add((e.task_id, e.seq))
         for e in events:
             row = self._db.execute(
                 "SELECT 1 FROM events WHERE task_id = ? AND seq = ?", (e.task_id, e.seq)

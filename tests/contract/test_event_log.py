@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 from aiokafka import AIOKafkaProducer
 
-from agentledger.errors import CorruptEventError, EventLogError, SequenceConflictError
+from agentledger.errors import CorruptEventError, SequenceConflictError
 from agentledger.schemas import EventBase, GoalSubmitted, TaskCompleted, TaskFailed, WorkflowRef
 from agentledger.streams import (
     CorruptRecord,
@@ -339,15 +339,7 @@ async def test_positions_are_stored_per_consumer_and_survive_reopening(backend: 
 # -- (task_id, seq) uniqueness -----------------------------------------------------------
 
 
-async def test_a_repeated_seq_within_one_batch_is_refused(
-    backend: Backend, request: pytest.FixtureRequest
-) -> None:
-    if backend.name == "sqlite":
-        # SqliteEventLog._conflict only looks for the seq in the table, not within the
-        # batch, so this comes out as a plain EventLogError. Strict: fails once fixed.
-        request.applymarker(
-            pytest.mark.xfail(raises=EventLogError, strict=True, reason="sqlite.py bug")
-        )
+async def test_a_repeated_seq_within_one_batch_is_refused(backend: Backend) -> None:
     log = backend.log
     with pytest.raises(SequenceConflictError):
         await log.append([goal("t-a", 1), done("t-a", 1)])
