@@ -202,6 +202,9 @@ class AgentStep:
             return stop
         spec = self._spec(ctx, sub)
         if event.tool_calls:
+            loop = self._loop_stop(event, spec, sub)
+            if loop:
+                return loop
             return [
                 self._request_or_reject(event, ctx, spec, sub, call) for call in event.tool_calls
             ]
@@ -242,6 +245,39 @@ class AgentStep:
                 error_kind="invalid_output",
             ),
         ]
+
+    def _loop_stop(
+        self, event: LlmCallCompleted, spec: AgentSpec, sub: SubtaskState
+    ) -> list[EventBase]:
+        """Stop an agent that asks for the same tool with the same arguments again and again."""
+        seen: dict[str, int] = {}
+        for turn in sub.turns:  # includes this response: the state is as of this event
+            for call in turn.tool_calls:
+                key = canonical_json([call.tool, call.arguments, call.raw_arguments])
+                seen[key] = seen.get(key, 0) + 1
+        for call in event.tool_calls:
+            count = seen[canonical_json([call.tool, call.arguments, call.raw_arguments])]
+            if count >= spec.max_repeated_calls:
+                return [
+                    LimitReached.caused_by(
+                        event,
+                        limit="repeated_tool_call",
+                        scope="agent",
+                        severity="stop",
+                        value=count,
+                        threshold=spec.max_repeated_calls,
+                        subtask_id=sub.id,
+                        detail=f"{call.tool}({canonical_json(call.arguments)[:120]}) asked {count} times",
+                    ),
+                    SubtaskFailed.caused_by(
+                        event,
+                        subtask_id=sub.id,
+                        reason=f"loop detected: {spec.name} called {call.tool!r} with the same "
+                        f"arguments {count} times",
+                        error_kind="loop_detected",
+                    ),
+                ]
+        return []
 
     def _request_or_reject(
         self,

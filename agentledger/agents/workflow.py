@@ -69,6 +69,7 @@ class AgentSpec:
     warn_iterations: int = 10
     max_iterations: int = 15
     max_repairs: int = 2
+    max_repeated_calls: int = 3  # the same tool with the same arguments this often is a loop
 
 
 @dataclass(frozen=True)
@@ -174,6 +175,7 @@ class _AgentEntry(BaseModel):
     warn_iterations: int | None = Field(default=None, ge=1)
     max_iterations: int | None = Field(default=None, ge=1)
     max_repairs: int = Field(default=2, ge=0)
+    max_repeated_calls: int = Field(default=3, ge=2)
 
 
 class _WorkflowFile(BaseModel):
@@ -238,7 +240,9 @@ def load_workflow(path: str | Path, *, settings: Settings | None = None) -> Work
             obj = load_object(tool_entry.function, base_dir=base_dir, what=f"tool {tool_name!r}")
             t = as_tool(obj)
             overrides = {
-                k: v for k, v in tool_entry.model_dump(exclude={"function"}).items() if v is not None
+                k: v
+                for k, v in tool_entry.model_dump(exclude={"function"}).items()
+                if v is not None
             }
             t = Tool(**{**_tool_fields(t), "name": tool_name, **overrides})
             registry.register(t)
@@ -281,6 +285,7 @@ def load_workflow(path: str | Path, *, settings: Settings | None = None) -> Work
             warn_iterations=entry.warn_iterations or settings.warn_iterations,
             max_iterations=entry.max_iterations or settings.max_iterations,
             max_repairs=entry.max_repairs,
+            max_repeated_calls=entry.max_repeated_calls,
         )
     wf = Workflow(
         name=spec.name,

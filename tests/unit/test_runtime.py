@@ -156,7 +156,7 @@ async def test_a_model_that_never_stops_is_stopped_at_the_cap():
         lambda r: (
             plan({"id": "w", "agent": "writer"})
             if r.agent == "planner"
-            else call_tool("search", query="x")
+            else call_tool("search", query=f"x{r.iteration}")
         )
     )
     run = await run_goal(workflow(), model, "g")
@@ -432,3 +432,42 @@ async def test_corrupt_event_in_the_log_is_reported_and_the_rest_still_read(corr
     assert [(r.offset, r.reason) for r in reported] == [(offset, "unknown event type 'mystery'")]
     entries = await log.read_task(full.task_id)
     assert len(entries) == len(full.events)
+
+
+async def test_the_same_tool_call_repeated_is_caught_as_a_loop():
+    model = ScriptedModel(
+        lambda r: (
+            plan({"id": "a", "agent": "researcher"})
+            if r.agent == "planner"
+            else call_tool("search", query="same")
+        )
+    )
+    run = await run_goal(workflow(), model, "g")
+    (limit,) = run.of_type("limit_reached")
+    assert (limit.limit, limit.severity, limit.value, limit.threshold) == (
+        "repeated_tool_call",
+        "stop",
+        3,
+        3,
+    )
+    assert 'search({"query":"same"})' in limit.detail
+    (failed,) = run.of_type("subtask_failed")
+    assert failed.error_kind == "loop_detected"
+    assert len(run.of_type("tool_call_requested")) == 2  # the third identical call never ran
+    assert run.state.status == "failed"
+
+
+async def test_varied_tool_calls_are_not_a_loop():
+    def researcher(r: ModelRequest) -> ModelResponse:
+        if r.iteration <= 4:
+            return call_tool("search", query=f"q{r.iteration % 2}")  # alternates: each pair twice
+        return reply_json({"summary": "found enough"})
+
+    model = ScriptedModel(
+        lambda r: (
+            plan({"id": "a", "agent": "researcher"}) if r.agent == "planner" else researcher(r)
+        )
+    )
+    run = await run_goal(workflow(), model, "g")
+    assert run.state.status == "completed"
+    assert run.of_type("limit_reached") == []
