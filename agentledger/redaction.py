@@ -18,6 +18,7 @@ masking is fast enough to run on every event.
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 import re
 from typing import Any
@@ -77,7 +78,9 @@ _IPV4 = re.compile(
     r"(?![\w]|\.\d)"
 )
 # Candidates only; ipaddress decides, so times like 12:30:45 are left alone.
-_IPV6 = re.compile(r"(?<![\w:.])[0-9A-Fa-f]{0,4}(?::[0-9A-Fa-f]{0,4}){2,7}(?:(?<=:)[\d.]{7,15})?")
+_IPV6 = re.compile(
+    r"(?<![\w:.])(?:[0-9A-Fa-f]{0,4}:){2,7}(?:\d{1,3}(?:\.\d{1,3}){3}|[0-9A-Fa-f]{1,4})?(?![\w:])"
+)
 
 _SENSITIVE_KEYS = frozenset(
     {
@@ -178,12 +181,18 @@ def _bearer(match: re.Match[str]) -> str:
 
 
 _DIGIT = re.compile(r"\d")
-_API_KEY_HINTS = ("sk-", "AKIA", "ASIA", "gh", "xox", "AIza")
+_API_KEY_HINT = re.compile(r"sk-|AKIA|ASIA|gh[pousr]_|github_pat_|xox|AIza")
+# Strings events are full of that can hold nothing to mask: ids and timestamps.
+_PLAIN = re.compile(
+    r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}"
+    r"|\d{4}-\d\d-\d\d[T ]\d\d:\d\d(?::\d\d(?:\.\d+)?)?(?:Z|[+-]\d\d:\d\d)?"
+)
 
 
 def redact_text(text: str) -> str:
     """``text`` with every finding replaced by its marker (see ``MARKERS``)."""
-    if len(text) < 6:  # nothing we mask is this short
+    # Nothing we mask is this short, or an id or a timestamp; most strings stop here.
+    if len(text) < 6 or _PLAIN.fullmatch(text):
         return text
     # Cheap substring tests decide which patterns can match at all; most strings in an
     # event (ids, type names, model names) skip every regex.
@@ -192,7 +201,7 @@ def redact_text(text: str) -> str:
         text = _BEARER.sub(_bearer, text)
     if "eyJ" in text:
         text = _JWT.sub(MARKERS["token"], text)
-    if any(hint in text for hint in _API_KEY_HINTS):
+    if _API_KEY_HINT.search(text):
         text = _API_KEY.sub(MARKERS["api_key"], text)
     if ("=" in text or ":" in text) and _SECRET_HINT.search(lower):
         text = _KEY_VALUE.sub(_key_value, text)
@@ -203,13 +212,15 @@ def redact_text(text: str) -> str:
     text = _IBAN.sub(_iban, text)
     text = _CARD.sub(_card, text)
     text = _PHONE.sub(_phone, text)
-    if "." in text:
-        text = _IPV4.sub(MARKERS["ip"], text)
+    # IPv6 before IPv4, so an IPv4-mapped address is masked whole.
     if "::" in text or text.count(":") >= 5:
         text = _IPV6.sub(_ipv6, text)
+    if "." in text:
+        text = _IPV4.sub(MARKERS["ip"], text)
     return text
 
 
+@functools.lru_cache(maxsize=4096)  # events reuse a few hundred key names
 def _sensitive_key(key: str) -> bool:
     name = key.lower().replace("-", "_")
     return name in _SENSITIVE_KEYS or name.endswith(_SENSITIVE_SUFFIXES)

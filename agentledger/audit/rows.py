@@ -127,10 +127,10 @@ class AuditRow:
 
 
 def status_of(event: EventBase) -> str:
-    """"ok", "error", "rejected", "cancelled", "warning"/"stop" (limits), or ""."""
+    """The row status: ok, error, rejected, cancelled, warning/stop (limits), or ""."""
     if isinstance(event, LimitReached):
         return event.severity
-    return _STATUS.get(event.model_fields["type"].default, "")
+    return _STATUS.get(type(event).model_fields["type"].default, "")
 
 
 def workflow_of(event: EventBase) -> str | None:
@@ -151,7 +151,7 @@ def _error_kind(event: EventBase, event_type: str) -> str:
 
 def to_row(event: EventBase, *, workflow: str = "") -> AuditRow:
     """The audit row of ``event``. ``workflow`` is the task's workflow name, if known."""
-    event_type: str = event.model_fields["type"].default
+    event_type: str = type(event).model_fields["type"].default
     model = provider = tool = ""
     input_tokens = output_tokens = cached_tokens = 0
     cost = latency = 0.0
