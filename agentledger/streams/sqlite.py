@@ -60,7 +60,11 @@ class SqliteEventLog:
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.execute(f"PRAGMA synchronous={synchronous}")
             self._db.execute("PRAGMA busy_timeout=30000")
-            self._db.executescript(_SCHEMA)
+            exists = self._db.execute(
+                "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'events'"
+            ).fetchone()
+            if exists is None:  # readers of an existing ledger never take the write lock
+                self._db.executescript(_SCHEMA)
         except sqlite3.DatabaseError as exc:
             raise EventLogError(f"cannot open event log {self.path}: {exc}") from exc
 
