@@ -124,9 +124,7 @@ def _arguments_model(fn: ToolFunction, name: str) -> tuple[type[BaseModel], bool
         annotation = hints.get(param.name, Any)
         default = ... if param.default is inspect.Parameter.empty else param.default
         fields[param.name] = (annotation, default)
-    model = create_model(
-        f"{name}_arguments", __config__=ConfigDict(extra="forbid"), **fields
-    )
+    model = create_model(f"{name}_arguments", __config__=ConfigDict(extra="forbid"), **fields)
     return model, wants_context
 
 
