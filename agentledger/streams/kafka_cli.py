@@ -1,0 +1,272 @@
+"""``agentledger`` subcommands for the distributed (Kafka) shape.
+
+::
+
+    agentledger kafka init --brokers B [--prefix P] [--partitions N]
+    agentledger worker WORKFLOW --brokers B [--prefix P]
+    agentledger submit --brokers B --goal "..." --workflow NAME_OR_FILE [--input k=v]
+    agentledger dlq list --brokers B [--json]
+    agentledger dlq redrive --brokers B (--all | OFFSET ...)
+    agentledger kafka status|events|replay TASK --brokers B
+
+``--brokers`` defaults to ``$AGENTLEDGER_BROKERS``; ``--prefix`` to ``$AGENTLEDGER_PREFIX``
+or ``agentledger``. Heavy imports (faust, the workflow loader) happen inside the handlers,
+so registering these commands costs every other command nothing.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+from typing import Any, TextIO
+
+import orjson
+
+from agentledger.errors import UsageError
+from agentledger.settings import Settings
+from agentledger.streams.kafka_topics import DEFAULT_PARTITIONS, DEFAULT_PREFIX
+
+EXIT_OK, EXIT_USAGE = 0, 2
+
+
+def _connection(p: argparse.ArgumentParser) -> None:
+    brokers = os.environ.get("AGENTLEDGER_BROKERS")
+    p.add_argument(
+        "--brokers",
+        default=brokers,
+        required=brokers is None,
+        metavar="HOST:PORT[,...]",
+        help="Kafka bootstrap servers (default: $AGENTLEDGER_BROKERS)",
+    )
+    p.add_argument(
+        "--prefix",
+        default=os.environ.get("AGENTLEDGER_PREFIX", DEFAULT_PREFIX),
+        help="topic prefix (default: $AGENTLEDGER_PREFIX or %(default)s)",
+    )
+
+
+def register(sub: Any) -> None:
+    """Add the Kafka subcommands to the ``agentledger`` parser."""
+    p = sub.add_parser("kafka", help="the Kafka topic layout; tasks stored on Kafka")
+    ksub = p.add_subparsers(dest="kafka_command", required=True, metavar="ACTION")
+    k = ksub.add_parser("init", help="create the goals, events and dead-letter topics")
+    _connection(k)
+    k.add_argument("--partitions", type=int, default=DEFAULT_PARTITIONS)
+    k.add_argument("--replication", type=int, default=1)
+    k.set_defaults(func=cmd_kafka_init)
+    for name, helptext in (
+        ("status", "a task's state, rebuilt from its events on Kafka"),
+        ("events", "a task's events on Kafka, in order"),
+        ("replay", "a readable timeline and the state as it was at a point"),
+    ):
+        k = ksub.add_parser(name, help=helptext)
+        _connection(k)
+        k.add_argument("task")
+        k.add_argument("--json", action="store_true")
+        if name == "events":
+            k.add_argument("--follow", "-f", action="store_true", help="until the task ends")
+        if name == "replay":
+            k.add_argument("--until", type=int, metavar="SEQ")
+        k.set_defaults(func=cmd_kafka_view, view=name)
+
+    p = sub.add_parser("worker", help="run the processors of a workflow on Kafka")
+    p.add_argument("workflow", help="workflow file (YAML or TOML)")
+    _connection(p)
+    p.add_argument("--session-timeout", type=float, default=10.0, metavar="SECONDS")
+    p.add_argument("--fetch-wait-ms", type=int, default=100, metavar="MS")
+    p.add_argument("--revoke-grace", type=float, default=5.0, metavar="SECONDS")
+    p.add_argument("--shutdown-timeout", type=float, default=30.0, metavar="SECONDS")
+    p.add_argument("--health-interval", type=float, default=30.0, metavar="SECONDS")
+    p.set_defaults(func=cmd_worker)
+
+    p = sub.add_parser("submit", help="submit a goal to the workers; prints the task id")
+    _connection(p)
+    p.add_argument("--goal", required=True)
+    p.add_argument("--workflow", required=True, help="workflow file or workflow name")
+    p.add_argument("--input", action="append", metavar="KEY=VALUE")
+    p.add_argument("--task-id", help="choose the task id (default: a new one)")
+    p.set_defaults(func=cmd_submit)
+
+    p = sub.add_parser("dlq", help="records parked on the dead-letter topic")
+    dsub = p.add_subparsers(dest="dlq_command", required=True, metavar="ACTION")
+    d = dsub.add_parser("list", help="list dead letters, oldest first")
+    _connection(d)
+    d.add_argument("--limit", type=int)
+    d.add_argument("--json", action="store_true", help="one JSON object per line")
+    d.set_defaults(func=cmd_dlq_list)
+    d = dsub.add_parser("redrive", help="produce dead letters to their source topic again")
+    _connection(d)
+    d.add_argument("offsets", nargs="*", type=int, metavar="OFFSET", help="dead-letter offsets")
+    d.add_argument("--all", action="store_true", help="every dead letter")
+    d.set_defaults(func=cmd_dlq_redrive)
+
+
+def _inputs(items: list[str] | None) -> dict[str, Any]:
+    inputs: dict[str, Any] = {}
+    for item in items or []:
+        key, sep, value = item.partition("=")
+        if not sep:
+            raise UsageError(f"--input {item!r} must look like key=value")
+        inputs[key] = value
+    return inputs
+
+
+async def cmd_kafka_init(
+    args: argparse.Namespace, settings: Settings, out: TextIO, err: TextIO
+) -> int:
+    from agentledger.streams.kafka_topics import init_topics
+
+    names = await init_topics(
+        args.brokers, args.prefix, partitions=args.partitions, replication=args.replication
+    )
+    print(f"topics ready on {args.brokers}: {', '.join(names)}", file=out)
+    return EXIT_OK
+
+
+def cmd_worker(args: argparse.Namespace, settings: Settings, out: TextIO, err: TextIO) -> int:
+    from agentledger.agents.workflow import load_workflow
+    from agentledger.streams.kafka_runner import WorkerConfig, run_worker
+
+    workflow = load_workflow(args.workflow, settings=settings)
+    config = WorkerConfig(
+        args.brokers,
+        prefix=args.prefix,
+        session_timeout_s=args.session_timeout,
+        fetch_max_wait_ms=args.fetch_wait_ms,
+        revoke_grace_s=args.revoke_grace,
+        shutdown_timeout_s=args.shutdown_timeout,
+        health_interval_s=args.health_interval,
+        log_level="DEBUG" if getattr(args, "verbose", False) else "WARN",
+    )
+    return run_worker(workflow, settings, config, out=out)
+
+
+async def cmd_submit(args: argparse.Namespace, settings: Settings, out: TextIO, err: TextIO) -> int:
+    from agentledger.streams.kafka_runner import submit_goal, workflow_ref
+
+    ref = workflow_ref(args.workflow, settings)
+    task_id = await submit_goal(
+        args.brokers,
+        args.goal,
+        workflow=ref,
+        prefix=args.prefix,
+        inputs=_inputs(args.input),
+        task_id=args.task_id,
+        submitted_by="cli",
+    )
+    print(task_id, file=out)
+    return EXIT_OK
+
+
+async def cmd_dlq_list(
+    args: argparse.Namespace, settings: Settings, out: TextIO, err: TextIO
+) -> int:
+    from agentledger.streams.kafka_dlq import read_dead_letters
+    from agentledger.streams.kafka_topics import TopicLayout
+
+    letters = await read_dead_letters(args.brokers, TopicLayout(args.prefix).dlq, limit=args.limit)
+    for letter in letters:
+        where = f"{letter.source_topic}[{letter.source_partition}]@{letter.source_offset}"
+        if args.json:
+            row = {
+                "offset": letter.offset,
+                "partition": letter.partition,
+                "key": None if letter.key is None else letter.key.decode("utf-8", "replace"),
+                "reason": letter.reason,
+                "source_topic": letter.source_topic,
+                "source_partition": letter.source_partition,
+                "source_offset": letter.source_offset,
+                "failed_at": None if letter.failed_at is None else letter.failed_at.isoformat(),
+                "bytes": None if letter.value is None else len(letter.value),
+            }
+            print(orjson.dumps(row).decode(), file=out)
+        else:
+            key = "-" if letter.key is None else letter.key.decode("utf-8", "replace")
+            print(f"{letter.offset:>6}  {where}  key={key}  {letter.reason}", file=out)
+    if not letters:
+        print("no dead letters", file=err)
+    return EXIT_OK
+
+
+async def cmd_dlq_redrive(
+    args: argparse.Namespace, settings: Settings, out: TextIO, err: TextIO
+) -> int:
+    from aiokafka import AIOKafkaProducer
+
+    from agentledger.streams.kafka_dlq import read_dead_letters, redrive
+    from agentledger.streams.kafka_topics import TopicLayout
+
+    if not args.all and not args.offsets:
+        raise UsageError("name the dead-letter offsets to re-drive, or pass --all")
+    letters = await read_dead_letters(args.brokers, TopicLayout(args.prefix).dlq)
+    chosen = letters if args.all else [x for x in letters if x.offset in set(args.offsets)]
+    unknown = set(args.offsets) - {x.offset for x in letters}
+    if unknown:
+        raise UsageError(
+            f"no dead letters at offsets {sorted(unknown)}; see `agentledger dlq list`"
+        )
+    producer = AIOKafkaProducer(
+        bootstrap_servers=args.brokers, acks="all", enable_idempotence=False
+    )
+    await producer.start()
+    try:
+        for letter in chosen:
+            placed = await redrive(producer, letter)
+            print(
+                f"re-drove {letter.offset} to {placed.topic}[{placed.partition}]@{placed.offset}",
+                file=out,
+            )
+    finally:
+        await producer.stop()
+    return EXIT_OK
+
+
+async def cmd_kafka_view(
+    args: argparse.Namespace, settings: Settings, out: TextIO, err: TextIO
+) -> int:
+    """``status``/``events``/``replay`` of the embedded CLI, reading the Kafka log."""
+    from agentledger import timeline
+    from agentledger.cli import _print_entry, _resolve_task, _split, _state_json
+    from agentledger.projections.task_state import fold
+    from agentledger.schemas.codec import to_dict
+    from agentledger.streams.kafka import KafkaEventLog
+    from agentledger.streams.log import Recorded
+
+    async with KafkaEventLog(args.brokers, prefix=args.prefix) as log:
+        task_id = await _resolve_task(log, args.task)
+        entries = await log.read_task(task_id)
+        if args.view == "events":
+            for entry in entries:
+                _print_entry(entry, args.json, out, err)
+            if args.follow:
+                last = max((e.offset for e in entries), default=0)
+                async for entry in log.follow(last, task_id=task_id):
+                    _print_entry(entry, args.json, out, err)
+                    out.flush()
+                    if isinstance(entry, Recorded) and entry.event.type in (
+                        "task_completed",
+                        "task_failed",
+                        "task_cancelled",
+                    ):
+                        break
+            return EXIT_OK
+    events = _split(entries, err)
+    if args.view == "status":
+        state = fold(task_id, events)
+        if args.json:
+            print(orjson.dumps(_state_json(state), option=orjson.OPT_INDENT_2).decode(), file=out)
+        else:
+            print(timeline.summary(state), file=out)
+        return EXIT_OK
+    until = args.until if args.until is not None else max((e.seq for e in events), default=0)
+    shown = [e for e in events if e.seq <= until]
+    state = fold(task_id, shown)
+    if args.json:
+        body = {"until": until, "events": [to_dict(e) for e in shown], "state": _state_json(state)}
+        print(orjson.dumps(body, option=orjson.OPT_INDENT_2).decode(), file=out)
+        return EXIT_OK
+    for e in shown:
+        print(timeline.line(e), file=out)
+    print(f"\n--- state as of seq {until} ---", file=out)
+    print(timeline.summary(state), file=out)
+    return EXIT_OK

@@ -1,0 +1,804 @@
+"""The distributed worker: the processors of one workflow, hosted on Kafka.
+
+Workers of one workflow form one consumer group, ``<prefix>.workers``, reading two
+topics (see ``kafka_topics``):
+
+``<prefix>.goals``
+    A ``goal_submitted`` event keyed by its task id. The worker appends it to the events
+    topic as seq 1, unless the task already has events there (a goal submitted twice, or
+    delivered twice, starts one task).
+``<prefix>.events``
+    The event log. For every task on a partition it holds, the worker keeps a
+    ``TaskDriver``. On first sight of a task (a new task, a restart, or a partition handed
+    over by a rebalance) it rebuilds the driver exactly as ``EmbeddedRunner`` does: read
+    the task's history, ``driver.load(history)``, re-dispatch the history in order (the
+    driver skips handled events, so only reactions lost with a crashed worker run again).
+    After that it dispatches events as they are consumed, skipping any seq it already
+    dispatched. The driver's sink is ``KafkaEventLog.append``; the events it appends come
+    back through the consumer and are dispatched then, in seq order.
+
+Offsets. A consumed record is acknowledged only once every reaction its dispatch started
+has finished (so its output is in the log); faust commits the contiguous acknowledged
+prefix of each partition. A committed offset therefore never passes an event whose
+reaction is unfinished. Offsets are still only an optimisation: correctness comes from
+"handled means caused" and the rebuild from history, so a record delivered twice (a crash
+before the commit, a rebalance) costs a rebuild and nothing else.
+
+Rebalances (eager: every member gives up every partition, then gets its new share). On
+revoke the worker stops dispatching, waits up to ``revoke_grace_s`` for the reactions in
+flight, and cancels the rest; a task whose reactions were cancelled is forgotten and
+rebuilt on next sight (its unacknowledged record is delivered again). Tasks on partitions
+the worker keeps stay as they were.
+
+Bad input never stops the worker: undecodable records, unknown event types, invalid
+events, goals that are not ``goal_submitted``, events of a task without a goal, and tasks
+of another workflow go to ``<prefix>.dlq`` (``kafka_dlq.dead_letter``) with the reason.
+
+Why faust: it is the consumer-group runtime the architecture names, it works against the
+test broker (tansu) once its hard-coded 1.5 s fetch wait is lowered, and its manual
+acknowledgements commit only gap-free prefixes, which is the offset rule above. Everything
+that decides what to do with a record lives in ``WorkerCore``, which knows nothing of faust.
+
+Example::
+
+    from agentledger.streams.kafka_runner import WorkerConfig, run_worker, submit_goal
+
+    run_worker(load_workflow("flow.yaml"), Settings(), WorkerConfig("127.0.0.1:9092"))
+    task_id = await submit_goal("127.0.0.1:9092", "Write a brief", workflow="flow.yaml")
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import importlib
+import logging
+import os
+import sys
+import tempfile
+import weakref
+from collections import OrderedDict
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, TextIO
+
+from aiokafka import AIOKafkaProducer
+from aiokafka.admin import AIOKafkaAdminClient
+from aiokafka.errors import KafkaError
+from pydantic import JsonValue
+
+from agentledger.agents.context import Runtime
+from agentledger.agents.workflow import Workflow
+from agentledger.errors import ConfigurationError, EventLogError, UsageError
+from agentledger.schemas import Event, EventBase, GoalSubmitted, WorkflowRef, new_event_id
+from agentledger.schemas.codec import encode
+from agentledger.settings import Settings
+from agentledger.streams.driver import TaskDriver
+from agentledger.streams.kafka import (
+    HEADER_EVENT_ID,
+    HEADER_SEQ,
+    HEADER_TYPE,
+    KafkaEventLog,
+    KafkaRecord,
+)
+from agentledger.streams.kafka_dlq import dead_letter
+from agentledger.streams.kafka_topics import DEFAULT_PREFIX, TopicLayout, partition_counts
+from agentledger.streams.log import CorruptRecord, Recorded
+
+log = logging.getLogger(__name__)
+
+_REMEMBERED = 10_000
+"""Finished and rejected task ids kept, so their stray records are skipped cheaply."""
+
+
+def worker_group(prefix: str) -> str:
+    """The consumer group (and faust app id) of the workers under ``prefix``."""
+    return f"{TopicLayout(prefix).prefix}.workers"
+
+
+@dataclass(frozen=True, slots=True)
+class WorkerConfig:
+    """How a worker connects and how patient it is. Times in seconds."""
+
+    bootstrap: str
+    prefix: str = DEFAULT_PREFIX
+    session_timeout_s: float = 10.0
+    """A worker silent this long is considered dead and its partitions move."""
+    heartbeat_interval_s: float | None = None
+    """Default: a fifth of the session timeout."""
+    rebalance_timeout_s: float | None = None
+    """How long members may take to rejoin; default: the session timeout plus revoke grace."""
+    fetch_max_wait_ms: int = 100
+    """Broker-side fetch wait. Every hop of a task waits up to this (tansu: about half)."""
+    commit_interval_s: float = 1.0
+    revoke_grace_s: float = 5.0
+    """On a rebalance, how long reactions in flight may finish before they are cancelled."""
+    shutdown_timeout_s: float = 30.0
+    """On SIGTERM, how long reactions in flight may finish before they are cancelled."""
+    health_interval_s: float = 30.0
+    request_timeout_s: float = 30.0
+    log_level: str = "WARN"
+
+
+class _Hosted:
+    """One task this worker drives."""
+
+    __slots__ = ("driver", "last_seq", "own", "partition")
+
+    driver: TaskDriver
+
+    def __init__(self, partition: int) -> None:
+        self.partition = partition
+        self.last_seq = 0
+        self.own: set[str] = set()  # ids of events this driver appended, until consumed back
+
+
+class WorkerCore:
+    """What a worker does with each record, independent of the consumer framework.
+
+    The framework calls ``on_goal`` and ``on_event`` for each record, in partition order,
+    one at a time, and acknowledges a record when told to (``on_event`` hands back the
+    reactions to wait for); it calls ``on_revoked``/``on_assigned`` around rebalances and
+    ``shutdown`` at the end.
+    """
+
+    def __init__(
+        self,
+        runtime: Runtime,
+        config: WorkerConfig,
+        *,
+        out: TextIO | None = None,
+    ) -> None:
+        self.runtime = runtime
+        self.config = config
+        self.layout = TopicLayout(config.prefix)
+        self.out = out or sys.stdout
+        self.log = KafkaEventLog(
+            config.bootstrap,
+            prefix=config.prefix,
+            client_id=f"agentledger-worker-{os.getpid()}",
+            fetch_max_wait_ms=config.fetch_max_wait_ms,
+            request_timeout_ms=int(config.request_timeout_s * 1000),
+        )
+        self._producer: AIOKafkaProducer | None = None
+        self._start_lock = asyncio.Lock()
+        self._lock = asyncio.Lock()  # one record (or recovery) at a time touches the tasks
+        self._tasks: dict[str, _Hosted] = {}
+        self._finished: OrderedDict[str, None] = OrderedDict()
+        self._rejected: OrderedDict[str, str] = OrderedDict()
+        self._assigned: dict[str, set[int]] = {}
+        self._paused = False
+        self._stopping = False
+        self._background: set[asyncio.Task[None]] = set()
+        # Reactions that finished without their output in the log (the append failed).
+        self._unrecorded: weakref.WeakSet[asyncio.Task[None]] = weakref.WeakSet()
+        self.dead_letters = 0
+        self.goals_started = 0
+        self.tasks_finished = 0
+
+    @property
+    def workflow(self) -> Workflow:
+        return self.runtime.workflow
+
+    # -- life cycle ----------------------------------------------------------------------
+
+    async def start(self) -> None:
+        async with self._start_lock:
+            if self._producer is not None:
+                return
+            await self.log.start()
+            producer = AIOKafkaProducer(
+                bootstrap_servers=self.config.bootstrap,
+                client_id=f"agentledger-worker-dlq-{os.getpid()}",
+                acks="all",
+                enable_idempotence=False,  # not available on every Kafka-protocol broker
+                request_timeout_ms=int(self.config.request_timeout_s * 1000),
+            )
+            try:
+                await producer.start()
+            except KafkaError as exc:
+                await producer.stop()
+                raise EventLogError(
+                    f"cannot reach Kafka at {self.config.bootstrap}: {exc}"
+                ) from exc
+            self._producer = producer
+
+    async def on_revoked(self) -> None:
+        """A rebalance began: stop dispatching, let reactions finish briefly, cancel the rest."""
+        self._paused = True
+        inflight = self._inflight()
+        if inflight:
+            await asyncio.wait(inflight, timeout=self.config.revoke_grace_s)
+        async with self._lock:
+            for task_id, hosted in list(self._tasks.items()):
+                if hosted.driver.busy:
+                    # Cancelled reactions are lost here; their records were not acknowledged,
+                    # so whoever owns the partition next sees them again and rebuilds.
+                    await hosted.driver.cancel()
+                    del self._tasks[task_id]
+                    log.info("task %s: reactions cancelled by a rebalance", task_id)
+
+    async def on_assigned(self, assigned: Mapping[str, set[int]]) -> None:
+        """A rebalance ended: forget tasks on partitions that went elsewhere."""
+        async with self._lock:
+            self._assigned = {topic: set(parts) for topic, parts in assigned.items()}
+            mine = self._assigned.get(self.layout.events, set())
+            for task_id, hosted in list(self._tasks.items()):
+                if hosted.partition not in mine:
+                    await hosted.driver.cancel()
+                    del self._tasks[task_id]
+            self._paused = False
+        self.print_health("assigned")
+
+    async def shutdown(self) -> None:
+        """Stop: let reactions in flight finish (up to the timeout), cancel the rest, close."""
+        self._stopping = self._paused = True
+        inflight = self._inflight() | self._background
+        if inflight:
+            _, pending = await asyncio.wait(inflight, timeout=self.config.shutdown_timeout_s)
+            for task in pending:
+                task.cancel()
+            if pending:
+                await asyncio.wait(pending)
+        unfinished = sum(1 for h in self._tasks.values() if not h.driver.state.terminal)
+        self.print_health("stopped", extra=f"unfinished_tasks={unfinished}")
+        producer, self._producer = self._producer, None
+        if producer is not None:
+            await producer.stop()
+        await self.log.close()
+        await self.runtime.aclose()
+
+    # -- records ---------------------------------------------------------------------------
+
+    async def on_goal(self, record: KafkaRecord) -> None:
+        """Start the task of a submitted goal (seq 1 on the events topic), once."""
+        await self.start()
+        entry = record.entry()
+        if isinstance(entry, CorruptRecord):
+            await self._dead_letter(record, self.layout.goals, f"invalid goal: {entry.reason}")
+            return
+        event = entry.event
+        if not isinstance(event, GoalSubmitted):
+            await self._dead_letter(
+                record,
+                self.layout.goals,
+                f"the goals topic takes goal_submitted events, got {event.type}",
+            )
+            return
+        problem = self._foreign(event)
+        if problem is not None:
+            await self._dead_letter(record, self.layout.goals, problem)
+            return
+        existing = await self._retrying(lambda: self.log.read_task(event.task_id))
+        if existing:
+            log.info("goal of task %s already started; duplicate skipped", event.task_id)
+            return
+        goal = event if event.seq == 1 else event.model_copy(update={"seq": 1})
+        await self._retrying(lambda: self.log.append([goal]))
+        self.goals_started += 1
+
+    async def on_event(self, record: KafkaRecord) -> set[asyncio.Task[None]]:
+        """Dispatch one consumed event; return the reactions to finish before acknowledging."""
+        await self.start()
+        entry = record.entry()
+        if isinstance(entry, CorruptRecord):
+            await self._dead_letter(record, self.layout.events, f"invalid event: {entry.reason}")
+            return set()
+        event = entry.event
+        async with self._lock:
+            if self._paused:
+                return set()  # a rebalance is under way; the record will come again
+            task_id = event.task_id
+            if task_id in self._finished:
+                return set()
+            rejected = self._rejected.get(task_id)
+            if rejected is not None:
+                await self._dead_letter(record, self.layout.events, rejected)
+                return set()
+            hosted = self._tasks.get(task_id)
+            if hosted is None:
+                started = await self._rebuild(task_id, record.partition)
+                if task_id in self._rejected:
+                    await self._dead_letter(record, self.layout.events, self._rejected[task_id])
+                return started
+            if event.seq <= hosted.last_seq:
+                return set()  # already dispatched (ours coming back late, or a duplicate)
+            if event.seq > hosted.last_seq + 1:
+                # Something between was never consumed here: take it from the log, in order.
+                log.warning(
+                    "task %s: consumed seq %d after seq %d; catching up from the log",
+                    task_id,
+                    event.seq,
+                    hosted.last_seq,
+                )
+                entries = await self._retrying(
+                    lambda: self.log.read_task(task_id, after_seq=hosted.last_seq)
+                )
+                missing = [e.event for e in entries if isinstance(e, Recorded)]
+                if event.event_id not in {e.event_id for e in missing}:
+                    missing.append(event)
+                return self._dispatch(hosted, missing, consumed=True)
+            return self._dispatch(hosted, [event], consumed=True)
+
+    def when_settled(self, reactions: set[asyncio.Task[None]], ack: Callable[[], None]) -> None:
+        """Call ``ack`` once all ``reactions`` finished with their output recorded.
+
+        A reaction that was cancelled, or whose output could not be appended, never
+        acknowledges: its record is delivered again after a restart or rebalance.
+        """
+        remaining = len(reactions)
+        failed = False
+
+        def done(task: asyncio.Task[None]) -> None:
+            nonlocal remaining, failed
+            remaining -= 1
+            if task.cancelled() or task in self._unrecorded:
+                failed = True
+            if remaining == 0 and not failed:
+                ack()
+
+        for reaction in reactions:
+            reaction.add_done_callback(done)
+
+    # -- health ----------------------------------------------------------------------------
+
+    def health(self) -> str:
+        goals = sorted(self._assigned.get(self.layout.goals, set()))
+        events = sorted(self._assigned.get(self.layout.events, set()))
+        active = sum(1 for h in self._tasks.values() if not h.driver.state.terminal)
+        inflight = sum(len(h.driver.inflight()) for h in self._tasks.values())
+        return (
+            f"pid={os.getpid()} group={worker_group(self.config.prefix)} "
+            f"workflow={self.workflow.name} goals={_parts(goals)} events={_parts(events)} "
+            f"tasks_active={active} reactions_inflight={inflight} "
+            f"tasks_finished={self.tasks_finished} goals_started={self.goals_started} "
+            f"dead_letters={self.dead_letters}"
+        )
+
+    def print_health(self, what: str = "health", *, extra: str = "") -> None:
+        line = f"worker {what}: {self.health()}" + (f" {extra}" if extra else "")
+        print(line, file=self.out, flush=True)
+
+    # -- internals -------------------------------------------------------------------------
+
+    def _foreign(self, goal: GoalSubmitted) -> str | None:
+        if goal.workflow.name != self.workflow.name:
+            return (
+                f"task {goal.task_id} runs workflow {goal.workflow.name!r}; workers in group "
+                f"{worker_group(self.config.prefix)} run {self.workflow.name!r}"
+            )
+        return None
+
+    async def _rebuild(self, task_id: str, partition: int) -> set[asyncio.Task[None]]:
+        """First sight of a task: load its history and re-dispatch it, like EmbeddedRunner."""
+        entries = await self._retrying(lambda: self.log.read_task(task_id))
+        history: list[Event] = []
+        for entry in entries:
+            if isinstance(entry, Recorded):
+                history.append(entry.event)
+            else:
+                log.error("task %s: %s; skipping it", task_id, entry.error())
+        goal = next((e for e in history if isinstance(e, GoalSubmitted)), None)
+        if goal is None:
+            self._reject(
+                task_id,
+                f"task {task_id} has no goal_submitted event in {self.layout.events}; "
+                "its events cannot be processed",
+            )
+            return set()
+        problem = self._foreign(goal)
+        if problem is not None:
+            self._reject(task_id, problem)
+            return set()
+        if goal.workflow.digest and goal.workflow.digest != self.workflow.digest:
+            log.warning(
+                "task %s was submitted for another version of %s", task_id, goal.workflow.name
+            )
+        hosted = _Hosted(partition)
+        driver = TaskDriver(self.runtime, task_id, functools.partial(self._sink, hosted))
+        hosted.driver = driver
+        driver.load(history)
+        self._tasks[task_id] = hosted
+        return self._dispatch(hosted, history, consumed=False)
+
+    def _dispatch(
+        self, hosted: _Hosted, events: Sequence[Event], *, consumed: bool
+    ) -> set[asyncio.Task[None]]:
+        driver = hosted.driver
+        before = driver.inflight()
+        for event in events:
+            if consumed:
+                if event.seq <= hosted.last_seq:
+                    continue
+                if event.event_id in hosted.own:
+                    hosted.own.discard(event.event_id)
+                else:
+                    # Another writer's event (an operator, a previous owner): its cause is
+                    # handled and its seq taken. Not for our own events: they may come back
+                    # while their append is still in flight, and emit advances the seq itself.
+                    driver.note_appended([event])
+            driver.dispatch(event)
+            hosted.last_seq = max(hosted.last_seq, event.seq)
+        started = driver.inflight() - before
+        for reaction in started:
+            reaction.add_done_callback(functools.partial(self._after_reaction, hosted))
+        self._maybe_finish(hosted)
+        return started
+
+    def _after_reaction(self, hosted: _Hosted, reaction: asyncio.Task[None]) -> None:
+        driver = hosted.driver
+        if driver.fatal is not None:
+            self._unrecorded.add(reaction)
+        if driver.fatal is not None and self._tasks.get(driver.task_id) is hosted:
+            log.error("task %s: appending failed (%s); rebuilding it", driver.task_id, driver.fatal)
+            del self._tasks[driver.task_id]
+            self._spawn(self._recover(hosted))
+            return
+        self._maybe_finish(hosted)
+
+    def _maybe_finish(self, hosted: _Hosted) -> None:
+        driver = hosted.driver
+        if driver.state.terminal and not driver.busy and self._tasks.get(driver.task_id) is hosted:
+            del self._tasks[driver.task_id]
+            self._remember(self._finished, driver.task_id, None)
+            self.tasks_finished += 1
+
+    async def _recover(self, hosted: _Hosted) -> None:
+        """A task whose output could not be appended: start it again from the log."""
+        await hosted.driver.cancel()
+        delay = 0.5
+        while not self._stopping:
+            await asyncio.sleep(delay)
+            async with self._lock:
+                task_id = hosted.driver.task_id
+                mine = self._assigned.get(self.layout.events, set())
+                if self._paused or task_id in self._tasks or hosted.partition not in mine:
+                    return  # a rebalance or a newer record takes care of it
+                try:
+                    await self._rebuild(task_id, hosted.partition)
+                    return
+                except EventLogError as exc:
+                    log.error("task %s: rebuilding failed (%s); retrying", task_id, exc)
+            delay = min(delay * 2, 10.0)
+
+    async def _sink(self, hosted: _Hosted, batch: list[EventBase]) -> None:
+        # Our own events can be consumed back before the append returns; they must not be
+        # fed to note_appended (the driver's emit advances its seq itself, see _dispatch).
+        hosted.own.update(e.event_id for e in batch)
+        try:
+            await self.log.append(batch)
+        except BaseException:
+            hosted.own.difference_update(e.event_id for e in batch)
+            raise
+
+    async def _dead_letter(self, record: KafkaRecord, source: str, reason: str) -> None:
+        producer = self._producer
+        if producer is None:
+            raise UsageError("the worker is not started")
+        log.warning(
+            "dead letter from %s[%d]@%d: %s", source, record.partition, record.kafka_offset, reason
+        )
+
+        async def park() -> object:
+            return await dead_letter(
+                producer,
+                self.layout.dlq,
+                record.value,
+                record.key,
+                reason,
+                source,
+                record.partition,
+                record.kafka_offset,
+                headers=record.headers,
+            )
+
+        if record.value is None and record.key is None:
+            return  # nothing to park (an empty tombstone); skipping it loses nothing
+        await self._retrying(park)
+        self.dead_letters += 1
+
+    async def _retrying(self, operation: Callable[[], Any]) -> Any:
+        """Run a Kafka operation, retrying broker trouble with backoff while not stopping."""
+        delay = 0.2
+        while True:
+            try:
+                return await operation()
+            except EventLogError as exc:
+                if self._stopping:
+                    raise
+                log.error("Kafka operation failed (%s); retrying in %.1f s", exc, delay)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 10.0)
+
+    def _reject(self, task_id: str, reason: str) -> None:
+        self._remember(self._rejected, task_id, reason)
+
+    @staticmethod
+    def _remember(store: OrderedDict[str, Any], key: str, value: Any) -> None:
+        store[key] = value
+        store.move_to_end(key)
+        while len(store) > _REMEMBERED:
+            store.popitem(last=False)
+
+    def _inflight(self) -> set[asyncio.Task[None]]:
+        out: set[asyncio.Task[None]] = set()
+        for hosted in self._tasks.values():
+            out |= hosted.driver.inflight()
+        return out
+
+    def _spawn(self, coro: Any) -> None:
+        task: asyncio.Task[None] = asyncio.ensure_future(coro)
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+
+
+def _parts(partitions: Sequence[int]) -> str:
+    return "[" + ",".join(str(p) for p in partitions) + "]"
+
+
+# -- faust wiring ----------------------------------------------------------------------------
+
+
+def record_of(message: Any) -> KafkaRecord:
+    """A faust ConsumerMessage as a KafkaRecord."""
+    raw_headers = message.headers or ()
+    items = raw_headers.items() if isinstance(raw_headers, Mapping) else raw_headers
+    timestamp = message.timestamp
+    return KafkaRecord(
+        partition=int(message.partition),
+        kafka_offset=int(message.offset),
+        key=message.key,
+        value=message.value,
+        headers=tuple((str(k), bytes(v)) for k, v in items if v is not None),
+        timestamp_ms=int(timestamp * 1000) if timestamp is not None else 0,
+    )
+
+
+def _lower_fetch_wait(fetch_max_wait_ms: int) -> None:
+    """faust builds its group consumer with ``fetch_max_wait_ms=1500`` hard-coded; every
+    hop of a task would wait for it. Replace it with ours."""
+    faust_aiokafka: Any = importlib.import_module("faust.transport.drivers.aiokafka")
+    thread = faust_aiokafka.AIOKafkaConsumerThread
+    original = getattr(thread, "_agentledger_original", None) or thread._create_worker_consumer
+
+    def create_worker_consumer(self: Any, transport: Any) -> Any:
+        consumer = original(self, transport)
+        consumer._fetch_max_wait_ms = fetch_max_wait_ms
+        return consumer
+
+    thread._agentledger_original = original
+    thread._create_worker_consumer = create_worker_consumer
+
+
+async def check_topics(bootstrap: str, prefix: str, *, request_timeout_s: float = 30.0) -> None:
+    """Raise ConfigurationError unless the goals, events and dead-letter topics exist."""
+    layout = TopicLayout(prefix)
+    admin = AIOKafkaAdminClient(
+        bootstrap_servers=bootstrap, request_timeout_ms=int(request_timeout_s * 1000)
+    )
+    try:
+        await admin.start()
+        counts = await partition_counts(admin, layout.names())
+    except KafkaError as exc:
+        raise EventLogError(f"cannot reach Kafka at {bootstrap}: {exc}") from exc
+    finally:
+        await admin.close()
+    missing = [t for t in layout.names() if t not in counts]
+    if missing:
+        raise ConfigurationError(
+            f"topics {', '.join(missing)} do not exist on {bootstrap}; create them first with "
+            f"`agentledger kafka init --brokers {bootstrap} --prefix {prefix}`"
+        )
+
+
+def run_worker(
+    workflow: Workflow,
+    settings: Settings,
+    config: WorkerConfig,
+    *,
+    out: TextIO | None = None,
+    runtime: Runtime | None = None,
+) -> int:
+    """Run a worker until SIGTERM/SIGINT; return its exit code. Owns the calling thread."""
+    # faust's own annotations are looser than its behaviour; treat it as untyped here.
+    faust: Any = importlib.import_module("faust")
+    from agentledger.agents.runtime import build_runtime
+
+    out = out or sys.stdout
+    loop = asyncio.new_event_loop()
+    asyncio.set_event_loop(loop)
+    loop.run_until_complete(
+        check_topics(config.bootstrap, config.prefix, request_timeout_s=config.request_timeout_s)
+    )
+    _lower_fetch_wait(config.fetch_max_wait_ms)
+    runtime = runtime or build_runtime(workflow, settings)
+    core = WorkerCore(runtime, config, out=out)
+    layout = core.layout
+    heartbeat = config.heartbeat_interval_s or config.session_timeout_s / 5
+    rebalance = config.rebalance_timeout_s or config.session_timeout_s + config.revoke_grace_s
+    with tempfile.TemporaryDirectory(prefix="agentledger-worker-") as datadir:
+        app = faust.App(
+            worker_group(config.prefix),
+            broker=f"kafka://{config.bootstrap}",
+            store="memory://",
+            datadir=datadir,
+            autodiscover=False,
+            web_enabled=False,
+            topic_disable_leader=True,  # no extra "leader" topic; nothing here needs one
+            topic_allow_declare=False,  # topics are created by `kafka init`, never implicitly
+            consumer_auto_offset_reset="earliest",
+            broker_session_timeout=config.session_timeout_s,
+            broker_heartbeat_interval=heartbeat,
+            broker_rebalance_timeout=rebalance,
+            broker_request_timeout=max(config.request_timeout_s, config.session_timeout_s + 1),
+            broker_commit_interval=config.commit_interval_s,
+            stream_wait_empty=False,  # our revoke handler waits, bounded by revoke_grace_s
+            producer_acks=-1,
+            worker_redirect_stdouts=False,
+            loop=loop,
+        )
+        raw: dict[str, Any] = {"key_type": bytes, "value_type": bytes}
+        raw |= {"key_serializer": "raw", "value_serializer": "raw"}
+        goals_topic = app.topic(layout.goals, internal=False, **raw)
+        events_topic = app.topic(layout.events, internal=False, **raw)
+
+        async def goal_agent(stream: Any) -> None:
+            async for event in stream.noack().events():
+                record = record_of(event.message)
+                try:
+                    await core.on_goal(record)
+                except Exception:
+                    log.exception(
+                        "goal at %s[%d]@%d", layout.goals, record.partition, record.kafka_offset
+                    )
+                    continue  # not acknowledged: delivered again after a restart
+                event.ack()
+
+        async def event_agent(stream: Any) -> None:
+            async for event in stream.noack().events():
+                record = record_of(event.message)
+                try:
+                    reactions = await core.on_event(record)
+                except Exception:
+                    log.exception(
+                        "event at %s[%d]@%d", layout.events, record.partition, record.kafka_offset
+                    )
+                    continue
+                if reactions:
+                    core.when_settled(reactions, event.ack)
+                else:
+                    event.ack()
+
+        app.agent(goals_topic, name=f"{layout.prefix}.goals-agent")(goal_agent)
+        app.agent(events_topic, name=f"{layout.prefix}.events-agent")(event_agent)
+
+        async def revoked(sender: Any, revoked: Any, **_: Any) -> None:
+            await core.on_revoked()
+
+        async def assigned(sender: Any, assigned: Any, **_: Any) -> None:
+            by_topic: dict[str, set[int]] = {layout.goals: set(), layout.events: set()}
+            for tp in assigned:
+                by_topic.setdefault(tp.topic, set()).add(int(tp.partition))
+            await core.on_assigned(by_topic)
+
+        async def before_shutdown(sender: Any, **_: Any) -> None:
+            await core.shutdown()
+
+        async def health() -> None:
+            core.print_health()
+
+        app.on_partitions_revoked.connect(revoked)
+        app.on_partitions_assigned.connect(assigned)
+        app.on_before_shutdown.connect(before_shutdown)
+        app.timer(config.health_interval_s)(health)
+
+        print(
+            f"worker starting: pid={os.getpid()} workflow={workflow.name} "
+            f"group={worker_group(config.prefix)} brokers={config.bootstrap}",
+            file=out,
+            flush=True,
+        )
+        worker = faust.Worker(
+            app,
+            loop=loop,
+            loglevel=config.log_level,
+            quiet=True,
+            redirect_stdouts=False,
+            stdout=out,
+            stderr=sys.stderr,
+        )
+        worker.spinner = None  # a terminal spinner; it would put escape codes in the output
+        try:
+            worker.execute_from_commandline()
+        except SystemExit as exc:
+            return int(exc.code or 0) if isinstance(exc.code, int | None) else 1
+        finally:
+            if not loop.is_closed():
+                loop.close()
+    return 0
+
+
+# -- submitting --------------------------------------------------------------------------------
+
+
+def workflow_ref(workflow: str | Path, settings: Settings | None = None) -> WorkflowRef:
+    """A workflow file (loaded, so name and digest are exact) or a bare workflow name."""
+    path = Path(workflow)
+    if path.suffix.lower() in (".yaml", ".yml", ".toml") or path.is_file():
+        from agentledger.agents.workflow import load_workflow
+
+        wf = load_workflow(path, settings=settings)
+        return WorkflowRef(name=wf.name, path=str(wf.source or path), digest=wf.digest or None)
+    return WorkflowRef(name=str(workflow))
+
+
+async def submit_goal(
+    bootstrap: str,
+    goal: str,
+    *,
+    workflow: str | Path | WorkflowRef,
+    prefix: str = DEFAULT_PREFIX,
+    inputs: Mapping[str, JsonValue] | None = None,
+    task_id: str | None = None,
+    submitted_by: str | None = None,
+    request_timeout_s: float = 30.0,
+) -> str:
+    """Put a goal on ``<prefix>.goals`` for the workers; return the new task's id.
+
+    ``workflow`` is a workflow file, a workflow name, or a WorkflowRef. The goal becomes
+    seq 1 of the task once a worker takes it (submitting the same task id twice starts
+    one task).
+    """
+    ref = workflow if isinstance(workflow, WorkflowRef) else workflow_ref(workflow)
+    layout = TopicLayout(prefix)
+    await _require_topic(bootstrap, layout.goals, prefix, request_timeout_s)
+    task_id = task_id or new_event_id()
+    event = GoalSubmitted(
+        task_id=task_id,
+        seq=1,
+        correlation_id=task_id,
+        goal=goal,
+        workflow=ref,
+        inputs=dict(inputs or {}),
+        submitted_by=submitted_by,
+    )
+    headers = [
+        (HEADER_EVENT_ID, event.event_id.encode()),
+        (HEADER_SEQ, b"1"),
+        (HEADER_TYPE, b"goal_submitted"),
+    ]
+    producer = AIOKafkaProducer(
+        bootstrap_servers=bootstrap,
+        acks="all",
+        enable_idempotence=False,
+        request_timeout_ms=int(request_timeout_s * 1000),
+    )
+    try:
+        await producer.start()
+        await producer.send_and_wait(
+            layout.goals, value=encode(event), key=task_id.encode(), headers=headers
+        )
+    except KafkaError as exc:
+        raise EventLogError(f"submitting a goal to {layout.goals} failed: {exc}") from exc
+    finally:
+        await producer.stop()
+    return task_id
+
+
+async def _require_topic(bootstrap: str, topic: str, prefix: str, timeout_s: float) -> None:
+    admin = AIOKafkaAdminClient(
+        bootstrap_servers=bootstrap, request_timeout_ms=int(timeout_s * 1000)
+    )
+    try:
+        await admin.start()
+        counts = await partition_counts(admin, [topic])
+    except KafkaError as exc:
+        raise EventLogError(f"cannot reach Kafka at {bootstrap}: {exc}") from exc
+    finally:
+        await admin.close()
+    if topic not in counts:
+        raise ConfigurationError(
+            f"topic {topic!r} does not exist on {bootstrap}; create the layout first with "
+            f"`agentledger kafka init --brokers {bootstrap} --prefix {prefix}`"
+        )

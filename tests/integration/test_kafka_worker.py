@@ -1,0 +1,385 @@
+"""Distributed workers against a real broker: `agentledger worker` processes sharing one
+consumer group run the deliveries workflow end to end, survive a SIGKILL of one of them
+without repeating a side effect or losing an event, and park bad input on the DLQ while
+they keep working."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from collections import Counter
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TypeVar
+
+import orjson
+import pytest
+from aiokafka import AIOKafkaProducer
+
+from agentledger.schemas import Event, TaskCancelled
+from agentledger.schemas.codec import encode
+from agentledger.streams import Recorded
+from agentledger.streams.kafka import KafkaEventLog, partition_for_key
+from agentledger.streams.kafka_dlq import DeadLetter, read_dead_letters
+from agentledger.streams.kafka_runner import submit_goal
+from agentledger.streams.kafka_topics import TopicLayout
+
+pytestmark = pytest.mark.integration
+
+FIXTURE = Path(__file__).parent.parent / "fixtures" / "deliveries" / "workflow.yaml"
+PARTITIONS = 4
+SESSION_TIMEOUT = "3"
+T = TypeVar("T")
+
+
+def wait_for(check: Callable[[], T | None], timeout: float, what: str) -> T:
+    """Poll ``check`` until it returns something truthy; fail after ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = check()
+        if value:
+            return value
+        assert time.monotonic() < deadline, f"timed out after {timeout:g} s waiting for {what}"
+        time.sleep(0.05)
+
+
+def cli(*args: str, env: dict[str, str], timeout: float = 60) -> str:
+    proc = subprocess.run(
+        [sys.executable, "-m", "agentledger.cli", *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
+    assert proc.returncode == 0, f"agentledger {' '.join(args)} failed:\n{proc.stderr}"
+    return proc.stdout
+
+
+@dataclass
+class Worker:
+    """One `agentledger worker` subprocess; its output goes to files we can poll."""
+
+    process: subprocess.Popen[bytes]
+    stdout: Path
+    stderr: Path
+
+    @property
+    def pid(self) -> int:
+        return self.process.pid
+
+    def output(self) -> str:
+        return self.stdout.read_text() if self.stdout.exists() else ""
+
+    def events_partitions(self) -> set[int] | None:
+        """The events partitions of its latest assignment (None before the first)."""
+        found = re.findall(r"worker assigned: .* events=\[([\d,]*)\]", self.output())
+        return {int(p) for p in found[-1].split(",") if p} if found else None
+
+    def describe(self) -> str:
+        err = self.stderr.read_text() if self.stderr.exists() else ""
+        return f"worker {self.pid} stdout:\n{self.output()}\nstderr:\n{err[-3000:]}"
+
+
+@dataclass
+class Cluster:
+    bootstrap: str
+    prefix: str
+    home: Path
+    env: dict[str, str]
+    workers: list[Worker] = field(default_factory=list)
+    killed: set[int] = field(default_factory=set)
+
+    @property
+    def layout(self) -> TopicLayout:
+        return TopicLayout(self.prefix)
+
+    def start_worker(self, index: int) -> Worker:
+        out, err = self.home / f"worker{index}.out", self.home / f"worker{index}.err"
+        with out.open("wb") as out_fh, err.open("wb") as err_fh:
+            process = subprocess.Popen(
+                [
+                    sys.executable,
+                    "-m",
+                    "agentledger.cli",
+                    "worker",
+                    str(FIXTURE),
+                    "--brokers",
+                    self.bootstrap,
+                    "--prefix",
+                    self.prefix,
+                    "--session-timeout",
+                    SESSION_TIMEOUT,
+                    "--fetch-wait-ms",
+                    "50",
+                    "--revoke-grace",
+                    "2",
+                    "--shutdown-timeout",
+                    "10",
+                ],
+                env=self.env,
+                stdin=subprocess.DEVNULL,
+                stdout=out_fh,
+                stderr=err_fh,
+            )
+        worker = Worker(process, out, err)
+        self.workers.append(worker)
+        return worker
+
+    def wait_balanced(self) -> None:
+        """Until every live worker holds events partitions and together they hold all."""
+
+        def balanced() -> bool:
+            alive = [w for w in self.workers if w.process.poll() is None]
+            for w in self.workers:
+                assert w.process.poll() is None or w not in alive, w.describe()
+            held = [w.events_partitions() for w in alive]
+            if any(not h for h in held):
+                return False
+            union = set().union(*(h or set() for h in held))
+            return union == set(range(PARTITIONS)) and sum(len(h or ()) for h in held) == PARTITIONS
+
+        wait_for(balanced, 60, "the workers to share the partitions\n" + self.describe())
+
+    def assert_alive(self) -> None:
+        for w in self.workers:
+            assert w.process.poll() is None, w.describe()
+
+    def describe(self) -> str:
+        return "\n".join(w.describe() for w in self.workers)
+
+    def stop(self) -> None:
+        """SIGTERM every live worker and reap all of them."""
+        for w in self.workers:
+            if w.process.poll() is None:
+                w.process.send_signal(signal.SIGTERM)
+        for w in self.workers:
+            try:
+                w.process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                w.process.kill()
+                w.process.wait(timeout=10)
+
+    def task_events(self, task_id: str) -> list[Event]:
+        return asyncio.run(_read_task(self.bootstrap, self.prefix, task_id))
+
+    def dead_letters(self) -> list[DeadLetter]:
+        return asyncio.run(read_dead_letters(self.bootstrap, self.layout.dlq, fetch_max_wait_ms=50))
+
+    def wait_terminal(self, task_id: str, timeout: float = 60) -> list[Event]:
+        def terminal() -> list[Event] | None:
+            self.assert_alive_or_killed()
+            events = self.task_events(task_id)
+            ended = any(e.type in ("task_completed", "task_failed") for e in events)
+            return events if ended else None
+
+        return wait_for(terminal, timeout, f"task {task_id} to end\n{self.describe()}")
+
+    def assert_alive_or_killed(self) -> None:
+        for w in self.workers:
+            if w.pid not in self.killed:
+                assert w.process.poll() is None, w.describe()
+
+
+async def _read_task(bootstrap: str, prefix: str, task_id: str) -> list[Event]:
+    async with KafkaEventLog(bootstrap, prefix=prefix, fetch_max_wait_ms=50) as log:
+        return [e.event for e in await log.read_task(task_id) if isinstance(e, Recorded)]
+
+
+@contextlib.contextmanager
+def running_cluster(
+    bootstrap: str, home: Path, *, workers: int = 2, env: dict[str, str] | None = None
+) -> Iterator[Cluster]:
+    """Topics under a fresh prefix and ``workers`` worker processes sharing them."""
+    home.mkdir(parents=True, exist_ok=True)
+    prefix = f"test-{uuid.uuid4().hex[:12]}"
+    full_env = {
+        **os.environ,
+        "AGENTLEDGER_HOME": str(home),
+        "AGENTLEDGER_BROKERS": bootstrap,
+        "AGENTLEDGER_PREFIX": prefix,
+        **(env or {}),
+    }
+    cluster = Cluster(bootstrap, prefix, home, full_env)
+    out = cli("kafka", "init", "--partitions", str(PARTITIONS), env=full_env)
+    assert f"{prefix}.events" in out
+    try:
+        for i in range(workers):
+            cluster.start_worker(i)
+        cluster.wait_balanced()
+        yield cluster
+    finally:
+        cluster.stop()
+
+
+@pytest.fixture(scope="module")
+def shared(kafka_broker: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
+    """Two workers for the tests that do not kill one; checks their graceful stop."""
+    home = tmp_path_factory.mktemp("kafka-workers")
+    with running_cluster(kafka_broker, home, env={"DELIVERIES_MODEL_DELAY": "0"}) as cluster:
+        yield cluster
+    for w in cluster.workers:
+        assert w.process.returncode == 0, w.describe()
+        assert "worker stopped:" in w.output(), w.describe()
+
+
+def executions(home: Path) -> Counter[str]:
+    """How often each idempotency key's delivery ran (one line per execution)."""
+    log = home / "sandbox" / "deliveries.log"
+    lines = log.read_text().splitlines() if log.exists() else []
+    return Counter(line.split()[0] for line in lines)
+
+
+def assert_well_formed(events: list[Event]) -> None:
+    """Seq contiguous from 1, each event once, every tool request with exactly one outcome."""
+    assert [e.seq for e in events] == list(range(1, len(events) + 1))
+    assert len({e.event_id for e in events}) == len(events)
+    requested = [e.idempotency_key for e in events if e.type == "tool_call_requested"]
+    outcomes = [
+        e.idempotency_key for e in events if e.type in ("tool_call_completed", "tool_call_failed")
+    ]
+    assert len(requested) == 3 and sorted(requested) == sorted(outcomes)
+
+
+def test_two_workers_run_a_submitted_task_to_completion(shared: Cluster) -> None:
+    task_id = cli(
+        "submit", "--goal", "deliver three parcels", "--workflow", str(FIXTURE), env=shared.env
+    ).strip()
+    events = shared.wait_terminal(task_id)
+    assert events[0].type == "goal_submitted" and events[0].seq == 1
+    assert events[-1].type == "task_completed", [e.type for e in events]
+    assert events[-1].result == "delivered: p1, p2, p3"
+    assert_well_formed(events)
+    assert sum(executions(shared.home).values()) >= 3
+    assert all(n == 1 for n in executions(shared.home).values())
+
+    status = orjson.loads(cli("kafka", "status", task_id, "--json", env=shared.env))
+    assert status["status"] == "completed" and status["events"] == len(events)
+
+    # The same goal delivered again starts nothing new. A later goal on the same goals
+    # partition is taken after it, so once that one has run the duplicate was seen.
+    again = asyncio.run(
+        submit_goal(
+            shared.bootstrap, "again", workflow="deliveries", prefix=shared.prefix, task_id=task_id
+        )
+    )
+    assert again == task_id
+    partition = partition_for_key(task_id.encode(), PARTITIONS)
+    probe_id = next(
+        t
+        for t in (uuid.uuid4().hex for _ in range(1000))
+        if partition_for_key(t.encode(), PARTITIONS) == partition
+    )
+    asyncio.run(
+        submit_goal(
+            shared.bootstrap, "deliver", workflow=FIXTURE, prefix=shared.prefix, task_id=probe_id
+        )
+    )
+    shared.wait_terminal(probe_id)
+    assert len(shared.task_events(task_id)) == len(events)
+
+
+def test_bad_records_are_dead_lettered_and_the_workers_keep_going(shared: Cluster) -> None:
+    layout = shared.layout
+
+    async def produce_bad() -> str:
+        producer = AIOKafkaProducer(bootstrap_servers=shared.bootstrap, enable_idempotence=False)
+        await producer.start()
+        try:
+            await producer.send_and_wait(layout.events, b"\x00\xffgarbage", key=b"junk-bytes")
+            unknown = orjson.dumps({"type": "made_up", "task_id": "junk-type", "seq": 1})
+            await producer.send_and_wait(layout.events, unknown, key=b"junk-type")
+            orphan = TaskCancelled(task_id="junk-orphan", seq=1, reason="no goal before me")
+            await producer.send_and_wait(layout.events, encode(orphan), key=b"junk-orphan")
+            await producer.send_and_wait(layout.goals, b"{not a goal", key=b"junk-goal")
+        finally:
+            await producer.stop()
+        return await submit_goal(
+            shared.bootstrap, "deliver", workflow="no-such-workflow", prefix=shared.prefix
+        )
+
+    foreign = asyncio.run(produce_bad())
+    task_id = asyncio.run(
+        submit_goal(shared.bootstrap, "deliver after junk", workflow=FIXTURE, prefix=shared.prefix)
+    )
+    events = shared.wait_terminal(task_id)
+    assert events[-1].type == "task_completed"
+    assert_well_formed(events)
+
+    def five_letters() -> list[DeadLetter] | None:
+        letters = shared.dead_letters()
+        return letters if len(letters) >= 5 else None
+
+    letters = wait_for(five_letters, 30, "five dead letters\n" + shared.describe())
+    by_key = {(x.key or b"").decode(): x for x in letters}
+    assert len(letters) == 5, [(x.key, x.reason) for x in letters]
+    assert "not JSON" in by_key["junk-bytes"].reason
+    assert by_key["junk-bytes"].value == b"\x00\xffgarbage"
+    assert by_key["junk-bytes"].source_topic == layout.events
+    assert "unknown event type 'made_up'" in by_key["junk-type"].reason
+    assert "no goal_submitted" in by_key["junk-orphan"].reason
+    assert "invalid goal" in by_key["junk-goal"].reason
+    assert by_key["junk-goal"].source_topic == layout.goals
+    assert "no-such-workflow" in by_key[foreign].reason
+    assert shared.task_events(foreign) == []  # a goal no worker runs never became a task
+    shared.assert_alive()
+
+    listed = [
+        orjson.loads(line) for line in cli("dlq", "list", "--json", env=shared.env).splitlines()
+    ]
+    assert sorted(row["key"] for row in listed) == sorted(by_key)
+
+
+def test_sigkill_of_a_worker_mid_task_loses_nothing_and_repeats_no_delivery(
+    kafka_broker: str, tmp_path: Path
+) -> None:
+    env = {"DELIVERIES_MODEL_DELAY": "0.8"}
+    with running_cluster(kafka_broker, tmp_path, env=env) as cluster:
+        task_id = asyncio.run(
+            submit_goal(cluster.bootstrap, "deliver", workflow=FIXTURE, prefix=cluster.prefix)
+        )
+        log_path = tmp_path / "sandbox" / "deliveries.log"
+
+        def first_delivery_pid() -> int | None:
+            cluster.assert_alive()
+            text = log_path.read_text() if log_path.exists() else ""
+            return int(text.splitlines()[0].split()[-1]) if text.strip() else None
+
+        pid = wait_for(first_delivery_pid, 60, "a delivery\n" + cluster.describe())
+        victim = next(w for w in cluster.workers if w.pid == pid)
+
+        def delivery_recorded() -> bool:
+            return any(e.type == "tool_call_completed" for e in cluster.task_events(task_id))
+
+        wait_for(delivery_recorded, 30, "a recorded delivery")
+        victim.process.send_signal(signal.SIGKILL)
+        cluster.killed.add(victim.pid)
+        victim.process.wait(timeout=10)
+        assert victim.process.returncode == -signal.SIGKILL
+        before = cluster.task_events(task_id)
+        assert not any(e.type == "task_completed" for e in before), "killed too late"
+
+        after = cluster.wait_terminal(task_id, timeout=60)
+        survivor = next(w for w in cluster.workers if w is not victim)
+        assert survivor.process.poll() is None, survivor.describe()
+
+    assert after[-1].type == "task_completed", [e.type for e in after]
+    assert after[-1].result == "delivered: p1, p2, p3"
+    # nothing lost: what was in the log at the kill is still there, in order
+    assert [e.event_id for e in after[: len(before)]] == [e.event_id for e in before]
+    assert_well_formed(after)
+    # no delivery twice, and every recorded (non-replayed) completion really ran
+    ran = executions(tmp_path)
+    assert ran and all(n == 1 for n in ran.values()), ran
+    completed = {
+        e.idempotency_key for e in after if e.type == "tool_call_completed" and not e.replayed
+    }
+    assert completed <= set(ran)
