@@ -278,8 +278,12 @@ class WorkerCore:
         await self._retrying(lambda: self.log.append([goal]))
         self.goals_started += 1
 
-    async def on_event(self, record: KafkaRecord) -> set[asyncio.Task[None]]:
-        """Dispatch one consumed event; return the reactions to finish before acknowledging."""
+    async def on_event(self, record: KafkaRecord) -> set[asyncio.Task[None]] | None:
+        """Dispatch one consumed event; return the reactions to finish before acknowledging.
+
+        None: the record was not processed (a rebalance is under way) and must not be
+        acknowledged; it is delivered again once the rebalance settles.
+        """
         await self.start()
         entry = record.entry()
         if isinstance(entry, CorruptRecord):
@@ -288,7 +292,7 @@ class WorkerCore:
         event = entry.event
         async with self._lock:
             if self._paused:
-                return set()  # a rebalance is under way; the record will come again
+                return None
             task_id = event.task_id
             if task_id in self._finished:
                 return set()
@@ -571,6 +575,57 @@ def _lower_fetch_wait(fetch_max_wait_ms: int) -> None:
     thread._create_worker_consumer = create_worker_consumer
 
 
+class _FirstOffsets:
+    """The first offset consumed per partition since the last rebalance."""
+
+    def __init__(self) -> None:
+        self.first: dict[tuple[str, int], int] = {}
+
+    def seen(self, partition: int, offset: int, topic: str) -> None:
+        self.first.setdefault((topic, partition), offset)
+
+    def forget(self) -> None:
+        self.first.clear()
+
+
+def _guard_commits() -> _FirstOffsets:
+    """Make faust never commit past an unacknowledged record.
+
+    faust commits the gap-free run of acknowledged offsets starting at the lowest one, but
+    only checks that run starts right after the committed offset with ``> 1``: with offset
+    10 committed (the next to read) and 10 still unacknowledged, an acknowledged 11 gets 12
+    committed, and 10 is skipped for good. Here 10 is a record whose reaction is still
+    running (an LLM call), the very case acknowledgements exist for. The guard commits
+    nothing until every offset from the committed one (or, with none committed, the first
+    one consumed) up to the run is acknowledged or a known gap.
+    """
+    faust_consumer: Any = importlib.import_module("faust.transport.consumer")
+    consumer_class = faust_consumer.Consumer
+    original = getattr(consumer_class, "_agentledger_new_offset", None)
+    original = original or consumer_class._new_offset
+    offsets = _FirstOffsets()
+
+    def new_offset(self: Any, tp: Any) -> int | None:
+        acked = self._acked[tp]
+        if acked:
+            floor = self._committed_offset[tp]
+            if floor is None:
+                floor = offsets.first.get((tp.topic, tp.partition))
+                if floor is None:
+                    return None  # where this partition starts is unknown: commit nothing yet
+            gap = self._gap[tp]
+            lowest = min(acked)
+            for missing in range(floor, lowest):
+                if not gap or not gap.at(missing):
+                    return None
+        result: int | None = original(self, tp)
+        return result
+
+    consumer_class._agentledger_new_offset = original
+    consumer_class._new_offset = new_offset
+    return offsets
+
+
 async def check_topics(bootstrap: str, prefix: str, *, request_timeout_s: float = 30.0) -> None:
     """Raise ConfigurationError unless the goals, events and dead-letter topics exist."""
     layout = TopicLayout(prefix)
@@ -612,6 +667,7 @@ def run_worker(
         check_topics(config.bootstrap, config.prefix, request_timeout_s=config.request_timeout_s)
     )
     _lower_fetch_wait(config.fetch_max_wait_ms)
+    offsets = _guard_commits()
     runtime = runtime or build_runtime(workflow, settings)
     core = WorkerCore(runtime, config, out=out)
     layout = core.layout
@@ -646,6 +702,7 @@ def run_worker(
         async def goal_agent(stream: Any) -> None:
             async for event in stream.noack().events():
                 record = record_of(event.message)
+                offsets.seen(record.partition, record.kafka_offset, layout.goals)
                 try:
                     await core.on_goal(record)
                 except Exception:
@@ -658,12 +715,15 @@ def run_worker(
         async def event_agent(stream: Any) -> None:
             async for event in stream.noack().events():
                 record = record_of(event.message)
+                offsets.seen(record.partition, record.kafka_offset, layout.events)
                 try:
                     reactions = await core.on_event(record)
                 except Exception:
                     log.exception(
                         "event at %s[%d]@%d", layout.events, record.partition, record.kafka_offset
                     )
+                    continue
+                if reactions is None:
                     continue
                 if reactions:
                     core.when_settled(reactions, event.ack)
@@ -674,6 +734,7 @@ def run_worker(
         app.agent(events_topic, name=f"{layout.prefix}.events-agent")(event_agent)
 
         async def revoked(sender: Any, revoked: Any, **_: Any) -> None:
+            offsets.forget()
             await core.on_revoked()
 
         async def assigned(sender: Any, assigned: Any, **_: Any) -> None:

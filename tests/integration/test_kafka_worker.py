@@ -18,6 +18,7 @@ from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from types import SimpleNamespace
 from typing import TypeVar
 
 import orjson
@@ -383,3 +384,36 @@ def test_sigkill_of_a_worker_mid_task_loses_nothing_and_repeats_no_delivery(
         e.idempotency_key for e in after if e.type == "tool_call_completed" and not e.replayed
     }
     assert completed <= set(ran)
+
+
+def test_commits_never_pass_a_record_whose_reactions_are_unfinished(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """faust alone commits 12 with 10 committed, 10 unacknowledged and 11 acknowledged."""
+    from faust.transport.consumer import Consumer
+    from faust.types import TP
+    from intervaltree import IntervalTree
+
+    from agentledger.streams.kafka_runner import _guard_commits
+
+    monkeypatch.setattr(Consumer, "_new_offset", Consumer._new_offset)
+    monkeypatch.setattr(Consumer, "_agentledger_new_offset", None, raising=False)
+    first = _guard_commits()
+    tp = TP("t.events", 0)
+
+    def new_offset(committed: int | None, acked: list[int], gap: IntervalTree) -> int | None:
+        consumer = SimpleNamespace(
+            _acked={tp: list(acked)},
+            _acked_index={tp: set(acked)},
+            _gap={tp: gap},
+            _committed_offset={tp: committed},
+        )
+        return Consumer._new_offset(consumer, tp)
+
+    assert new_offset(10, [11], IntervalTree()) is None
+    assert new_offset(10, [10, 11], IntervalTree()) == 12
+    assert new_offset(10, [11], IntervalTree.from_tuples([(10, 11)])) == 12  # a known gap
+    assert new_offset(None, [6], IntervalTree()) is None  # start unknown: commit nothing
+    first.seen(0, 5, "t.events")
+    assert new_offset(None, [6], IntervalTree()) is None
+    assert new_offset(None, [5, 6], IntervalTree()) == 7
