@@ -171,6 +171,7 @@ class WorkerCore:
         self._paused = False
         self._stopping = False
         self._background: set[asyncio.Task[None]] = set()
+        self._appends: set[asyncio.Future[list[Recorded]]] = set()
         # Reactions that finished without their output in the log (the append failed).
         self._unrecorded: weakref.WeakSet[asyncio.Task[None]] = weakref.WeakSet()
         self.dead_letters = 0
@@ -217,7 +218,10 @@ class WorkerCore:
                     # so whoever owns the partition next sees them again and rebuilds.
                     await hosted.driver.cancel()
                     del self._tasks[task_id]
-                    log.info("task %s: reactions cancelled by a rebalance", task_id)
+                    log.warning(
+                        "task %s: reactions cancelled by a rebalance; redone from the log", task_id
+                    )
+            await self._settle_appends()
 
     async def on_assigned(self, assigned: Mapping[str, set[int]]) -> None:
         """A rebalance ended: forget tasks on partitions that went elsewhere."""
@@ -241,6 +245,7 @@ class WorkerCore:
                 task.cancel()
             if pending:
                 await asyncio.wait(pending)
+        await self._settle_appends()
         unfinished = sum(1 for h in self._tasks.values() if not h.driver.state.terminal)
         self.print_health("stopped", extra=f"unfinished_tasks={unfinished}")
         producer, self._producer = self._producer, None
@@ -470,11 +475,26 @@ class WorkerCore:
         # Our own events can be consumed back before the append returns; they must not be
         # fed to note_appended (the driver's emit advances its seq itself, see _dispatch).
         hosted.own.update(e.event_id for e in batch)
+        # Shielded: a reaction cancelled mid-append (rebalance, shutdown) leaves the append
+        # running, and on_revoked waits for it, so the next owner's rebuild sees its result.
+        append = asyncio.ensure_future(self.log.append(batch))
+        self._appends.add(append)
+        append.add_done_callback(self._append_done)
         try:
-            await self.log.append(batch)
+            await asyncio.shield(append)
         except BaseException:
             hosted.own.difference_update(e.event_id for e in batch)
             raise
+
+    def _append_done(self, append: asyncio.Future[list[Recorded]]) -> None:
+        self._appends.discard(append)
+        if not append.cancelled():
+            append.exception()  # retrieved here; whoever still awaits it gets it too
+
+    async def _settle_appends(self) -> None:
+        """Wait until every append started is stored or failed (bounded by the timeout)."""
+        if self._appends:
+            await asyncio.wait(set(self._appends), timeout=self.config.request_timeout_s)
 
     async def _dead_letter(self, record: KafkaRecord, source: str, reason: str) -> None:
         producer = self._producer

@@ -103,7 +103,7 @@ class Cluster:
     def layout(self) -> TopicLayout:
         return TopicLayout(self.prefix)
 
-    def start_worker(self, index: int) -> Worker:
+    def start_worker(self, index: int, *, revoke_grace: str = "2") -> Worker:
         out, err = self.home / f"worker{index}.out", self.home / f"worker{index}.err"
         with out.open("wb") as out_fh, err.open("wb") as err_fh:
             process = subprocess.Popen(
@@ -122,7 +122,7 @@ class Cluster:
                     "--fetch-wait-ms",
                     "50",
                     "--revoke-grace",
-                    "2",
+                    revoke_grace,
                     "--shutdown-timeout",
                     "10",
                 ],
@@ -197,7 +197,12 @@ async def _read_task(bootstrap: str, prefix: str, task_id: str) -> list[Event]:
 
 @contextlib.contextmanager
 def running_cluster(
-    bootstrap: str, home: Path, *, workers: int = 2, env: dict[str, str] | None = None
+    bootstrap: str,
+    home: Path,
+    *,
+    workers: int = 2,
+    env: dict[str, str] | None = None,
+    revoke_grace: str = "2",
 ) -> Iterator[Cluster]:
     """Topics under a fresh prefix and ``workers`` worker processes sharing them."""
     home.mkdir(parents=True, exist_ok=True)
@@ -214,7 +219,7 @@ def running_cluster(
     assert f"{prefix}.events" in out
     try:
         for i in range(workers):
-            cluster.start_worker(i)
+            cluster.start_worker(i, revoke_grace=revoke_grace)
         cluster.wait_balanced()
         yield cluster
     finally:
@@ -417,3 +422,41 @@ def test_commits_never_pass_a_record_whose_reactions_are_unfinished(
     first.seen(0, 5, "t.events")
     assert new_offset(None, [6], IntervalTree()) is None
     assert new_offset(None, [5, 6], IntervalTree()) == 7
+
+
+def test_a_worker_joining_mid_task_takes_its_share_without_breaking_the_task(
+    kafka_broker: str, tmp_path: Path
+) -> None:
+    """The rebalance revokes partitions from a busy worker (a short grace cancels reactions
+    in flight); the task still ends well formed, with no delivery run twice."""
+    env = {"DELIVERIES_MODEL_DELAY": "2.5"}  # after the first delivery, 5 s of model calls
+    with running_cluster(kafka_broker, tmp_path, workers=1, env=env, revoke_grace="0.1") as cluster:
+        task_ids = [
+            asyncio.run(
+                submit_goal(
+                    cluster.bootstrap, f"deliver {i}", workflow=FIXTURE, prefix=cluster.prefix
+                )
+            )
+            for i in range(2)
+        ]
+        log_path = tmp_path / "sandbox" / "deliveries.log"
+        wait_for(
+            lambda: log_path.exists() and log_path.read_text().strip(),
+            60,
+            "a delivery\n" + cluster.describe(),
+        )
+        cluster.start_worker(1)
+        cluster.wait_balanced()
+        results = [cluster.wait_terminal(t) for t in task_ids]
+        cluster.assert_alive()
+        # the first worker's second assignment came while both tasks were still running
+        finished = re.findall(
+            r"worker assigned: .* tasks_finished=(\d+)", cluster.workers[0].output()
+        )
+        assert len(finished) >= 2 and finished[1] == "0", cluster.describe()
+
+    for events in results:
+        assert events[-1].type == "task_completed", [e.type for e in events]
+        assert_well_formed(events)
+    ran = executions(tmp_path)
+    assert ran and all(n == 1 for n in ran.values()), ran
