@@ -27,6 +27,7 @@ from agentledger.settings import Settings
 from agentledger.streams.kafka_topics import DEFAULT_PARTITIONS, DEFAULT_PREFIX
 
 EXIT_OK, EXIT_USAGE = 0, 2
+_TERMINAL = ("task_completed", "task_failed", "task_cancelled")
 
 
 def _connection(p: argparse.ArgumentParser) -> None:
@@ -238,16 +239,13 @@ async def cmd_kafka_view(
         if args.view == "events":
             for entry in entries:
                 _print_entry(entry, args.json, out, err)
-            if args.follow:
+            ended = any(isinstance(e, Recorded) and e.event.type in _TERMINAL for e in entries)
+            if args.follow and not ended:
                 last = max((e.offset for e in entries), default=0)
                 async for entry in log.follow(last, task_id=task_id):
                     _print_entry(entry, args.json, out, err)
                     out.flush()
-                    if isinstance(entry, Recorded) and entry.event.type in (
-                        "task_completed",
-                        "task_failed",
-                        "task_cancelled",
-                    ):
+                    if isinstance(entry, Recorded) and entry.event.type in _TERMINAL:
                         break
             return EXIT_OK
     events = _split(entries, err)

@@ -683,9 +683,16 @@ def run_worker(
     out = out or sys.stdout
     loop = asyncio.new_event_loop()
     asyncio.set_event_loop(loop)
-    loop.run_until_complete(
-        check_topics(config.bootstrap, config.prefix, request_timeout_s=config.request_timeout_s)
-    )
+    try:
+        loop.run_until_complete(
+            check_topics(
+                config.bootstrap, config.prefix, request_timeout_s=config.request_timeout_s
+            )
+        )
+    except BaseException:
+        loop.close()
+        asyncio.set_event_loop(None)
+        raise
     _lower_fetch_wait(config.fetch_max_wait_ms)
     offsets = _guard_commits()
     runtime = runtime or build_runtime(workflow, settings)

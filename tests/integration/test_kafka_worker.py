@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import io
 import os
 import re
 import signal
@@ -460,3 +461,66 @@ def test_a_worker_joining_mid_task_takes_its_share_without_breaking_the_task(
         assert_well_formed(events)
     ran = executions(tmp_path)
     assert ran and all(n == 1 for n in ran.values()), ran
+
+
+def main_cli(*argv: str) -> tuple[int, str, str]:
+    """The CLI in-process."""
+    from agentledger.cli import main
+
+    out, err = io.StringIO(), io.StringIO()
+    code = main(list(argv), out=out, err=err)
+    return code, out.getvalue(), err.getvalue()
+
+
+def test_cli_against_kafka_views_tasks_and_redrives_dead_letters(shared: Cluster) -> None:
+    conn = ("--brokers", shared.bootstrap, "--prefix", shared.prefix)
+    task_id = asyncio.run(
+        submit_goal(shared.bootstrap, "deliver", workflow=FIXTURE, prefix=shared.prefix)
+    )
+    events = shared.wait_terminal(task_id)
+
+    code, out, err = main_cli("kafka", "events", task_id[:13], "--json", *conn)
+    assert code == 0, err
+    rows = [orjson.loads(line) for line in out.splitlines()]
+    assert [r["seq"] for r in rows] == [e.seq for e in events]
+    code, out, err = main_cli("kafka", "events", task_id, "--follow", *conn)
+    assert code == 0 and "task_completed" in out.splitlines()[-1], err
+    code, out, err = main_cli("kafka", "replay", task_id, "--until", "7", *conn)
+    assert code == 0 and "state as of seq 7" in out, err
+
+    # Park a bad goal, list it, re-drive it: it comes back and is parked again.
+    async def park() -> None:
+        producer = AIOKafkaProducer(bootstrap_servers=shared.bootstrap, enable_idempotence=False)
+        await producer.start()
+        try:
+            await producer.send_and_wait(shared.layout.goals, b"]", key=b"redrive-me")
+        finally:
+            await producer.stop()
+
+    asyncio.run(park())
+
+    def parked(count: int) -> Callable[[], list[DeadLetter] | None]:
+        def check() -> list[DeadLetter] | None:
+            mine = [x for x in shared.dead_letters() if x.key == b"redrive-me"]
+            return mine if len(mine) >= count else None
+
+        return check
+
+    first = wait_for(parked(1), 30, "the bad goal on the DLQ")[0]
+    code, out, err = main_cli("dlq", "list", *conn)
+    assert code == 0 and "key=redrive-me" in out and "invalid goal" in out, err
+    code, out, err = main_cli("dlq", "redrive", str(first.offset), *conn)
+    assert code == 0 and f"re-drove {first.offset} to {shared.layout.goals}" in out, err
+    again = wait_for(parked(2), 30, "the re-driven goal back on the DLQ")
+    assert again[1].reason == first.reason and again[1].value == b"]"
+    code, _, err = main_cli("dlq", "redrive", *conn)
+    assert code == 2 and "--all" in err
+    shared.assert_alive()
+
+
+def test_cli_refuses_a_prefix_without_topics(kafka_broker: str) -> None:
+    conn = ("--brokers", kafka_broker, "--prefix", f"none-{uuid.uuid4().hex[:8]}")
+    code, _, err = main_cli("worker", str(FIXTURE), *conn)
+    assert code == 2 and "agentledger kafka init" in err
+    code, _, err = main_cli("submit", "--goal", "g", "--workflow", "deliveries", *conn)
+    assert code == 2 and "agentledger kafka init" in err
