@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import argparse
 import os
-from typing import Any, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
 
 import orjson
 
@@ -26,18 +26,28 @@ from agentledger.errors import UsageError
 from agentledger.settings import Settings
 from agentledger.streams.kafka_topics import DEFAULT_PARTITIONS, DEFAULT_PREFIX
 
+if TYPE_CHECKING:
+    from agentledger.streams.kafka import KafkaEventLog
+
 EXIT_OK, EXIT_USAGE = 0, 2
 _TERMINAL = ("task_completed", "task_failed", "task_cancelled")
 
 
-def _connection(p: argparse.ArgumentParser) -> None:
-    brokers = os.environ.get("AGENTLEDGER_BROKERS")
+def add_connection_options(p: argparse.ArgumentParser, *, required: bool = True) -> None:
+    """``--brokers`` and ``--prefix`` on ``p``.
+
+    ``required=True`` (the Kafka-only commands): ``--brokers`` defaults to
+    ``$AGENTLEDGER_BROKERS`` and is required without it. ``required=False`` (a command that
+    reads SQLite unless told otherwise): no default, so the environment never switches it.
+    """
+    brokers = os.environ.get("AGENTLEDGER_BROKERS") if required else None
     p.add_argument(
         "--brokers",
         default=brokers,
-        required=brokers is None,
+        required=required and brokers is None,
         metavar="HOST:PORT[,...]",
-        help="Kafka bootstrap servers (default: $AGENTLEDGER_BROKERS)",
+        help="Kafka bootstrap servers"
+        + (" (default: $AGENTLEDGER_BROKERS)" if required else "; read the Kafka log"),
     )
     p.add_argument(
         "--prefix",
@@ -46,12 +56,21 @@ def _connection(p: argparse.ArgumentParser) -> None:
     )
 
 
+async def open_kafka_log(args: argparse.Namespace) -> KafkaEventLog:
+    """The started Kafka event log named by ``args.brokers`` and ``args.prefix``."""
+    from agentledger.streams.kafka import KafkaEventLog
+
+    log = KafkaEventLog(args.brokers, prefix=args.prefix)
+    await log.start()
+    return log
+
+
 def register(sub: Any) -> None:
     """Add the Kafka subcommands to the ``agentledger`` parser."""
     p = sub.add_parser("kafka", help="the Kafka topic layout; tasks stored on Kafka")
     ksub = p.add_subparsers(dest="kafka_command", required=True, metavar="ACTION")
     k = ksub.add_parser("init", help="create the goals, events and dead-letter topics")
-    _connection(k)
+    add_connection_options(k)
     k.add_argument("--partitions", type=int, default=DEFAULT_PARTITIONS)
     k.add_argument("--replication", type=int, default=1)
     k.set_defaults(func=cmd_kafka_init)
@@ -61,7 +80,7 @@ def register(sub: Any) -> None:
         ("replay", "a readable timeline and the state as it was at a point"),
     ):
         k = ksub.add_parser(name, help=helptext)
-        _connection(k)
+        add_connection_options(k)
         k.add_argument("task")
         k.add_argument("--json", action="store_true")
         if name == "events":
@@ -72,7 +91,7 @@ def register(sub: Any) -> None:
 
     p = sub.add_parser("worker", help="run the processors of a workflow on Kafka")
     p.add_argument("workflow", help="workflow file (YAML or TOML)")
-    _connection(p)
+    add_connection_options(p)
     p.add_argument("--session-timeout", type=float, default=10.0, metavar="SECONDS")
     p.add_argument("--fetch-wait-ms", type=int, default=100, metavar="MS")
     p.add_argument("--revoke-grace", type=float, default=5.0, metavar="SECONDS")
@@ -81,7 +100,7 @@ def register(sub: Any) -> None:
     p.set_defaults(func=cmd_worker)
 
     p = sub.add_parser("submit", help="submit a goal to the workers; prints the task id")
-    _connection(p)
+    add_connection_options(p)
     p.add_argument("--goal", required=True)
     p.add_argument("--workflow", required=True, help="workflow file or workflow name")
     p.add_argument("--input", action="append", metavar="KEY=VALUE")
@@ -91,12 +110,12 @@ def register(sub: Any) -> None:
     p = sub.add_parser("dlq", help="records parked on the dead-letter topic")
     dsub = p.add_subparsers(dest="dlq_command", required=True, metavar="ACTION")
     d = dsub.add_parser("list", help="list dead letters, oldest first")
-    _connection(d)
+    add_connection_options(d)
     d.add_argument("--limit", type=int)
     d.add_argument("--json", action="store_true", help="one JSON object per line")
     d.set_defaults(func=cmd_dlq_list)
     d = dsub.add_parser("redrive", help="produce dead letters to their source topic again")
-    _connection(d)
+    add_connection_options(d)
     d.add_argument("offsets", nargs="*", type=int, metavar="OFFSET", help="dead-letter offsets")
     d.add_argument("--all", action="store_true", help="every dead letter")
     d.set_defaults(func=cmd_dlq_redrive)
@@ -230,10 +249,9 @@ async def cmd_kafka_view(
     from agentledger.cli import _print_entry, _resolve_task, _split, _state_json
     from agentledger.projections.task_state import fold
     from agentledger.schemas.codec import to_dict
-    from agentledger.streams.kafka import KafkaEventLog
     from agentledger.streams.log import Recorded
 
-    async with KafkaEventLog(args.brokers, prefix=args.prefix) as log:
+    async with await open_kafka_log(args) as log:
         task_id = await _resolve_task(log, args.task)
         entries = await log.read_task(task_id)
         if args.view == "events":
