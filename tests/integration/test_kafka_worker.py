@@ -425,11 +425,12 @@ def test_commits_never_pass_a_record_whose_reactions_are_unfinished(
     assert new_offset(None, [5, 6], IntervalTree()) == 7
 
 
-def test_a_worker_joining_mid_task_takes_its_share_without_breaking_the_task(
+def test_workers_joining_and_leaving_mid_task_hand_tasks_over_cleanly(
     kafka_broker: str, tmp_path: Path
 ) -> None:
-    """The rebalance revokes partitions from a busy worker (a short grace cancels reactions
-    in flight); the task still ends well formed, with no delivery run twice."""
+    """A join revokes partitions from a busy worker (a short grace cancels reactions in
+    flight), then that worker leaves on SIGTERM; the tasks still end well formed, with no
+    delivery run twice."""
     env = {"DELIVERIES_MODEL_DELAY": "2.5"}  # after the first delivery, 5 s of model calls
     with running_cluster(kafka_broker, tmp_path, workers=1, env=env, revoke_grace="0.1") as cluster:
         task_ids = [
@@ -448,8 +449,15 @@ def test_a_worker_joining_mid_task_takes_its_share_without_breaking_the_task(
         )
         cluster.start_worker(1)
         cluster.wait_balanced()
+        # Then the first one leaves gracefully, mid-task: it finishes what it has in
+        # flight (or cancels it after --shutdown-timeout) and the other takes over.
+        first = cluster.workers[0]
+        first.process.send_signal(signal.SIGTERM)
+        cluster.killed.add(first.pid)
+        assert first.process.wait(timeout=30) == 0, first.describe()
+        assert "worker stopped:" in first.output()
         results = [cluster.wait_terminal(t) for t in task_ids]
-        cluster.assert_alive()
+        assert cluster.workers[1].process.poll() is None, cluster.describe()
         # the first worker's second assignment came while both tasks were still running
         finished = re.findall(
             r"worker assigned: .* tasks_finished=(\d+)", cluster.workers[0].output()
