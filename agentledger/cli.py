@@ -236,7 +236,12 @@ async def cmd_events(args: argparse.Namespace, settings: Settings, out: TextIO, 
         entries = await log.read_task(task_id)
         for entry in entries:
             _print_entry(entry, args.json, out, err)
-        if args.follow:
+        finished = any(
+            isinstance(e, Recorded)
+            and e.event.type in ("task_completed", "task_failed", "task_cancelled")
+            for e in entries
+        )
+        if args.follow and not finished:
             last = max((e.offset for e in entries), default=0)
             async for entry in log.follow(last, task_id=task_id):
                 _print_entry(entry, args.json, out, err)

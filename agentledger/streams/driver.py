@@ -157,7 +157,8 @@ class TaskDriver:
                 )
                 stamped = [failed]
                 await self._sink(stamped)
-            self._next_seq += len(stamped)
+            # max, not +=: on Kafka our own events may be noted back while the sink awaits
+            self._next_seq = max(self._next_seq, stamped[-1].seq + 1)
             for e in stamped:
                 if e.causation_id:
                     self._caused.add(e.causation_id)

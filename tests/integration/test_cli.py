@@ -118,3 +118,9 @@ def test_schemas_export(tmp_path: Path):
     assert code == 0 and "wrote 21 JSON Schemas" in out
     schema = json.loads((tmp_path / "s" / "goal_submitted.schema.json").read_text())
     assert schema["properties"]["type"]["const"] == "goal_submitted"
+
+
+def test_follow_of_a_finished_task_returns(finished_task: str):
+    code, out, _ = cli("events", finished_task, "--follow")
+    assert code == 0
+    assert out.strip().splitlines()[-1].split()[3] == "task_completed"
