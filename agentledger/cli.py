@@ -173,11 +173,33 @@ async def cmd_status(args: argparse.Namespace, settings: Settings, out: TextIO, 
         state = fold(task_id, _split(await log.read_task(task_id), err))
     finally:
         await log.close()
-    if args.json:
+    print_status(state, args.json, out)
+    return EXIT_OK
+
+
+def print_status(state: TaskState, as_json: bool, out: TextIO) -> None:
+    """A task's state, for people or as JSON (shared by the embedded and Kafka views)."""
+    if as_json:
         print(orjson.dumps(_state_json(state), option=orjson.OPT_INDENT_2).decode(), file=out)
     else:
         print(timeline.summary(state), file=out)
-    return EXIT_OK
+
+
+def print_replay(
+    task_id: str, events: list[Event], until: int | None, as_json: bool, out: TextIO
+) -> None:
+    """The timeline up to ``until`` and the state as it was then (default: the end)."""
+    until = until if until is not None else max((e.seq for e in events), default=0)
+    shown = [e for e in events if e.seq <= until]
+    state = fold(task_id, shown)
+    if as_json:
+        body = {"until": until, "events": [to_dict(e) for e in shown], "state": _state_json(state)}
+        print(orjson.dumps(body, option=orjson.OPT_INDENT_2).decode(), file=out)
+        return
+    for e in shown:
+        print(timeline.line(e), file=out)
+    print(f"\n--- state as of seq {until} ---", file=out)
+    print(timeline.summary(state), file=out)
 
 
 def _state_json(state: TaskState) -> dict[str, Any]:
@@ -264,17 +286,7 @@ async def cmd_replay(args: argparse.Namespace, settings: Settings, out: TextIO, 
         events = _split(await log.read_task(task_id), err)
     finally:
         await log.close()
-    until = args.until if args.until is not None else max((e.seq for e in events), default=0)
-    shown = [e for e in events if e.seq <= until]
-    state = fold(task_id, shown)
-    if args.json:
-        body = {"until": until, "events": [to_dict(e) for e in shown], "state": _state_json(state)}
-        print(orjson.dumps(body, option=orjson.OPT_INDENT_2).decode(), file=out)
-        return EXIT_OK
-    for e in shown:
-        print(timeline.line(e), file=out)
-    print(f"\n--- state as of seq {until} ---", file=out)
-    print(timeline.summary(state), file=out)
+    print_replay(task_id, events, args.until, args.json, out)
     return EXIT_OK
 
 

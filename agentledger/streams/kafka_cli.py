@@ -245,10 +245,8 @@ async def cmd_kafka_view(
     args: argparse.Namespace, settings: Settings, out: TextIO, err: TextIO
 ) -> int:
     """``status``/``events``/``replay`` of the embedded CLI, reading the Kafka log."""
-    from agentledger import timeline
-    from agentledger.cli import _print_entry, _resolve_task, _split, _state_json
+    from agentledger.cli import _print_entry, _resolve_task, _split, print_replay, print_status
     from agentledger.projections.task_state import fold
-    from agentledger.schemas.codec import to_dict
     from agentledger.streams.log import Recorded
 
     async with await open_kafka_log(args) as log:
@@ -268,21 +266,7 @@ async def cmd_kafka_view(
             return EXIT_OK
     events = _split(entries, err)
     if args.view == "status":
-        state = fold(task_id, events)
-        if args.json:
-            print(orjson.dumps(_state_json(state), option=orjson.OPT_INDENT_2).decode(), file=out)
-        else:
-            print(timeline.summary(state), file=out)
-        return EXIT_OK
-    until = args.until if args.until is not None else max((e.seq for e in events), default=0)
-    shown = [e for e in events if e.seq <= until]
-    state = fold(task_id, shown)
-    if args.json:
-        body = {"until": until, "events": [to_dict(e) for e in shown], "state": _state_json(state)}
-        print(orjson.dumps(body, option=orjson.OPT_INDENT_2).decode(), file=out)
-        return EXIT_OK
-    for e in shown:
-        print(timeline.line(e), file=out)
-    print(f"\n--- state as of seq {until} ---", file=out)
-    print(timeline.summary(state), file=out)
+        print_status(fold(task_id, events), args.json, out)
+    else:
+        print_replay(task_id, events, args.until, args.json, out)
     return EXIT_OK
