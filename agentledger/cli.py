@@ -20,7 +20,7 @@ import orjson
 from agentledger import timeline
 from agentledger.errors import AgentLedgerError, EventLogError, UnknownTaskError, UsageError
 from agentledger.projections.task_state import TaskState, fold
-from agentledger.schemas import Event, GoalSubmitted
+from agentledger.schemas import TERMINAL_TYPES, Event, GoalSubmitted
 from agentledger.schemas.codec import to_dict
 from agentledger.settings import Settings
 from agentledger.streams.log import CorruptRecord, EventLog, LogEntry, Recorded
@@ -258,21 +258,13 @@ async def cmd_events(args: argparse.Namespace, settings: Settings, out: TextIO, 
         entries = await log.read_task(task_id)
         for entry in entries:
             _print_entry(entry, args.json, out, err)
-        finished = any(
-            isinstance(e, Recorded)
-            and e.event.type in ("task_completed", "task_failed", "task_cancelled")
-            for e in entries
-        )
+        finished = any(isinstance(e, Recorded) and e.event.type in TERMINAL_TYPES for e in entries)
         if args.follow and not finished:
             last = max((e.offset for e in entries), default=0)
             async for entry in log.follow(last, task_id=task_id):
                 _print_entry(entry, args.json, out, err)
                 out.flush()
-                if isinstance(entry, Recorded) and entry.event.type in (
-                    "task_completed",
-                    "task_failed",
-                    "task_cancelled",
-                ):
+                if isinstance(entry, Recorded) and entry.event.type in TERMINAL_TYPES:
                     break
     finally:
         await log.close()

@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any, TextIO
 import orjson
 
 from agentledger.errors import UsageError
+from agentledger.schemas import TERMINAL_TYPES
 from agentledger.settings import Settings
 from agentledger.streams.kafka_topics import DEFAULT_PARTITIONS, DEFAULT_PREFIX
 
@@ -30,7 +31,6 @@ if TYPE_CHECKING:
     from agentledger.streams.kafka import KafkaEventLog
 
 EXIT_OK, EXIT_USAGE = 0, 2
-_TERMINAL = ("task_completed", "task_failed", "task_cancelled")
 
 
 def add_connection_options(p: argparse.ArgumentParser, *, required: bool = True) -> None:
@@ -255,13 +255,13 @@ async def cmd_kafka_view(
         if args.view == "events":
             for entry in entries:
                 _print_entry(entry, args.json, out, err)
-            ended = any(isinstance(e, Recorded) and e.event.type in _TERMINAL for e in entries)
+            ended = any(isinstance(e, Recorded) and e.event.type in TERMINAL_TYPES for e in entries)
             if args.follow and not ended:
                 last = max((e.offset for e in entries), default=0)
                 async for entry in log.follow(last, task_id=task_id):
                     _print_entry(entry, args.json, out, err)
                     out.flush()
-                    if isinstance(entry, Recorded) and entry.event.type in _TERMINAL:
+                    if isinstance(entry, Recorded) and entry.event.type in TERMINAL_TYPES:
                         break
             return EXIT_OK
     events = _split(entries, err)

@@ -29,12 +29,11 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
-from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.errors import KafkaError
 
-from agentledger.errors import ConfigurationError, EventLogError, UsageError
+from agentledger.errors import EventLogError, UsageError
 from agentledger.streams.kafka import KafkaRecord, deadline, read_partitions
-from agentledger.streams.kafka_topics import partition_counts
+from agentledger.streams.kafka_topics import require_topic
 
 HEADER_REASON = "x-agentledger-reason"
 HEADER_SOURCE_TOPIC = "x-agentledger-source-topic"
@@ -158,19 +157,10 @@ async def read_dead_letters(
     request_timeout_ms: int = 30_000,
 ) -> list[DeadLetter]:
     """The dead letters on ``topic`` now, oldest first (per partition, in offset order)."""
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=request_timeout_ms)
-    try:
-        await admin.start()
-        counts = await partition_counts(admin, [topic])
-    except KafkaError as exc:
-        raise EventLogError(f"cannot reach Kafka at {bootstrap}: {exc}") from exc
-    finally:
-        await admin.close()
-    if topic not in counts:
-        raise ConfigurationError(
-            f"dead-letter topic {topic!r} does not exist on {bootstrap}; create the topic "
-            "layout with agentledger.streams.kafka_topics.init_topics"
-        )
+    prefix = topic.removesuffix(".dlq")
+    partitions = await require_topic(
+        bootstrap, topic, prefix=prefix, timeout_s=request_timeout_ms / 1000
+    )
     consumer = AIOKafkaConsumer(
         bootstrap_servers=bootstrap,
         group_id=None,
@@ -185,7 +175,7 @@ async def read_dead_letters(
             records, _ = await read_partitions(
                 consumer,
                 topic,
-                dict.fromkeys(range(counts[topic]), 0),
+                dict.fromkeys(range(partitions), 0),
                 limit=limit,
                 wait_ms=max(10, fetch_max_wait_ms),
             )

@@ -83,7 +83,12 @@ from agentledger.streams.kafka import (
     KafkaRecord,
 )
 from agentledger.streams.kafka_dlq import dead_letter
-from agentledger.streams.kafka_topics import DEFAULT_PREFIX, TopicLayout, partition_counts
+from agentledger.streams.kafka_topics import (
+    DEFAULT_PREFIX,
+    TopicLayout,
+    partition_counts,
+    require_topic,
+)
 from agentledger.streams.log import CorruptRecord, Recorded
 
 log = logging.getLogger(__name__)
@@ -840,7 +845,7 @@ async def submit_goal(
     """
     ref = workflow if isinstance(workflow, WorkflowRef) else workflow_ref(workflow)
     layout = TopicLayout(prefix)
-    await _require_topic(bootstrap, layout.goals, prefix, request_timeout_s)
+    await require_topic(bootstrap, layout.goals, prefix=prefix, timeout_s=request_timeout_s)
     task_id = task_id or new_event_id()
     event = GoalSubmitted(
         task_id=task_id,
@@ -872,21 +877,3 @@ async def submit_goal(
     finally:
         await producer.stop()
     return task_id
-
-
-async def _require_topic(bootstrap: str, topic: str, prefix: str, timeout_s: float) -> None:
-    admin = AIOKafkaAdminClient(
-        bootstrap_servers=bootstrap, request_timeout_ms=int(timeout_s * 1000)
-    )
-    try:
-        await admin.start()
-        counts = await partition_counts(admin, [topic])
-    except KafkaError as exc:
-        raise EventLogError(f"cannot reach Kafka at {bootstrap}: {exc}") from exc
-    finally:
-        await admin.close()
-    if topic not in counts:
-        raise ConfigurationError(
-            f"topic {topic!r} does not exist on {bootstrap}; create the layout first with "
-            f"`agentledger kafka init --brokers {bootstrap} --prefix {prefix}`"
-        )

@@ -145,6 +145,28 @@ async def partition_counts(admin: AIOKafkaAdminClient, topics: list[str]) -> dic
     return {t["topic"]: len(t["partitions"]) for t in described if t["error_code"] == 0}
 
 
+async def require_topic(bootstrap: str, topic: str, *, prefix: str, timeout_s: float = 30.0) -> int:
+    """``topic``'s partition count; refuses clearly when it is missing (without letting the
+    broker auto-create it)."""
+    admin = AIOKafkaAdminClient(
+        bootstrap_servers=bootstrap, request_timeout_ms=int(timeout_s * 1000)
+    )
+    try:
+        await admin.start()
+        counts = await partition_counts(admin, [topic])
+    except KafkaError as exc:
+        raise EventLogError(f"cannot reach Kafka at {bootstrap}: {exc}") from exc
+    finally:
+        await admin.close()
+    if topic not in counts:
+        raise ConfigurationError(
+            f"topic {topic!r} does not exist on {bootstrap}; create the layout first with "
+            f"`agentledger kafka init --brokers {bootstrap} --prefix {prefix}` (from Python: "
+            "agentledger.streams.kafka_topics.init_topics)"
+        )
+    return counts[topic]
+
+
 def _raise_for_create_errors(response: dict[str, object], bootstrap: str) -> None:
     errors = response.get("topic_errors")
     problems = []

@@ -15,7 +15,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import inspect
-from collections.abc import Awaitable, Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, get_type_hints
@@ -189,6 +189,3 @@ class ToolRegistry:
 
     def __iter__(self) -> Any:
         return iter(self._tools.values())
-
-
-ToolCallable = Callable[..., Any | Awaitable[Any]]
