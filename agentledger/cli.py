@@ -97,6 +97,11 @@ def _finish(
     if state.status in ("failed", "cancelled"):
         print(f"task {state.task_id} {state.status}: {state.failure}", file=err)
         return EXIT_FAILED
+    if state.pending_approvals:
+        from agentledger.approvals_cli import print_waiting
+
+        print_waiting(state, out)
+        return EXIT_UNFINISHED
     print(
         f"task {state.task_id} is {state.status} and nothing is in flight; "
         f"see `agentledger status {state.task_id}`",
@@ -399,6 +404,7 @@ def _register_optional(sub: Any) -> None:
         "agentledger.audit.cli",
         "agentledger.streams.kafka_cli",
         "agentledger.tools.cli",
+        "agentledger.approvals_cli",
     ):
         try:
             mod = importlib.import_module(module)

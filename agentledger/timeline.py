@@ -8,6 +8,11 @@ from agentledger.projections.task_state import TaskState
 from agentledger.schemas import (
     AgentOutputProduced,
     AgentStepStarted,
+    ApprovalDenied,
+    ApprovalEscalated,
+    ApprovalExpired,
+    ApprovalGranted,
+    ApprovalRequested,
     Event,
     GoalSubmitted,
     LimitReached,
@@ -103,6 +108,23 @@ def describe(event: Event) -> str:
             return f"task FAILED ({event.error_kind}): {_short(event.reason, 160)}"
         case TaskCancelled():
             return f"task cancelled: {event.reason}"
+        case ApprovalRequested():
+            return (
+                f"{event.subtask_id} {event.tool}({_short(event.arguments, 50)}) needs approval "
+                f"{event.approval_id} ({event.risk}, until {event.expires_at:%Y-%m-%d %H:%M} UTC)"
+            )
+        case ApprovalGranted():
+            note = f": {_short(event.note, 60)}" if event.note else ""
+            return f"{event.approval_id} {event.tool} granted by {event.approved_by}{note}"
+        case ApprovalDenied():
+            return f"{event.approval_id} {event.tool} DENIED by {event.denied_by}: {_short(event.reason, 80)}"
+        case ApprovalExpired():
+            return f"{event.approval_id} {event.tool} expired (deadline {event.deadline:%Y-%m-%d %H:%M:%S} UTC)"
+        case ApprovalEscalated():
+            return (
+                f"{event.approval_id} {event.tool} escalated to {event.escalate_to} "
+                f"(until {event.expires_at:%Y-%m-%d %H:%M} UTC)"
+            )
     return event.type
 
 
@@ -138,6 +160,14 @@ def summary(state: TaskState) -> str:
         out.append(
             "iterations " + ", ".join(f"{a}={n}" for a, n in sorted(state.iterations.items()))
         )
+    pending = state.pending_approvals
+    if pending and not state.terminal:
+        out.append(f"waiting for approval of {len(pending)} tool call(s)")
+        for a in pending:
+            out.append(
+                f"  {a.id}  {a.tool} ({a.risk}) for {a.agent}/{a.subtask_id}, "
+                f"expires {a.expires_at:%Y-%m-%d %H:%M:%S} UTC"
+            )
     for w in state.warnings:
         out.append(f"limit     {w}")
     if state.failure:

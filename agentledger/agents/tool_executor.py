@@ -7,6 +7,8 @@
   reported as ``outcome_unknown`` rather than silently run again, unless the tool
   declares itself safe to retry.
 * A read-only tool runs directly; after a crash it simply runs again.
+* A tool that needs approval (``approvals`` in the workflow) waits: ``approval_requested``
+  instead of running, and the grant (agents/approvals.py) continues with ``proceed``.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ import time
 
 import orjson
 
+from agentledger.agents.approval_policy import approval_gate
 from agentledger.agents.context import ProcessorContext
 from agentledger.errors import ToolError
 from agentledger.schemas import (
@@ -58,18 +61,29 @@ class ToolExecutor:
                     replayed=True,
                 )
             ]
-        tool = ctx.runtime.workflow.tools.get(event.tool)
+        gate = approval_gate(event, ctx)
+        if gate is not None:
+            return gate
+        return await self.proceed(event, event, ctx)
+
+    async def proceed(
+        self, request: ToolCallRequested, cause: EventBase, ctx: ProcessorContext
+    ) -> list[EventBase]:
+        """Mark a side effect's start durably, or run a tool that has none (also the
+        reaction to an approval granted for ``request``)."""
+        tool = ctx.runtime.workflow.tools.get(request.tool)
         if tool is not None and tool.side_effect:
             return [
                 ToolCallStarted.caused_by(
-                    event,
-                    subtask_id=event.subtask_id,
-                    call_id=event.call_id,
-                    tool=event.tool,
-                    idempotency_key=event.idempotency_key,
+                    cause,
+                    agent=request.agent,
+                    subtask_id=request.subtask_id,
+                    call_id=request.call_id,
+                    tool=request.tool,
+                    idempotency_key=request.idempotency_key,
                 )
             ]
-        return await self._execute(event, event, ctx)
+        return await self._execute(request, cause, ctx)
 
     async def _on_started(self, event: ToolCallStarted, ctx: ProcessorContext) -> list[EventBase]:
         tool = ctx.runtime.workflow.tools.get(event.tool)

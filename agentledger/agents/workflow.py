@@ -36,6 +36,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from agentledger._imports import load_object
+from agentledger.agents.approval_policy import ApprovalPolicy
 from agentledger.agents.graph import AgentGraph, Edge
 from agentledger.errors import ConfigurationError, WorkflowError
 from agentledger.llm.base import ModelSettings
@@ -83,6 +84,7 @@ class Workflow:
     source: Path | None = None
     digest: str = ""
     result_field: str | None = None  # the field of the final result to present to people
+    approvals: ApprovalPolicy = field(default_factory=ApprovalPolicy)
 
     def present(self, result: Any) -> Any:
         """The part of a task's result a person wants to read (see ``result_field``)."""
@@ -130,6 +132,7 @@ class Workflow:
         tools: Iterable[Tool | Any] = (),
         limits: Limits | None = None,
         description: str = "",
+        approvals: ApprovalPolicy | None = None,
     ) -> Workflow:
         """Declare a workflow in Python; validated like a file."""
         specs = {a.name: a for a in agents}
@@ -141,6 +144,7 @@ class Workflow:
             limits=limits or Limits(),
             description=description,
             digest=_digest(repr(sorted(specs))),
+            approvals=approvals or ApprovalPolicy(),
         )
         problems = wf.problems()
         if problems:
@@ -162,6 +166,7 @@ class _ToolEntry(BaseModel):
     side_effect: bool | None = None
     safe_to_retry: bool | None = None
     timeout_s: float | None = None
+    requires_approval: bool | None = None
 
 
 class _AgentEntry(BaseModel):
@@ -188,6 +193,7 @@ class _WorkflowFile(BaseModel):
     agents: dict[str, _AgentEntry] = Field(min_length=1)
     limits: Limits = Field(default_factory=Limits)
     result_field: str | None = None
+    approvals: ApprovalPolicy = Field(default_factory=ApprovalPolicy)
 
 
 def _digest(text: str | bytes) -> str:
@@ -297,6 +303,7 @@ def load_workflow(path: str | Path, *, settings: Settings | None = None) -> Work
         source=path,
         digest=_digest(raw),
         result_field=spec.result_field,
+        approvals=spec.approvals,
     )
     problems.extend(wf.problems())
     if problems:
@@ -314,6 +321,7 @@ def _tool_fields(t: Tool) -> dict[str, Any]:
         "side_effect": t.side_effect,
         "safe_to_retry": t.safe_to_retry,
         "timeout_s": t.timeout_s,
+        "requires_approval": t.requires_approval,
         "wants_context": t.wants_context,
         "_is_async": t._is_async,
     }

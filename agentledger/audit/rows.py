@@ -18,6 +18,11 @@ import orjson
 
 from agentledger.redaction import redact
 from agentledger.schemas import (
+    ApprovalDenied,
+    ApprovalEscalated,
+    ApprovalExpired,
+    ApprovalGranted,
+    ApprovalRequested,
     EventBase,
     GoalSubmitted,
     LimitReached,
@@ -86,6 +91,7 @@ _STATUS: dict[str, str] = {
     "task_completed": "ok",
     "task_failed": "error",
     "task_cancelled": "cancelled",
+    "approval_denied": "rejected",  # the only outcome a denied tool call gets
 }
 
 OUTCOME_STATUSES = ("ok", "error", "rejected")
@@ -144,7 +150,7 @@ def _error_kind(event: EventBase, event_type: str) -> str:
         return kind
     if isinstance(event, LimitReached):
         return f"limit:{event.limit}"
-    if event_type in ("output_rejected", "plan_rejected"):
+    if event_type in ("output_rejected", "plan_rejected", "approval_denied"):
         return event_type
     return ""
 
@@ -165,7 +171,17 @@ def to_row(event: EventBase, *, workflow: str = "") -> AuditRow:
         model, provider, latency = event.model, event.provider, event.latency_ms
     elif isinstance(event, ToolCallCompleted | ToolCallFailed):
         tool, latency = event.tool, event.latency_ms
-    elif isinstance(event, ToolCallRequested | ToolCallStarted | ToolCallRejected):
+    elif isinstance(
+        event,
+        ToolCallRequested
+        | ToolCallStarted
+        | ToolCallRejected
+        | ApprovalRequested
+        | ApprovalGranted
+        | ApprovalDenied
+        | ApprovalExpired
+        | ApprovalEscalated,
+    ):
         tool = event.tool
     if isinstance(event, GoalSubmitted):
         workflow = event.workflow.name

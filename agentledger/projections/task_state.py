@@ -16,9 +16,15 @@ import orjson
 from pydantic import JsonValue
 
 from agentledger.llm.base import Message
+from agentledger.projections.approvals import ApprovalState, fold_approval
 from agentledger.schemas import (
     AgentOutputProduced,
     AgentStepStarted,
+    ApprovalDenied,
+    ApprovalEscalated,
+    ApprovalExpired,
+    ApprovalGranted,
+    ApprovalRequested,
     Event,
     GoalSubmitted,
     LimitReached,
@@ -85,6 +91,7 @@ class TaskState:
     tool_requests: Mapping[str, ToolCallRequested] = field(
         default_factory=dict
     )  # in flight, by key
+    approvals: Mapping[str, ApprovalState] = field(default_factory=dict)  # by approval id
     warnings: tuple[str, ...] = ()
     errors: tuple[str, ...] = ()
     result: JsonValue = None
@@ -96,6 +103,11 @@ class TaskState:
     @property
     def terminal(self) -> bool:
         return self.status in TERMINAL
+
+    @property
+    def pending_approvals(self) -> list[ApprovalState]:
+        """Approvals waiting for a person (the task cannot finish until they are decided)."""
+        return [a for a in self.approvals.values() if a.status == "pending"]
 
     def subtask(self, subtask_id: str) -> SubtaskState:
         return self.subtasks[subtask_id]
@@ -287,6 +299,14 @@ def evolve(state: TaskState, event: Event) -> TaskState:
                 f"{event.severity}: {event.scope} {event.limit} {event.value:g}/{event.threshold:g}"
             )
             return replace(state, warnings=(*state.warnings, note))
+        case (
+            ApprovalRequested()
+            | ApprovalGranted()
+            | ApprovalDenied()
+            | ApprovalExpired()
+            | ApprovalEscalated()
+        ):
+            return fold_approval(state, event)
         case TaskCompleted():
             return replace(
                 state, status="completed", result=event.result, ended_at=event.occurred_at

@@ -1,5 +1,12 @@
 """Events: the envelope, the catalog (one discriminated union), the codec and upcasters."""
 
+from agentledger.schemas.approvals import (
+    ApprovalDenied,
+    ApprovalEscalated,
+    ApprovalExpired,
+    ApprovalGranted,
+    ApprovalRequested,
+)
 from agentledger.schemas.catalog import EVENT_ADAPTER, EVENT_TYPES, TERMINAL_TYPES, Event
 from agentledger.schemas.codec import EventDecodeError, decode, encode
 from agentledger.schemas.envelope import EventBase, new_event_id, utc_now
@@ -38,6 +45,11 @@ __all__ = [
     "TERMINAL_TYPES",
     "AgentOutputProduced",
     "AgentStepStarted",
+    "ApprovalDenied",
+    "ApprovalEscalated",
+    "ApprovalExpired",
+    "ApprovalGranted",
+    "ApprovalRequested",
     "Event",
     "EventBase",
     "EventDecodeError",

@@ -6,6 +6,13 @@ from typing import Annotated, TypeAlias
 
 from pydantic import Field, TypeAdapter
 
+from agentledger.schemas.approvals import (
+    ApprovalDenied,
+    ApprovalEscalated,
+    ApprovalExpired,
+    ApprovalGranted,
+    ApprovalRequested,
+)
 from agentledger.schemas.envelope import EventBase
 from agentledger.schemas.goals import (
     GoalSubmitted,
@@ -53,7 +60,12 @@ Event: TypeAlias = Annotated[
     | ToolCallStarted
     | ToolCallCompleted
     | ToolCallFailed
-    | LimitReached,
+    | LimitReached
+    | ApprovalRequested
+    | ApprovalGranted
+    | ApprovalDenied
+    | ApprovalExpired
+    | ApprovalEscalated,
     Field(discriminator="type"),
 ]
 

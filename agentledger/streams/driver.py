@@ -18,6 +18,7 @@ import asyncio
 import logging
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 
+from agentledger.agents.approvals import ApprovalGate
 from agentledger.agents.context import Processor, ProcessorContext, Runtime
 from agentledger.agents.orchestrator import Orchestrator
 from agentledger.agents.step import AgentStep
@@ -32,7 +33,8 @@ Sink = Callable[[list[EventBase]], Awaitable[None]]
 
 
 def default_processors() -> list[Processor]:
-    return [Orchestrator(), AgentStep(), ToolExecutor()]
+    executor = ToolExecutor()
+    return [Orchestrator(), AgentStep(), executor, ApprovalGate(executor)]
 
 
 class TaskDriver:

@@ -5,7 +5,9 @@
     state = await runner.run(task_id)
 
 ``run`` drives a task until it ends; it also resumes a task left unfinished by a crash,
-because it starts from whatever the log holds.
+because it starts from whatever the log holds. It returns early when nothing can happen
+until a person decides a pending approval (``state.pending_approvals``); approval deadlines
+that passed are recorded whenever it drives the task.
 """
 
 from __future__ import annotations
@@ -14,14 +16,23 @@ import asyncio
 import logging
 from collections import deque
 from collections.abc import Callable
+from datetime import datetime
 from typing import Any
 
 from pydantic import JsonValue
 
+from agentledger.agents.approvals import EXTERNAL_DECISIONS, expired_approvals
 from agentledger.agents.context import Runtime
-from agentledger.errors import UnknownTaskError
+from agentledger.errors import SequenceConflictError, UnknownTaskError
 from agentledger.projections.task_state import TaskState
-from agentledger.schemas import Event, EventBase, GoalSubmitted, WorkflowRef, new_event_id
+from agentledger.schemas import (
+    Event,
+    EventBase,
+    GoalSubmitted,
+    WorkflowRef,
+    new_event_id,
+    utc_now,
+)
 from agentledger.streams.driver import TaskDriver
 from agentledger.streams.log import CorruptRecord, EventLog, Recorded
 
@@ -39,11 +50,13 @@ class EmbeddedRunner:
         *,
         on_event: EventCallback | None = None,
         on_corrupt: Callable[[CorruptRecord], Any] | None = None,
+        clock: Callable[[], datetime] = utc_now,
     ) -> None:
         self.log = log
         self.runtime = runtime
         self.on_event = on_event
         self.on_corrupt = on_corrupt
+        self.clock = clock  # what "now" is when approval deadlines are checked
 
     async def submit(
         self,
@@ -88,7 +101,19 @@ class EmbeddedRunner:
         wake = asyncio.Event()
 
         async def sink(batch: list[EventBase]) -> None:
-            recorded = await self.log.append(batch)
+            try:
+                recorded = await self.log.append(batch)
+            except SequenceConflictError:
+                # A person's decision was appended meanwhile: take it in, append after it.
+                decisions = await self._decisions_since(task_id, batch[0].seq - 1)
+                if decisions is None:
+                    raise  # another runner is writing this task
+                queue.extend((e, False) for e in decisions)
+                driver.note_appended(decisions)
+                start = decisions[-1].seq + 1
+                batch = [e.model_copy(update={"seq": start + i}) for i, e in enumerate(batch)]
+                recorded = await self.log.append(batch)
+                driver.note_appended(batch)
             queue.extend((r.event, True) for r in recorded)
             wake.set()
 
@@ -105,7 +130,16 @@ class EmbeddedRunner:
                     raise driver.fatal
                 if driver.state.terminal:
                     break
+                expired = expired_approvals(driver.state, self.clock())
+                if expired:
+                    await driver.emit(expired)
+                    continue
                 if not driver.busy:
+                    decisions = await self._decisions_since(task_id, driver.next_seq - 1)
+                    if decisions:  # decided by a person while this run was busy
+                        queue.extend((e, False) for e in decisions)
+                        driver.note_appended(decisions)
+                        continue
                     break  # nothing in flight and nothing queued: the task is waiting
                 wake.clear()
                 waiter = asyncio.ensure_future(wake.wait())
@@ -118,3 +152,15 @@ class EmbeddedRunner:
         finally:
             await driver.cancel()
         return driver.state
+
+    async def _decisions_since(self, task_id: str, seq: int) -> list[Event] | None:
+        """Events appended to the task after ``seq`` by another process, when they are all
+        approval decisions (``None`` when another runner is writing the task)."""
+        fresh = [
+            e.event
+            for e in await self.log.read_task(task_id, after_seq=seq)
+            if isinstance(e, Recorded)
+        ]
+        if any(e.type not in EXTERNAL_DECISIONS for e in fresh):
+            return None
+        return fresh

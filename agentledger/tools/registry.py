@@ -54,6 +54,7 @@ class Tool:
     side_effect: bool = False
     safe_to_retry: bool = False  # may be re-run when a crash left its outcome unknown
     timeout_s: float = 60.0
+    requires_approval: bool | None = None  # None: the workflow's approvals.min_risk decides
     wants_context: bool = False
     _is_async: bool = field(default=False, repr=False)
 
@@ -136,6 +137,7 @@ def tool(
     side_effect: bool = False,
     safe_to_retry: bool = False,
     timeout_s: float = 60.0,
+    requires_approval: bool | None = None,
 ) -> Callable[[ToolFunction], Tool]:
     """Turn a function into a Tool; arguments come from its signature."""
 
@@ -152,6 +154,7 @@ def tool(
             side_effect=side_effect,
             safe_to_retry=safe_to_retry,
             timeout_s=timeout_s,
+            requires_approval=requires_approval,
             wants_context=wants_context,
             _is_async=inspect.iscoroutinefunction(fn),
         )

@@ -1,0 +1,211 @@
+"""``agentledger approvals | approve | deny``: people decide risky tool calls.
+
+::
+
+    agentledger approvals [--task TASK] [--json]        # pending approvals across the ledger
+    agentledger approve ID [--by NAME] [--note TEXT] [--no-continue]
+    agentledger deny ID --reason TEXT [--by NAME] [--no-continue]
+
+A decision is appended to the task's log like a goal is (its cause is the request), and
+then the task is driven on, as ``resume`` would, to its end or its next pause.
+"""
+
+from __future__ import annotations
+
+import argparse
+import getpass
+from datetime import datetime
+from typing import Any, TextIO
+
+import orjson
+
+from agentledger.errors import SequenceConflictError, UsageError
+from agentledger.projections.approvals import ApprovalState
+from agentledger.projections.task_state import TaskState, fold
+from agentledger.schemas import TERMINAL_TYPES, utc_now
+from agentledger.settings import Settings
+from agentledger.streams.log import EventLog, Recorded
+
+EXIT_OK = 0
+
+
+def register(sub: Any) -> None:
+    """Add the approval subcommands to the ``agentledger`` parser."""
+    p = sub.add_parser("approvals", help="tool calls waiting for a person's approval")
+    p.add_argument("--task", help="only this task (a unique prefix works)")
+    p.add_argument("--json", action="store_true", help="one JSON object per line")
+    p.set_defaults(func=cmd_approvals)
+
+    for name, helptext in (
+        ("approve", "grant a pending approval; the task continues"),
+        ("deny", "deny a pending approval; its subtask fails with the reason"),
+    ):
+        p = sub.add_parser(name, help=helptext)
+        p.add_argument("approval_id", metavar="ID", help="as `agentledger approvals` lists it")
+        p.add_argument("--task", help="the task, when the id alone is ambiguous")
+        p.add_argument("--by", help="who decides (default: the login name)")
+        if name == "approve":
+            p.add_argument("--note", help="why, for the record")
+        else:
+            p.add_argument("--reason", required=True, help="why; the subtask fails with it")
+        p.add_argument(
+            "--no-continue",
+            dest="drive",
+            action="store_false",
+            help="only record the decision (a live run of the task, or `resume`, continues it)",
+        )
+        p.add_argument("--workflow", help="workflow file (default: the one the task recorded)")
+        p.add_argument("--output", "-o", help="write the result to this file")
+        p.add_argument("--quiet", "-q", action="store_true", help="no per-step progress")
+        p.set_defaults(func=cmd_decide, granted=name == "approve")
+
+
+async def _open_states(log: EventLog, task: str | None) -> list[TaskState]:
+    """The folded state of ``task``, or of every unfinished task in the ledger."""
+    from agentledger.cli import _resolve_task
+
+    if task is not None:
+        ids = [await _resolve_task(log, task)]
+    else:
+        ids = [
+            t.task_id for t in await log.tasks(limit=1_000_000) if t.last_type not in TERMINAL_TYPES
+        ]
+    states = []
+    for task_id in ids:
+        events = [e.event for e in await log.read_task(task_id) if isinstance(e, Recorded)]
+        states.append(fold(task_id, events))
+    return states
+
+
+def _age(delta_s: float) -> str:
+    s = int(abs(delta_s))
+    text = (
+        f"{s // 86400}d{s % 86400 // 3600}h"
+        if s >= 86400
+        else (f"{s // 3600}h{s % 3600 // 60:02d}m" if s >= 3600 else f"{s // 60}m{s % 60:02d}s")
+    )
+    return text
+
+
+def _arguments(a: ApprovalState) -> str:
+    return orjson.dumps(dict(a.arguments), option=orjson.OPT_SORT_KEYS).decode()
+
+
+def describe_pending(state: TaskState, now: datetime | None = None) -> list[str]:
+    """One line per approval the task waits for: id, tool and arguments, who, when."""
+    now = now or utc_now()
+    lines = []
+    for a in state.pending_approvals:
+        left = (a.expires_at - now).total_seconds()
+        expiry = f"expires in {_age(left)}" if left > 0 else f"EXPIRED {_age(left)} ago"
+        who = f", escalated to {a.escalate_to}" if a.escalations else ""
+        lines.append(
+            f"  {a.id}  {a.tool}({_arguments(a)})  agent {a.agent}, subtask {a.subtask_id}, "
+            f"risk {a.risk}, asked {_age((now - a.requested_at).total_seconds())} ago, "
+            f"{expiry}{who}"
+        )
+    return lines
+
+
+def print_waiting(state: TaskState, out: TextIO) -> None:
+    """What a run that stops for approvals tells the person who must decide."""
+    pending = state.pending_approvals
+    print(
+        f"task {state.task_id} is waiting for approval of {len(pending)} tool "
+        f"call{'s' if len(pending) != 1 else ''}:",
+        file=out,
+    )
+    for line in describe_pending(state):
+        print(line, file=out)
+    print("decide with:", file=out)
+    for a in pending:
+        print(f"  agentledger approve {a.id} [--note TEXT]", file=out)
+        print(f'  agentledger deny {a.id} --reason "..."', file=out)
+
+
+async def cmd_approvals(
+    args: argparse.Namespace, settings: Settings, out: TextIO, err: TextIO
+) -> int:
+    from agentledger.cli import _open_log
+
+    log = _open_log(args, settings)
+    try:
+        states = await _open_states(log, args.task)
+    finally:
+        await log.close()
+    now = utc_now()
+    count = 0
+    for state in states:
+        if state.terminal:
+            continue
+        for a in state.pending_approvals:
+            count += 1
+            if args.json:
+                row = {
+                    "approval_id": a.id,
+                    "task_id": state.task_id,
+                    "subtask_id": a.subtask_id,
+                    "agent": a.agent,
+                    "tool": a.tool,
+                    "arguments": dict(a.arguments),
+                    "risk": a.risk,
+                    "requested_at": a.requested_at.isoformat(),
+                    "expires_at": a.expires_at.isoformat(),
+                    "expired": a.expires_at <= now,
+                    "escalated_to": a.escalate_to if a.escalations else None,
+                }
+                print(orjson.dumps(row).decode(), file=out)
+        if state.pending_approvals and not args.json:
+            print(f"task {state.task_id}", file=out)
+            for line in describe_pending(state, now):
+                print(line, file=out)
+    if not count:
+        print("no pending approvals", file=err)
+    return EXIT_OK
+
+
+async def cmd_decide(args: argparse.Namespace, settings: Settings, out: TextIO, err: TextIO) -> int:
+    from agentledger.agents.approvals import decision
+    from agentledger.cli import _open_log, cmd_resume
+
+    by = args.by or getpass.getuser()
+    text = args.note if args.granted else args.reason
+    log = _open_log(args, settings)
+    try:
+        for attempt in range(3):  # the task may gain an event between reading and appending
+            state = await _find(log, args.approval_id, args.task)
+            event = decision(state, args.approval_id, granted=args.granted, by=by, text=text)
+            try:
+                await log.append([event.model_copy(update={"seq": state.last_seq + 1})])
+                break
+            except SequenceConflictError:
+                if attempt == 2:
+                    raise
+    finally:
+        await log.close()
+    verb = "granted" if args.granted else "denied"
+    print(
+        f"approval {args.approval_id} {verb} by {by} (task {state.task_id})", file=out, flush=True
+    )
+    if not args.drive:
+        return EXIT_OK
+    resume = argparse.Namespace(
+        db=args.db, task=state.task_id, workflow=args.workflow, output=args.output, quiet=args.quiet
+    )
+    return int(await cmd_resume(resume, settings, out, err))
+
+
+async def _find(log: EventLog, approval_id: str, task: str | None) -> TaskState:
+    """The state of the one task that holds ``approval_id``."""
+    holders = [s for s in await _open_states(log, task) if approval_id in s.approvals]
+    if not holders:
+        where = f"task {task}" if task else "any unfinished task of this ledger"
+        raise UsageError(
+            f"no approval {approval_id!r} in {where}; `agentledger approvals` lists pending ones"
+        )
+    if len(holders) > 1:
+        raise UsageError(
+            f"approval id {approval_id!r} is in several tasks "
+            f"({', '.join(s.task_id for s in holders)}); pass --task"
+        )
+    return holders[0]
