@@ -87,7 +87,7 @@ def _timeout_policy(event: ApprovalExpired, approval: ApprovalState) -> EventBas
             subtask_id=approval.subtask_id,
             tool=approval.tool,
             escalate_to=approval.escalate_to,
-            expires_at=utc_now()
+            expires_at=event.occurred_at  # from when the expiry was seen: a full window
             + timedelta(
                 seconds=approval.escalation_timeout_s
                 or (approval.expires_at - approval.requested_at).total_seconds()
@@ -117,6 +117,7 @@ def expired_approvals(state: TaskState, now: datetime | None = None) -> list[Eve
             causation_id=a.deadline_event_id,
             correlation_id=a.correlation_id,
             agent=a.agent,
+            occurred_at=now,
             approval_id=a.id,
             subtask_id=a.subtask_id,
             tool=a.tool,
@@ -126,11 +127,6 @@ def expired_approvals(state: TaskState, now: datetime | None = None) -> list[Eve
         for a in state.pending_approvals
         if a.expires_at <= now
     ]
-
-
-def next_deadline(state: TaskState) -> datetime | None:
-    """When the earliest pending approval expires (for a timer), if any is pending."""
-    return min((a.expires_at for a in state.pending_approvals), default=None)
 
 
 def decision(
@@ -150,14 +146,14 @@ def decision(
     approval = state.approvals.get(approval_id)
     if approval is None:
         raise UsageError(f"task {state.task_id} has no approval {approval_id!r}")
-    if state.terminal:
-        raise UsageError(f"task {state.task_id} already {state.status}; nothing to decide")
     if approval.status in ("granted", "denied"):
         raise UsageError(
             f"approval {approval_id} was already {approval.status} by {approval.decided_by}"
             + (f" at {approval.decided_at:%Y-%m-%d %H:%M:%S} UTC" if approval.decided_at else "")
             + "; a decision cannot be changed"
         )
+    if state.terminal:
+        raise UsageError(f"task {state.task_id} already {state.status}; nothing to decide")
     now = now or utc_now()
     if approval.status == "expired" or approval.expires_at <= now:
         raise UsageError(
