@@ -230,6 +230,10 @@ def _state_json(state: TaskState) -> dict[str, Any]:
             }
             for s in state.subtasks.values()
         },
+        "pending_approvals": [
+            {"approval_id": a.id, "tool": a.tool, "agent": a.agent, "subtask_id": a.subtask_id}
+            for a in state.pending_approvals
+        ],
         "warnings": list(state.warnings),
         "errors": list(state.errors),
         "failure": state.failure,

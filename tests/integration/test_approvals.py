@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import io
+import json
 import os
 import subprocess
 import sys
@@ -101,6 +102,10 @@ def test_approval_pauses_only_its_subtask_and_approve_runs_the_call_once(home: P
 
     code, out, _ = cli("status", task_id)
     assert code == 0 and "waiting for approval of 1 tool call(s)" in out and approval_id in out
+    code, out, _ = cli("status", task_id, "--json")
+    assert json.loads(out)["pending_approvals"] == [
+        {"approval_id": approval_id, "tool": "wipe_table", "agent": "janitor", "subtask_id": "wipe"}
+    ]
     code, out, _ = cli("approvals")
     assert code == 0
     assert f"task {task_id}" in out
