@@ -16,11 +16,14 @@ import orjson
 from pydantic import JsonValue
 
 from agentledger.llm.base import Message
+from agentledger.projections.handoffs import HandoffLog, evolve_handoffs
 from agentledger.schemas import (
     AgentOutputProduced,
     AgentStepStarted,
     Event,
     GoalSubmitted,
+    HandoffAccepted,
+    HandoffRejected,
     LimitReached,
     LlmCallCompleted,
     LlmCallFailed,
@@ -92,6 +95,7 @@ class TaskState:
     started_at: datetime | None = None
     ended_at: datetime | None = None
     last_seq: int = 0
+    handoffs: HandoffLog = field(default_factory=HandoffLog)  # peer-to-peer workflows
 
     @property
     def terminal(self) -> bool:
@@ -160,6 +164,8 @@ def evolve(state: TaskState, event: Event) -> TaskState:
             assert sub is not None
             if prior is not None and prior.depends_on and not sub.depends_on:
                 sub = replace(sub, depends_on=prior.depends_on)
+            if state.status == "planning" and not event.subtask_id.startswith("_"):
+                state = replace(state, status="running")  # work without a plan (peer-to-peer)
             return _with_subtask(state, sub)
         case AgentStepStarted():
             sub = state.subtasks.get(event.subtask_id)
@@ -282,6 +288,8 @@ def evolve(state: TaskState, event: Event) -> TaskState:
                 plan_attempts=event.attempt,
                 errors=(*state.errors, "plan rejected: " + "; ".join(event.problems)),
             )
+        case HandoffAccepted() | HandoffRejected():
+            return replace(state, handoffs=evolve_handoffs(state.handoffs, event))
         case LimitReached():
             note = (
                 f"{event.severity}: {event.scope} {event.limit} {event.value:g}/{event.threshold:g}"

@@ -15,6 +15,7 @@ from agentledger.schemas.goals import (
     TaskFailed,
     TaskPlanned,
 )
+from agentledger.schemas.handoffs import HandoffAccepted, HandoffRejected, OutputsAggregated
 from agentledger.schemas.limits import LimitReached
 from agentledger.schemas.llm import LlmCallCompleted, LlmCallFailed
 from agentledger.schemas.subtasks import (
@@ -53,7 +54,10 @@ Event: TypeAlias = Annotated[
     | ToolCallStarted
     | ToolCallCompleted
     | ToolCallFailed
-    | LimitReached,
+    | LimitReached
+    | HandoffAccepted
+    | HandoffRejected
+    | OutputsAggregated,
     Field(discriminator="type"),
 ]
 
