@@ -51,14 +51,12 @@ def workflow_problems(wf: Workflow) -> list[str]:
         return []
     problems = []
     for agent in wf.agents.values():
-        if not agent.routes_to:
-            continue
-        if agent.output_model is None:
+        if agent.routes_to and agent.output_model is None:
             problems.append(
                 f"agent {agent.name!r} hands work on in a peer_to_peer workflow, so it needs "
                 "`output` (a pydantic model): the handoff is a reserved field of its answer"
             )
-        elif HANDOFF_FIELD in agent.output_model.model_fields:
+        elif agent.output_model is not None and HANDOFF_FIELD in agent.output_model.model_fields:
             problems.append(
                 f"output model of {agent.name!r} has a field {HANDOFF_FIELD!r}, which "
                 "peer_to_peer workflows reserve for handoffs"
@@ -133,11 +131,14 @@ def review(
     """Check the handoff in a valid answer: the answer to record, or the refusal to record.
 
     An empty ``handoff`` is dropped from the answer, so a final answer is the plain contract.
+    Only answers validated with the handoff field (:func:`answer_model`) are looked at.
     """
+    wf = ctx.runtime.workflow
+    if wf.pattern != "peer_to_peer" or not spec.routes_to:
+        return output, None
     rest, request = split(output)
     if request is None:
         return rest, None
-    wf = ctx.runtime.workflow
     problem = route_problem(wf, spec.name, request.to)
     if problem is None:
         return output, None

@@ -16,9 +16,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from pydantic import BaseModel
 
 from agentledger._imports import load_object
-from agentledger.agents.workflow import Workflow, load_workflow
+from agentledger.agents.workflow import AgentSpec, Workflow, load_workflow
 from agentledger.cli import main
 from agentledger.llm import ModelRequest, ModelResponse, ScriptedModel, reply_json
 from agentledger.schemas import (
@@ -358,3 +359,29 @@ def test_the_cli_runs_the_example_and_the_ledger_holds_the_handoffs(
     out = io.StringIO()
     assert main(["status", task_id], out=out, err=err) == 0
     assert "handoffs  triage -> specialist -> reviewer -> specialist -> reviewer" in out.getvalue()
+
+
+class Ticket(BaseModel):
+    handoff: str  # an ordinary field outside peer_to_peer workflows
+
+
+async def test_handoff_is_an_ordinary_field_name_in_orchestrated_workflows():
+    wf = Workflow.build(
+        name="plain",
+        orchestrator="planner",
+        agents=[
+            AgentSpec(name="planner", routes_to=("clerk",)),
+            AgentSpec(name="clerk", output_model=Ticket),
+        ],
+    )
+    model = ScriptedModel(
+        {
+            "planner": [reply_json({"subtasks": [{"id": "file", "agent": "clerk"}]})],
+            "clerk": [reply_json({"handoff": "to the archive"})],
+        }
+    )
+    result = await run_goal(wf, model, "file the ticket")
+
+    assert result.state.status == "completed"
+    assert result.state.result == {"handoff": "to the archive"}
+    assert result.of_type("handoff_accepted") == result.of_type("handoff_rejected") == []
