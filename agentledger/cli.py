@@ -313,9 +313,13 @@ async def cmd_validate(
     from agentledger.agents.workflow import load_workflow
 
     wf = load_workflow(args.workflow, settings=settings)
+    start = (
+        f"peer_to_peer, entry {wf.entry}"
+        if wf.pattern == "peer_to_peer"
+        else f"orchestrator {wf.orchestrator}"
+    )
     print(
-        f"{wf.name}: valid — {len(wf.agents)} agents, {len(wf.tools.names())} tools, "
-        f"orchestrator {wf.orchestrator}",
+        f"{wf.name}: valid — {len(wf.agents)} agents, {len(wf.tools.names())} tools, {start}",
         file=out,
     )
     for edge in wf.graph.edges:

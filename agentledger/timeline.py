@@ -15,10 +15,13 @@ from agentledger.schemas import (
     ApprovalRequested,
     Event,
     GoalSubmitted,
+    HandoffAccepted,
+    HandoffRejected,
     LimitReached,
     LlmCallCompleted,
     LlmCallFailed,
     OutputRejected,
+    OutputsAggregated,
     PlanRejected,
     SubtaskAssigned,
     SubtaskCompleted,
@@ -102,6 +105,23 @@ def describe(event: Event) -> str:
                 f"limit {event.severity}: {event.scope} {event.limit} "
                 f"{event.value:g}/{event.threshold:g} {event.detail}"
             ).rstrip()
+        case HandoffAccepted():
+            return (
+                f"handoff {event.hop}: {event.from_agent} -> {event.to_agent} "
+                f"({event.from_subtask} -> {event.to_subtask}) {_short(event.note, 60)}"
+            ).rstrip()
+        case HandoffRejected():
+            retry = "will retry" if event.will_retry else "giving up"
+            return (
+                f"{event.subtask_id} handoff {event.from_agent} -> {event.to_agent} refused "
+                f"({event.error_kind}, {retry}): {_short(event.reason)}"
+            )
+        case OutputsAggregated():
+            winner = f" winner {event.winner}" if event.winner else ""
+            return (
+                f"{event.subtask_id} {event.method} over {', '.join(event.candidates)}:{winner} "
+                f"{_short(event.result, 60)} ({_short(event.detail, 80)})"
+            )
         case TaskCompleted():
             return f"task completed: {_short(event.result, 80)}"
         case TaskFailed():
@@ -156,6 +176,8 @@ def summary(state: TaskState) -> str:
             out.append(
                 f"  {sub.id:<14} {sub.agent:<12} {sub.status:<10} iter {sub.iteration}{deps}{err}"
             )
+    if state.handoffs.hops:
+        out.append("handoffs  " + " -> ".join(state.handoffs.path()))
     if state.iterations:
         out.append(
             "iterations " + ", ".join(f"{a}={n}" for a, n in sorted(state.iterations.items()))

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from pydantic import JsonValue, ValidationError
 
+from agentledger.agents import handoffs
 from agentledger.agents.context import ProcessorContext
 from agentledger.agents.graph import dag_problems
 from agentledger.agents.prompts import PLAN_SUBTASK
@@ -94,6 +95,10 @@ class Orchestrator:
             return []
         wf = ctx.runtime.workflow
         match event:
+            case GoalSubmitted() if wf.pattern == "peer_to_peer":
+                return handoffs.start(event, ctx)
+            case SubtaskCompleted() if wf.pattern == "peer_to_peer":
+                return handoffs.on_completed(event, ctx)
             case GoalSubmitted():
                 return [
                     self._plan_assignment(event, state, wf.orchestrator, attempt=1, feedback=None)
@@ -108,7 +113,7 @@ class Orchestrator:
                 return [
                     TaskFailed.caused_by(
                         event,
-                        agent=wf.orchestrator,
+                        agent=wf.orchestrator or event.agent,
                         reason=f"subtask {event.subtask_id}{who} failed: {event.reason}",
                         error_kind=event.error_kind,
                         subtask_id=event.subtask_id,

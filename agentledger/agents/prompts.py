@@ -8,6 +8,8 @@ from typing import Any
 import orjson
 from pydantic import BaseModel
 
+from agentledger.agents import handoffs
+from agentledger.agents.aggregate import JudgeVerdict
 from agentledger.agents.context import ProcessorContext
 from agentledger.agents.workflow import AgentSpec
 from agentledger.llm.base import Message, ModelRequest
@@ -32,7 +34,9 @@ def output_schema(model: type[BaseModel]) -> dict[str, Any]:
 def output_model_for(ctx: ProcessorContext, spec: AgentSpec) -> type[BaseModel] | None:
     if spec.name == ctx.runtime.workflow.orchestrator:
         return Plan
-    return spec.output_model
+    if spec.aggregate is not None:
+        return JudgeVerdict  # only the judge method asks the aggregator's model
+    return handoffs.answer_model(ctx.runtime.workflow, spec)
 
 
 def _system_prompt(ctx: ProcessorContext, spec: AgentSpec, sub: SubtaskState) -> str:
@@ -55,6 +59,9 @@ def _system_prompt(ctx: ProcessorContext, spec: AgentSpec, sub: SubtaskState) ->
         parts.append(f"Your final answer is one JSON object matching this JSON Schema:\n{schema}")
     if spec.tools:
         parts.append("Call the tools you need; when done, give your final answer.")
+    handoff_note = handoffs.prompt_note(ctx.runtime.workflow, spec)
+    if handoff_note:
+        parts.append(handoff_note)
     parts.append(UNTRUSTED_NOTE)
     return "\n\n".join(parts)
 

@@ -16,6 +16,7 @@ from datetime import UTC, datetime
 import orjson
 from pydantic import BaseModel, JsonValue, ValidationError
 
+from agentledger.agents import aggregate, handoffs
 from agentledger.agents.context import ProcessorContext
 from agentledger.agents.prompts import build_request, output_model_for
 from agentledger.agents.workflow import AgentSpec
@@ -94,6 +95,9 @@ class AgentStep:
             return []
         match event:
             case SubtaskAssigned():
+                spec = ctx.runtime.workflow.agents.get(event.agent or "")
+                if spec and spec.aggregate and spec.aggregate.method != "judge":
+                    return aggregate.combine(event, spec.aggregate)  # no LLM call
                 return [AgentStepStarted.caused_by(event, subtask_id=event.subtask_id, iteration=1)]
             case AgentStepStarted():
                 return await self._call_model(event, ctx)
@@ -209,17 +213,31 @@ class AgentStep:
                 self._request_or_reject(event, ctx, spec, sub, call) for call in event.tool_calls
             ]
         output, errors = parse_output(event.content, output_model_for(ctx, spec))
+        if not errors and spec.aggregate is not None:
+            errors = aggregate.verdict_errors(output, sub)
         if not errors:
+            output, refused = handoffs.review(event, ctx, spec, sub, output)
+            if refused is not None:
+                if refused.will_retry:
+                    feedback = handoffs.feedback(refused)
+                    return [refused, *self._next_step(event, ctx, sub, feedback=feedback)]
+                reason = handoffs.failure_reason(refused)
+                return [
+                    refused,
+                    SubtaskFailed.caused_by(
+                        event, subtask_id=sub.id, reason=reason, error_kind="invalid_handoff"
+                    ),
+                ]
             model = output_model_for(ctx, spec)
-            return [
-                AgentOutputProduced.caused_by(
-                    event,
-                    subtask_id=sub.id,
-                    output=output,
-                    output_model=model.__name__ if model else None,
-                ),
-                SubtaskCompleted.caused_by(event, subtask_id=sub.id, output=output),
-            ]
+            produced = AgentOutputProduced.caused_by(
+                event,
+                subtask_id=sub.id,
+                output=output,
+                output_model=model.__name__ if model else None,
+            )
+            if spec.aggregate is not None:
+                return [produced, *aggregate.judged(event, sub, output)]
+            return [produced, SubtaskCompleted.caused_by(event, subtask_id=sub.id, output=output)]
         retry = sub.repairs < spec.max_repairs
         rejected = OutputRejected.caused_by(
             event,

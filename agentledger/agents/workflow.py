@@ -30,18 +30,22 @@ import tomllib
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal, Self
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from agentledger._imports import load_object
+from agentledger.agents import aggregate, handoffs
+from agentledger.agents.aggregate import AggregateSpec
 from agentledger.agents.approval_policy import ApprovalPolicy
 from agentledger.agents.graph import AgentGraph, Edge
 from agentledger.errors import ConfigurationError, WorkflowError
 from agentledger.llm.base import ModelSettings
 from agentledger.settings import Settings
 from agentledger.tools.registry import Tool, ToolRegistry, as_tool
+
+Pattern = Literal["orchestrated", "peer_to_peer"]
 
 
 class Limits(BaseModel):
@@ -53,6 +57,10 @@ class Limits(BaseModel):
     max_cost_usd: float | None = Field(default=None, gt=0)
     max_wall_time_s: float | None = Field(default=None, gt=0)
     max_plan_attempts: int = Field(default=3, ge=1)
+    # peer_to_peer: total handoffs, a pair bouncing work back and forth, refused handoffs
+    max_handoffs: int = Field(default=20, ge=1)
+    oscillation_cycles: int = Field(default=2, ge=1)
+    max_handoff_rejections: int = Field(default=2, ge=0)
 
 
 @dataclass(frozen=True)
@@ -71,6 +79,7 @@ class AgentSpec:
     max_iterations: int = 15
     max_repairs: int = 2
     max_repeated_calls: int = 3  # the same tool with the same arguments this often is a loop
+    aggregate: AggregateSpec | None = None  # a swarm's aggregator: combines its candidates
 
 
 @dataclass(frozen=True)
@@ -85,6 +94,8 @@ class Workflow:
     digest: str = ""
     result_field: str | None = None  # the field of the final result to present to people
     approvals: ApprovalPolicy = field(default_factory=ApprovalPolicy)
+    pattern: Pattern = "orchestrated"
+    entry: str = ""  # peer_to_peer: the agent the goal goes to (there is no orchestrator)
 
     def present(self, result: Any) -> Any:
         """The part of a task's result a person wants to read (see ``result_field``)."""
@@ -99,7 +110,8 @@ class Workflow:
             for a in self.agents.values()
             for target in a.routes_to
         ]
-        return AgentGraph(self.agents, edges, self.orchestrator)
+        start = self.entry if self.pattern == "peer_to_peer" else self.orchestrator
+        return AgentGraph(self.agents, edges, start)
 
     def agent(self, name: str) -> AgentSpec:
         return self.agents[name]
@@ -120,6 +132,8 @@ class Workflow:
             problems.append(
                 f"orchestrator {self.orchestrator!r} must not declare an output model: its output is a Plan"
             )
+        problems.extend(handoffs.workflow_problems(self))
+        problems.extend(aggregate.workflow_problems(self))
         return problems
 
     @classmethod
@@ -127,18 +141,22 @@ class Workflow:
         cls,
         *,
         name: str,
-        orchestrator: str,
+        orchestrator: str = "",
         agents: Iterable[AgentSpec],
         tools: Iterable[Tool | Any] = (),
         limits: Limits | None = None,
         description: str = "",
         approvals: ApprovalPolicy | None = None,
+        pattern: Pattern = "orchestrated",
+        entry: str = "",
     ) -> Workflow:
         """Declare a workflow in Python; validated like a file."""
         specs = {a.name: a for a in agents}
         wf = cls(
             name=name,
             orchestrator=orchestrator,
+            pattern=pattern,
+            entry=entry,
             agents=specs,
             tools=ToolRegistry(tools),
             limits=limits or Limits(),
@@ -181,19 +199,39 @@ class _AgentEntry(BaseModel):
     max_iterations: int | None = Field(default=None, ge=1)
     max_repairs: int = Field(default=2, ge=0)
     max_repeated_calls: int = Field(default=3, ge=2)
+    aggregate: AggregateSpec | None = None
 
 
 class _WorkflowFile(BaseModel):
     model_config = ConfigDict(extra="forbid")
     name: str = Field(min_length=1)
     description: str = ""
-    orchestrator: str
+    pattern: Pattern = "orchestrated"
+    orchestrator: str | None = None
+    entry: str | None = None
     model: dict[str, Any] = Field(default_factory=dict)
     tools: dict[str, _ToolEntry] = Field(default_factory=dict)
     agents: dict[str, _AgentEntry] = Field(min_length=1)
     limits: Limits = Field(default_factory=Limits)
     result_field: str | None = None
     approvals: ApprovalPolicy = Field(default_factory=ApprovalPolicy)
+
+    @model_validator(mode="after")
+    def _who_starts(self) -> Self:
+        if self.pattern == "peer_to_peer":
+            if self.orchestrator is not None:
+                raise ValueError(
+                    "a peer_to_peer workflow has no orchestrator: the goal goes to `entry`"
+                )
+            if self.entry is None:
+                raise ValueError(
+                    "a peer_to_peer workflow needs `entry`: the agent the goal goes to"
+                )
+        elif self.orchestrator is None:
+            raise ValueError("`orchestrator` is required (or `pattern: peer_to_peer` with `entry`)")
+        elif self.entry is not None:
+            raise ValueError("`entry` is for peer_to_peer workflows; this one has an orchestrator")
+        return self
 
 
 def _digest(text: str | bytes) -> str:
@@ -292,10 +330,13 @@ def load_workflow(path: str | Path, *, settings: Settings | None = None) -> Work
             max_iterations=entry.max_iterations or settings.max_iterations,
             max_repairs=entry.max_repairs,
             max_repeated_calls=entry.max_repeated_calls,
+            aggregate=entry.aggregate,
         )
     wf = Workflow(
         name=spec.name,
-        orchestrator=spec.orchestrator,
+        orchestrator=spec.orchestrator or "",
+        pattern=spec.pattern,
+        entry=spec.entry or "",
         agents=agents,
         tools=registry,
         limits=spec.limits,

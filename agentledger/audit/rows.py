@@ -88,6 +88,7 @@ _STATUS: dict[str, str] = {
     "subtask_failed": "error",
     "output_rejected": "rejected",
     "plan_rejected": "rejected",
+    "handoff_rejected": "rejected",
     "task_completed": "ok",
     "task_failed": "error",
     "task_cancelled": "cancelled",

@@ -17,6 +17,7 @@ from pydantic import JsonValue
 
 from agentledger.llm.base import Message
 from agentledger.projections.approvals import ApprovalState, fold_approval
+from agentledger.projections.handoffs import HandoffLog, evolve_handoffs
 from agentledger.schemas import (
     AgentOutputProduced,
     AgentStepStarted,
@@ -27,6 +28,8 @@ from agentledger.schemas import (
     ApprovalRequested,
     Event,
     GoalSubmitted,
+    HandoffAccepted,
+    HandoffRejected,
     LimitReached,
     LlmCallCompleted,
     LlmCallFailed,
@@ -99,6 +102,7 @@ class TaskState:
     started_at: datetime | None = None
     ended_at: datetime | None = None
     last_seq: int = 0
+    handoffs: HandoffLog = field(default_factory=HandoffLog)  # peer-to-peer workflows
 
     @property
     def terminal(self) -> bool:
@@ -172,6 +176,8 @@ def evolve(state: TaskState, event: Event) -> TaskState:
             assert sub is not None
             if prior is not None and prior.depends_on and not sub.depends_on:
                 sub = replace(sub, depends_on=prior.depends_on)
+            if state.status == "planning" and not event.subtask_id.startswith("_"):
+                state = replace(state, status="running")  # work without a plan (peer-to-peer)
             return _with_subtask(state, sub)
         case AgentStepStarted():
             sub = state.subtasks.get(event.subtask_id)
@@ -294,6 +300,8 @@ def evolve(state: TaskState, event: Event) -> TaskState:
                 plan_attempts=event.attempt,
                 errors=(*state.errors, "plan rejected: " + "; ".join(event.problems)),
             )
+        case HandoffAccepted() | HandoffRejected():
+            return replace(state, handoffs=evolve_handoffs(state.handoffs, event))
         case LimitReached():
             note = (
                 f"{event.severity}: {event.scope} {event.limit} {event.value:g}/{event.threshold:g}"

@@ -21,6 +21,14 @@ from agentledger.schemas.goals import (
     TaskPlanned,
     WorkflowRef,
 )
+from agentledger.schemas.handoffs import (
+    HANDOFF_FIELD,
+    HandoffAccepted,
+    HandoffRejected,
+    HandoffRequest,
+    OutputsAggregated,
+    Vote,
+)
 from agentledger.schemas.limits import LimitReached
 from agentledger.schemas.llm import LlmCallCompleted, LlmCallFailed, RecordedToolCall, TokenUsage
 from agentledger.schemas.subtasks import (
@@ -42,6 +50,7 @@ from agentledger.schemas.tools import (
 __all__ = [
     "EVENT_ADAPTER",
     "EVENT_TYPES",
+    "HANDOFF_FIELD",
     "TERMINAL_TYPES",
     "AgentOutputProduced",
     "AgentStepStarted",
@@ -54,10 +63,14 @@ __all__ = [
     "EventBase",
     "EventDecodeError",
     "GoalSubmitted",
+    "HandoffAccepted",
+    "HandoffRejected",
+    "HandoffRequest",
     "LimitReached",
     "LlmCallCompleted",
     "LlmCallFailed",
     "OutputRejected",
+    "OutputsAggregated",
     "Plan",
     "PlanRejected",
     "PlannedSubtask",
@@ -75,6 +88,7 @@ __all__ = [
     "ToolCallRejected",
     "ToolCallRequested",
     "ToolCallStarted",
+    "Vote",
     "WorkflowRef",
     "decode",
     "encode",

@@ -22,6 +22,7 @@ from agentledger.schemas.goals import (
     TaskFailed,
     TaskPlanned,
 )
+from agentledger.schemas.handoffs import HandoffAccepted, HandoffRejected, OutputsAggregated
 from agentledger.schemas.limits import LimitReached
 from agentledger.schemas.llm import LlmCallCompleted, LlmCallFailed
 from agentledger.schemas.subtasks import (
@@ -65,7 +66,10 @@ Event: TypeAlias = Annotated[
     | ApprovalGranted
     | ApprovalDenied
     | ApprovalExpired
-    | ApprovalEscalated,
+    | ApprovalEscalated
+    | HandoffAccepted
+    | HandoffRejected
+    | OutputsAggregated,
     Field(discriminator="type"),
 ]
 
