@@ -17,6 +17,7 @@ import orjson
 from pydantic import BaseModel, JsonValue, ValidationError
 
 from agentledger.agents.context import ProcessorContext
+from agentledger.agents.plans import delegates
 from agentledger.agents.prompts import build_request, output_model_for
 from agentledger.agents.workflow import AgentSpec
 from agentledger.errors import ModelError
@@ -93,6 +94,10 @@ class AgentStep:
         if ctx.state.terminal:
             return []
         match event:
+            case SubtaskAssigned() if delegates(
+                ctx.runtime.workflow, event.agent or "", event.subtask_id
+            ):
+                return []  # a sub-orchestrator's subtask is worked by its nested plan
             case SubtaskAssigned():
                 return [AgentStepStarted.caused_by(event, subtask_id=event.subtask_id, iteration=1)]
             case AgentStepStarted():

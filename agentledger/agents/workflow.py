@@ -33,12 +33,14 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, JsonValue, ValidationError
 
 from agentledger._imports import load_object
 from agentledger.agents.graph import AgentGraph, Edge
+from agentledger.agents.plans import default_problem, plan_problems
 from agentledger.errors import ConfigurationError, WorkflowError
 from agentledger.llm.base import ModelSettings
+from agentledger.schemas import FailurePolicy, Plan, RunningBranches
 from agentledger.settings import Settings
 from agentledger.tools.registry import Tool, ToolRegistry, as_tool
 
@@ -52,6 +54,7 @@ class Limits(BaseModel):
     max_cost_usd: float | None = Field(default=None, gt=0)
     max_wall_time_s: float | None = Field(default=None, gt=0)
     max_plan_attempts: int = Field(default=3, ge=1)
+    max_replans: int = Field(default=2, ge=0)  # per planning scope, for on_failure: replan
 
 
 @dataclass(frozen=True)
@@ -70,6 +73,10 @@ class AgentSpec:
     max_iterations: int = 15
     max_repairs: int = 2
     max_repeated_calls: int = 3  # the same tool with the same arguments this often is a loop
+    orchestrates: bool = False  # plans each subtask it gets for its own team (routes_to)
+    on_failure: FailurePolicy = "fail_task"
+    max_retries: int = 2  # for on_failure: retry
+    default_output: JsonValue = None  # for on_failure: skip, what dependents get instead
 
 
 @dataclass(frozen=True)
@@ -83,6 +90,8 @@ class Workflow:
     source: Path | None = None
     digest: str = ""
     result_field: str | None = None  # the field of the final result to present to people
+    plan: Plan | None = None  # a static plan: used instead of asking the orchestrator
+    running_branches_on_failure: RunningBranches = "cancel"
 
     def present(self, result: Any) -> Any:
         """The part of a task's result a person wants to read (see ``result_field``)."""
@@ -118,6 +127,30 @@ class Workflow:
             problems.append(
                 f"orchestrator {self.orchestrator!r} must not declare an output model: its output is a Plan"
             )
+        problems.extend(self._pattern_problems())
+        return problems
+
+    def _pattern_problems(self) -> list[str]:
+        """Sub-orchestrators, failure policies and the static plan."""
+        problems: list[str] = []
+        for a in self.agents.values():
+            if a.orchestrates and a.output_model is not None:
+                problems.append(
+                    f"agent {a.name!r} orchestrates, so its output is a Plan: remove its output model"
+                )
+            if a.orchestrates and not a.routes_to:
+                problems.append(f"agent {a.name!r} orchestrates but routes to no team")
+            if a.orchestrates and a.on_failure == "retry":
+                problems.append(
+                    f"agent {a.name!r} orchestrates a nested plan and cannot be retried: "
+                    "use on_failure replan, skip or fail_task"
+                )
+            if a.on_failure == "skip":
+                problem = default_problem(a.default_output, a.output_model)
+                if problem:
+                    problems.append(f"agent {a.name!r}: default {problem}")
+        if self.plan is not None and not self.graph.problems():
+            problems.extend(f"plan: {p}" for p in plan_problems(self.plan, self, self.orchestrator))
         return problems
 
     @classmethod
@@ -130,6 +163,8 @@ class Workflow:
         tools: Iterable[Tool | Any] = (),
         limits: Limits | None = None,
         description: str = "",
+        plan: Plan | None = None,
+        running_branches_on_failure: RunningBranches = "cancel",
     ) -> Workflow:
         """Declare a workflow in Python; validated like a file."""
         specs = {a.name: a for a in agents}
@@ -141,6 +176,8 @@ class Workflow:
             limits=limits or Limits(),
             description=description,
             digest=_digest(repr(sorted(specs))),
+            plan=plan,
+            running_branches_on_failure=running_branches_on_failure,
         )
         problems = wf.problems()
         if problems:
@@ -176,6 +213,10 @@ class _AgentEntry(BaseModel):
     max_iterations: int | None = Field(default=None, ge=1)
     max_repairs: int = Field(default=2, ge=0)
     max_repeated_calls: int = Field(default=3, ge=2)
+    orchestrates: bool = False
+    on_failure: FailurePolicy = "fail_task"
+    max_retries: int = Field(default=2, ge=0)
+    default: JsonValue = None
 
 
 class _WorkflowFile(BaseModel):
@@ -188,6 +229,8 @@ class _WorkflowFile(BaseModel):
     agents: dict[str, _AgentEntry] = Field(min_length=1)
     limits: Limits = Field(default_factory=Limits)
     result_field: str | None = None
+    plan: Plan | None = None
+    running_branches_on_failure: RunningBranches = "cancel"
 
 
 def _digest(text: str | bytes) -> str:
@@ -286,6 +329,10 @@ def load_workflow(path: str | Path, *, settings: Settings | None = None) -> Work
             max_iterations=entry.max_iterations or settings.max_iterations,
             max_repairs=entry.max_repairs,
             max_repeated_calls=entry.max_repeated_calls,
+            orchestrates=entry.orchestrates,
+            on_failure=entry.on_failure,
+            max_retries=entry.max_retries,
+            default_output=entry.default,
         )
     wf = Workflow(
         name=spec.name,
@@ -297,6 +344,8 @@ def load_workflow(path: str | Path, *, settings: Settings | None = None) -> Work
         source=path,
         digest=_digest(raw),
         result_field=spec.result_field,
+        plan=spec.plan,
+        running_branches_on_failure=spec.running_branches_on_failure,
     )
     problems.extend(wf.problems())
     if problems:

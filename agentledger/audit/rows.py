@@ -83,6 +83,7 @@ _STATUS: dict[str, str] = {
     "subtask_failed": "error",
     "output_rejected": "rejected",
     "plan_rejected": "rejected",
+    "subtask_plan_rejected": "rejected",
     "task_completed": "ok",
     "task_failed": "error",
     "task_cancelled": "cancelled",
@@ -144,7 +145,7 @@ def _error_kind(event: EventBase, event_type: str) -> str:
         return kind
     if isinstance(event, LimitReached):
         return f"limit:{event.limit}"
-    if event_type in ("output_rejected", "plan_rejected"):
+    if event_type in ("output_rejected", "plan_rejected", "subtask_plan_rejected"):
         return event_type
     return ""
 

@@ -7,6 +7,7 @@ from typing import Annotated, TypeAlias
 from pydantic import Field, TypeAdapter
 
 from agentledger.schemas.envelope import EventBase
+from agentledger.schemas.failure import FailurePolicyApplied, SubtaskSkipped
 from agentledger.schemas.goals import (
     GoalSubmitted,
     PlanRejected,
@@ -15,6 +16,7 @@ from agentledger.schemas.goals import (
     TaskFailed,
     TaskPlanned,
 )
+from agentledger.schemas.hierarchy import SubtaskPlanned, SubtaskPlanRejected
 from agentledger.schemas.limits import LimitReached
 from agentledger.schemas.llm import LlmCallCompleted, LlmCallFailed
 from agentledger.schemas.subtasks import (
@@ -53,7 +55,11 @@ Event: TypeAlias = Annotated[
     | ToolCallStarted
     | ToolCallCompleted
     | ToolCallFailed
-    | LimitReached,
+    | LimitReached
+    | FailurePolicyApplied
+    | SubtaskSkipped
+    | SubtaskPlanned
+    | SubtaskPlanRejected,
     Field(discriminator="type"),
 ]
 
