@@ -304,3 +304,54 @@ async def test_fail_task_can_let_running_branches_finish_first():
     (failed,) = run.of_type("task_failed")
     assert failed.reason == f"subtask a (researcher) failed: {FAILURE}"
     assert failed.causation_id == run.of_type("subtask_completed")[-1].event_id
+
+
+async def test_a_failure_inside_a_nested_plan_fails_the_parent_whose_policy_decides():
+    wf = Workflow.build(
+        name="nested",
+        orchestrator="planner",
+        agents=[
+            AgentSpec("planner", routes_to=("lead", "writer")),
+            AgentSpec(
+                "lead",
+                orchestrates=True,
+                routes_to=("researcher", "writer"),
+                on_failure="skip",
+                default_output="no research",
+            ),
+            AgentSpec("researcher", output_model=Findings),
+            AgentSpec("writer"),
+        ],
+    )
+    model = ScriptedModel(
+        {
+            "planner": [
+                plan(
+                    {"id": "r", "agent": "lead"},
+                    {"id": "w", "agent": "writer", "depends_on": ["r"]},
+                )
+            ],
+            "lead": [plan({"id": "a", "agent": "researcher"})],
+            "researcher": [down()],
+            "writer": [reply("brief")],
+        }
+    )
+    run = await run_goal(wf, model, "g")
+    model.assert_complete()
+    assert run.types("r/a") == [*FAILS, "failure_policy_applied"]
+    assert run.types("r") == [
+        "subtask_assigned",
+        "subtask_planned",
+        "subtask_failed",
+        "failure_policy_applied",
+        "subtask_skipped",
+    ]
+    inner, outer = run.of_type("failure_policy_applied")
+    assert (inner.subtask_id, inner.policy, inner.action) == ("r/a", "fail_task", "fail_parent")
+    assert inner.detail == "the subtask is required; r fails"
+    (parent_failed,) = [e for e in run.of_type("subtask_failed") if e.subtask_id == "r"]
+    assert parent_failed.reason == f"subtask r/a (researcher) failed: {FAILURE}"
+    assert (outer.subtask_id, outer.policy, outer.action) == ("r", "skip", "skip")
+    (assigned,) = [e for e in run.of_type("subtask_assigned") if e.subtask_id == "w"]
+    assert assigned.inputs == {"r": "no research"}
+    assert run.state.result == "brief"
