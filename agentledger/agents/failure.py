@@ -85,7 +85,7 @@ def on_subtask_failed(event: SubtaskFailed, state: TaskState, wf: Workflow) -> l
             ),
         ]
     elif policy == "replan":
-        used, limit = scope.rounds(state) - 1, wf.limits.max_replans
+        used, limit = scope.replans(state), wf.limits.max_replans
         if used < limit:
             return [
                 applied("replan", f"re-plan {used + 1} of {limit}"),
@@ -130,8 +130,7 @@ def fail_if_idle(cause: EventBase, state: TaskState, wf: Workflow) -> list[Event
 
 
 def _replan(event: SubtaskFailed, state: TaskState, scope: Scope, *, round_: int) -> EventBase:
-    first = state.subtasks[scope.plan_subtask(1)]
-    base = {k: v for k, v in first.inputs.items() if k != "previous_plan_problems"}
+    description, base = scope.brief(state)
     failed = event.subtask_id.rpartition("/")[2]
     completed = {sid: state.subtasks[scope.full(sid)].output for sid in scope.reusable(state)}
     return plan_assignment(
@@ -140,7 +139,7 @@ def _replan(event: SubtaskFailed, state: TaskState, scope: Scope, *, round_: int
         round_=round_,
         attempt=1,
         description=(
-            f"Re-plan after subtask {failed!r} failed. {first.description} The subtasks in "
+            f"Re-plan after subtask {failed!r} failed. {description}. The subtasks in "
             "`completed` are done: depend on them by id, and give new work new ids."
         ),
         inputs={**base, "failed_subtask": failed, "failure": event.reason, "completed": completed},

@@ -72,14 +72,10 @@ class Orchestrator:
         scope = Scope("", wf.orchestrator)
         if wf.plan is not None:  # a static plan, validated when the workflow was loaded
             return self._accept(event, state, wf, scope, wf.plan, attempt=1)
+        description, inputs = scope.brief(state)
         return [
             plans.plan_assignment(
-                event,
-                scope,
-                round_=1,
-                attempt=1,
-                description=f"Plan this goal: {state.goal}",
-                inputs=state.inputs,
+                event, scope, round_=1, attempt=1, description=description, inputs=inputs
             )
         ]
 

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING
 from pydantic import BaseModel, JsonValue, ValidationError
 
 from agentledger.agents.graph import dag_problems
-from agentledger.projections.task_state import ACTIVE, DONE, TaskState
+from agentledger.projections.task_state import ACTIVE, DONE, TaskState, evolve
 from agentledger.schemas import (
     EventBase,
     Plan,
@@ -115,16 +115,25 @@ class Scope:
         parent = state.subtasks.get(self.key)
         return not self.key or (parent is not None and parent.status in ACTIVE)
 
-    def rounds(self, state: TaskState) -> int:
-        """How many planning rounds this scope has started (1 + re-plans)."""
-        return sum(
-            1 for sid in state.subtasks if is_plan_subtask(sid) and parent_of(sid) == self.key
-        )
+    def _planning(self, state: TaskState) -> list[str]:
+        return [
+            sid for sid in state.subtasks if is_plan_subtask(sid) and parent_of(sid) == self.key
+        ]
+
+    def replans(self, state: TaskState) -> int:
+        """How many re-plans this scope has started (a static plan has no ``_plan`` round)."""
+        return sum(1 for sid in self._planning(state) if plan_round(sid) > 1)
 
     def replanning(self, state: TaskState) -> bool:
         """A re-plan is under way: the old plan's remaining work is not scheduled further."""
-        latest = state.subtasks.get(self.plan_subtask(self.rounds(state)))
-        return latest is not None and latest.status != "completed"
+        return any(state.subtasks[sid].status != "completed" for sid in self._planning(state))
+
+    def brief(self, state: TaskState) -> tuple[str, dict[str, JsonValue]]:
+        """What the planner of this scope is asked to plan, and with which inputs."""
+        parent = state.subtasks.get(self.key)
+        if parent is None:
+            return f"Plan this goal: {state.goal}", dict(state.inputs)
+        return f"Plan this subtask for your team: {parent.description}", dict(parent.inputs)
 
     def reusable(self, state: TaskState) -> dict[str, str]:
         """Completed (or skipped) subtasks a re-plan may build on: local id -> agent."""
@@ -333,27 +342,20 @@ def assign(cause: EventBase, state: TaskState, wf: Workflow, subtask_id: str) ->
         inputs = dict(state.subtasks[scope.key].inputs)
     else:
         inputs = {}
-    out: list[EventBase] = [
-        SubtaskAssigned.caused_by(
-            cause,
-            agent=sub.agent,
-            subtask_id=sub.id,
-            description=sub.description,
-            inputs=inputs,
-            depends_on=list(sub.depends_on),
-            attempt=sub.attempt + 1,
-        )
+    assigned = SubtaskAssigned.caused_by(
+        cause,
+        agent=sub.agent,
+        subtask_id=sub.id,
+        description=sub.description,
+        inputs=inputs,
+        depends_on=list(sub.depends_on),
+        attempt=sub.attempt + 1,
+    )
+    if not delegates(wf, sub.agent, sub.id):
+        return [assigned]
+    nested = Scope(sub.id, sub.agent)
+    description, _ = nested.brief(evolve(state, assigned))
+    return [
+        assigned,
+        plan_assignment(cause, nested, round_=1, attempt=1, description=description, inputs=inputs),
     ]
-    if delegates(wf, sub.agent, sub.id):
-        nested = Scope(sub.id, sub.agent)
-        out.append(
-            plan_assignment(
-                cause,
-                nested,
-                round_=1,
-                attempt=1,
-                description=f"Plan this subtask for your team: {sub.description}",
-                inputs=inputs,
-            )
-        )
-    return out

@@ -11,7 +11,7 @@ from pydantic import BaseModel
 from agentledger.agents.workflow import AgentSpec, Limits, Workflow
 from agentledger.errors import ModelError, WorkflowError
 from agentledger.llm import ModelRequest, ModelResponse, ScriptedModel, reply, reply_json
-from agentledger.schemas import EventBase, RunningBranches
+from agentledger.schemas import EventBase, Plan, RunningBranches
 from agentledger.streams import MemoryEventLog
 from agentledger.streams.log import Recorded
 from agentledger.testing import run_goal
@@ -355,3 +355,67 @@ async def test_a_failure_inside_a_nested_plan_fails_the_parent_whose_policy_deci
     (assigned,) = [e for e in run.of_type("subtask_assigned") if e.subtask_id == "w"]
     assert assigned.inputs == {"r": "no research"}
     assert run.state.result == "brief"
+
+
+async def test_a_static_plan_runs_without_planning_and_can_still_be_replanned():
+    static = Plan.model_validate(
+        {"subtasks": [{"id": "a", "agent": "researcher", "on_failure": "replan"}]}
+    )
+    wf = Workflow.build(
+        name="static",
+        orchestrator="planner",
+        agents=[AgentSpec("planner", routes_to=("researcher",)), AgentSpec("researcher")],
+        plan=static,
+    )
+    model = ScriptedModel(
+        {
+            "researcher": [down(), reply("second try")],
+            "planner": [plan({"id": "b", "agent": "researcher"})],
+        }
+    )
+    run = await run_goal(wf, model, "g")
+    model.assert_complete()
+    assert run.types() == [
+        "goal_submitted",
+        "task_planned",
+        *FAILS,
+        "failure_policy_applied",
+        *SUCCEEDS,  # _replan1: the orchestrator is asked only now
+        "task_planned",
+        *SUCCEEDS,
+        "task_completed",
+    ]
+    first, second = run.of_type("task_planned")
+    assert [s.id for s in second.plan.subtasks] == ["b"]
+    assert first.causation_id == run.events[0].event_id and first.plan == static
+    (decision,) = run.of_type("failure_policy_applied")
+    assert decision.detail == "re-plan 1 of 2"
+    ask = next(e for e in run.of_type("subtask_assigned") if e.subtask_id == "_replan1")
+    assert ask.description.startswith("Re-plan after subtask 'a' failed. Plan this goal: g.")
+    assert ask.inputs == {
+        "failed_subtask": "a",
+        "failure": "model 'scripted' failed for agent 'researcher': backend down",
+        "completed": {},
+    }
+    assert run.state.result == "second try"
+
+
+def test_a_static_plan_is_checked_against_the_graph_at_load():
+    bad = Plan.model_validate(
+        {
+            "subtasks": [
+                {"id": "w", "agent": "writer", "depends_on": ["r"]},
+                {"id": "r", "agent": "ghost"},
+            ]
+        }
+    )
+    with pytest.raises(WorkflowError) as info:
+        Workflow.build(
+            name="static",
+            orchestrator="planner",
+            agents=[AgentSpec("planner", routes_to=("writer",)), AgentSpec("writer")],
+            plan=bad,
+        )
+    assert info.value.problems == [
+        "plan: subtask 'r': no agent named 'ghost' exists in this workflow"
+    ]
