@@ -14,6 +14,7 @@ from agentledger.schemas import (
     ApprovalGranted,
     ApprovalRequested,
     Event,
+    FailurePolicyApplied,
     GoalSubmitted,
     HandoffAccepted,
     HandoffRejected,
@@ -26,6 +27,9 @@ from agentledger.schemas import (
     SubtaskAssigned,
     SubtaskCompleted,
     SubtaskFailed,
+    SubtaskPlanned,
+    SubtaskPlanRejected,
+    SubtaskSkipped,
     TaskCancelled,
     TaskCompleted,
     TaskFailed,
@@ -55,6 +59,24 @@ def describe(event: Event) -> str:
                 deps = f" after {','.join(s.depends_on)}" if s.depends_on else ""
                 parts.append(f"{s.id}({s.agent}{deps})")
             return f"plan (attempt {event.attempt}): " + ", ".join(parts)
+        case SubtaskPlanned():
+            parts = []
+            for s in event.plan.subtasks:
+                deps = f" after {','.join(s.depends_on)}" if s.depends_on else ""
+                parts.append(f"{s.id}({s.agent}{deps})")
+            return (
+                f"{event.subtask_id} planned (level {event.level}, attempt {event.attempt}): "
+                + ", ".join(parts)
+            )
+        case SubtaskPlanRejected():
+            return (
+                f"plan of {event.subtask_id} rejected (level {event.level}, attempt "
+                f"{event.attempt}): {_short('; '.join(event.problems), 120)}"
+            )
+        case FailurePolicyApplied():
+            return f"{event.subtask_id} on_failure {event.policy} -> {event.action}: {event.detail}"
+        case SubtaskSkipped():
+            return f"{event.subtask_id} skipped, default output {_short(event.output, 60)}"
         case PlanRejected():
             return (
                 f"plan rejected (attempt {event.attempt}): {_short('; '.join(event.problems), 120)}"

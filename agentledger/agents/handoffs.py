@@ -31,6 +31,7 @@ from agentledger.schemas import (
     LlmCallCompleted,
     SubtaskAssigned,
     SubtaskCompleted,
+    SubtaskFailed,
     TaskCompleted,
     TaskFailed,
 )
@@ -286,4 +287,18 @@ def _stop(
             error_kind=error_kind,
             subtask_id=event.subtask_id,
         ),
+    ]
+
+
+def on_failed(event: SubtaskFailed, ctx: ProcessorContext) -> list[EventBase]:
+    """A peer-to-peer task has no plan to repair: the failed hop fails the task."""
+    sub = ctx.state.subtasks.get(event.subtask_id)
+    who = f" ({sub.agent})" if sub else ""
+    return [
+        TaskFailed.caused_by(
+            event,
+            reason=f"subtask {event.subtask_id}{who} failed: {event.reason}",
+            error_kind=event.error_kind,
+            subtask_id=event.subtask_id,
+        )
     ]

@@ -1,6 +1,11 @@
 """The orchestrator: plans the goal, checks the plan against the graph, schedules subtasks
 as their dependencies complete, and ends the task.
 
+The same rules run at every level of planning (a ``Scope``, see plans.py): the task's own
+plan, and the nested plan a sub-orchestrator makes for a subtask it was given. A workflow
+may declare the task's plan (``plan:``) instead of asking the orchestrator for one.
+What happens when a subtask fails is its failure policy's decision (failure.py).
+
 Every decision is edge-triggered: it reacts to what *this* event changed (a subtask that
 just completed unblocks its own dependents), so handling events concurrently, or twice,
 never assigns a subtask twice.
@@ -10,84 +15,40 @@ from __future__ import annotations
 
 from pydantic import JsonValue, ValidationError
 
-from agentledger.agents import handoffs
+from agentledger.agents import handoffs, plans
 from agentledger.agents.context import ProcessorContext
-from agentledger.agents.graph import dag_problems
-from agentledger.agents.prompts import PLAN_SUBTASK
-from agentledger.projections.task_state import TaskState, evolve
+from agentledger.agents.failure import fail_if_idle, on_subtask_failed
+from agentledger.agents.plans import Scope, assign, is_plan_subtask, plan_round
+from agentledger.agents.workflow import Workflow
+from agentledger.projections.task_state import DONE, TaskState, evolve
 from agentledger.schemas import (
     Event,
     EventBase,
+    FailurePolicyApplied,
     GoalSubmitted,
     Plan,
-    PlanRejected,
-    SubtaskAssigned,
     SubtaskCompleted,
     SubtaskFailed,
-    TaskCompleted,
-    TaskFailed,
-    TaskPlanned,
+    SubtaskSkipped,
 )
 
 
 def plan_problems(plan: Plan, ctx: ProcessorContext) -> list[str]:
-    """Why a plan cannot run on this workflow's graph (empty when it can)."""
+    """Why a plan for the task cannot run on this workflow's graph (empty when it can)."""
     wf = ctx.runtime.workflow
-    graph = wf.graph
-    problems: list[str] = []
-    ids = [s.id for s in plan.subtasks]
-    for dup in sorted({i for i in ids if ids.count(i) > 1}):
-        problems.append(f"subtask id {dup!r} is used more than once")
-    by_id = {s.id: s for s in plan.subtasks}
-    for s in plan.subtasks:
-        if s.id.startswith("_"):
-            problems.append(f"subtask id {s.id!r}: ids starting with '_' are reserved")
-        if s.agent not in wf.agents:
-            problems.append(f"subtask {s.id!r}: no agent named {s.agent!r} exists in this workflow")
-        elif not graph.allows(wf.orchestrator, s.agent):
-            problems.append(
-                f"subtask {s.id!r}: {wf.orchestrator} may not route work to {s.agent!r}"
-            )
-        for dep in s.depends_on:
-            d = by_id.get(dep)
-            if (
-                d is not None
-                and d.agent in wf.agents
-                and s.agent in wf.agents
-                and not graph.allows(d.agent, s.agent)
-            ):
-                problems.append(
-                    f"subtask {s.id!r} takes the output of {dep!r}, but the graph has no route "
-                    f"{d.agent} -> {s.agent}"
-                )
-    problems.extend(dag_problems({s.id: s.depends_on for s in plan.subtasks}))
-    return problems
-
-
-def _assign(cause: EventBase, state: TaskState, subtask_id: str) -> SubtaskAssigned:
-    sub = state.subtasks[subtask_id]
-    inputs: dict[str, JsonValue] = {dep: state.subtasks[dep].output for dep in sub.depends_on}
-    return SubtaskAssigned.caused_by(
-        cause,
-        agent=sub.agent,
-        subtask_id=sub.id,
-        description=sub.description,
-        inputs=inputs,
-        depends_on=list(sub.depends_on),
-        attempt=sub.attempt + 1,
-    )
-
-
-def _result(state: TaskState, plan: Plan) -> tuple[JsonValue, list[str]]:
-    needed = {dep for s in plan.subtasks for dep in s.depends_on}
-    sinks = [s.id for s in plan.subtasks if s.id not in needed]
-    if len(sinks) == 1:
-        return state.subtasks[sinks[0]].output, sinks
-    return {sid: state.subtasks[sid].output for sid in sinks}, sinks
+    return plans.plan_problems(plan, wf, wf.orchestrator)
 
 
 class Orchestrator:
-    handles = frozenset({"goal_submitted", "subtask_completed", "subtask_failed"})
+    handles = frozenset(
+        {
+            "goal_submitted",
+            "subtask_completed",
+            "subtask_failed",
+            "subtask_skipped",
+            "failure_policy_applied",
+        }
+    )
 
     async def handle(self, event: Event, ctx: ProcessorContext) -> list[EventBase]:
         state = ctx.state
@@ -99,111 +60,108 @@ class Orchestrator:
                 return handoffs.start(event, ctx)
             case SubtaskCompleted() if wf.pattern == "peer_to_peer":
                 return handoffs.on_completed(event, ctx)
+            case SubtaskFailed() if wf.pattern == "peer_to_peer":
+                return handoffs.on_failed(event, ctx)
             case GoalSubmitted():
-                return [
-                    self._plan_assignment(event, state, wf.orchestrator, attempt=1, feedback=None)
-                ]
-            case SubtaskCompleted() if event.subtask_id == PLAN_SUBTASK:
-                return self._on_plan(event, ctx)
-            case SubtaskCompleted():
-                return self._on_subtask_done(event, state)
+                return self._start(event, state, wf)
+            case SubtaskCompleted() if is_plan_subtask(event.subtask_id):
+                return self._on_plan(event, state, wf)
+            case SubtaskCompleted() | SubtaskSkipped():
+                return self._on_subtask_done(event, state, wf)
             case SubtaskFailed():
-                sub = state.subtasks.get(event.subtask_id)
-                who = f" ({sub.agent})" if sub else ""
-                return [
-                    TaskFailed.caused_by(
-                        event,
-                        agent=wf.orchestrator or event.agent,
-                        reason=f"subtask {event.subtask_id}{who} failed: {event.reason}",
-                        error_kind=event.error_kind,
-                        subtask_id=event.subtask_id,
-                    )
-                ]
+                return on_subtask_failed(event, state, wf)
+            case FailurePolicyApplied() if event.action == "fail_task":
+                return fail_if_idle(event, state, wf)
         return []
 
-    def _plan_assignment(
+    def _start(self, event: GoalSubmitted, state: TaskState, wf: Workflow) -> list[EventBase]:
+        scope = Scope("", wf.orchestrator)
+        if wf.plan is not None:  # a static plan, validated when the workflow was loaded
+            return self._accept(event, state, wf, scope, wf.plan, attempt=1)
+        description, inputs = scope.brief(state)
+        return [
+            plans.plan_assignment(
+                event, scope, round_=1, attempt=1, description=description, inputs=inputs
+            )
+        ]
+
+    def _accept(
         self,
         cause: EventBase,
         state: TaskState,
-        orchestrator: str,
+        wf: Workflow,
+        scope: Scope,
+        plan: Plan,
         *,
         attempt: int,
-        feedback: list[str] | None,
-    ) -> SubtaskAssigned:
-        inputs: dict[str, JsonValue] = dict(state.inputs)
-        if feedback:
-            inputs["previous_plan_problems"] = list(feedback)
-        return SubtaskAssigned.caused_by(
-            cause,
-            agent=orchestrator,
-            subtask_id=PLAN_SUBTASK,
-            description=f"Plan this goal: {state.goal}",
-            inputs=inputs,
-            attempt=attempt,
-        )
+    ) -> list[EventBase]:
+        planned = plans.planned_event(cause, scope, plan, attempt)
+        # Assign what can start against the state the plan creates (a pure fold of it).
+        after = evolve(state, planned)
+        ready = [
+            sid
+            for sid in scope.members(after)
+            if all(after.subtasks[dep].status in DONE for dep in after.subtasks[sid].depends_on)
+        ]
+        return [planned, *(e for sid in ready for e in assign(cause, after, wf, sid))]
 
-    def _on_plan(self, event: SubtaskCompleted, ctx: ProcessorContext) -> list[EventBase]:
-        state, wf = ctx.state, ctx.runtime.workflow
-        attempt = state.subtasks[PLAN_SUBTASK].attempt
+    def _on_plan(self, event: SubtaskCompleted, state: TaskState, wf: Workflow) -> list[EventBase]:
+        scope = Scope.of(event.subtask_id, state, wf)
+        if not scope.active(state):
+            return []
+        sub = state.subtasks[event.subtask_id]
         try:
-            plan = Plan.model_validate(event.output)
-            problems = plan_problems(plan, ctx)
+            plan: Plan | None = Plan.model_validate(event.output)
+            assert plan is not None
+            problems = plans.plan_problems(
+                plan, wf, scope.planner, reusable=scope.reusable(state), taken=scope.taken(state)
+            )
         except ValidationError as exc:
             plan = None
             problems = [f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors()[:8]]
-        if problems or plan is None:
-            retry = attempt < wf.limits.max_plan_attempts
-            out: list[EventBase] = [
-                PlanRejected.caused_by(
-                    event,
-                    agent=wf.orchestrator,
-                    problems=problems,
-                    attempt=attempt,
-                    will_retry=retry,
-                )
-            ]
-            if retry:
-                out.append(
-                    self._plan_assignment(
-                        event, state, wf.orchestrator, attempt=attempt + 1, feedback=problems
-                    )
-                )
-            else:
-                out.append(
-                    TaskFailed.caused_by(
-                        event,
-                        agent=wf.orchestrator,
-                        reason=f"no valid plan after {attempt} attempts: " + "; ".join(problems),
-                        error_kind="invalid_plan",
-                    )
-                )
-            return out
-        planned = TaskPlanned.caused_by(event, agent=wf.orchestrator, plan=plan, attempt=attempt)
-        # Assign the roots against the state the plan creates (pure fold of the new event).
-        after = evolve(state, planned)
-        roots = [s.id for s in plan.subtasks if not s.depends_on]
-        return [planned, *(_assign(event, after, sid) for sid in roots)]
-
-    def _on_subtask_done(self, event: SubtaskCompleted, state: TaskState) -> list[EventBase]:
-        if state.plan is None:
-            return []
-        done = {sid for sid, s in state.subtasks.items() if s.status == "completed"}
-        ready = [
-            s.id
-            for s in state.plan.subtasks
-            if event.subtask_id in s.depends_on
-            and state.subtasks[s.id].status == "pending"
-            and all(dep in done for dep in s.depends_on)
+        if plan is not None and not problems:
+            return self._accept(event, state, wf, scope, plan, attempt=sub.attempt)
+        retry = sub.attempt < wf.limits.max_plan_attempts
+        out: list[EventBase] = [
+            plans.rejected_event(event, scope, problems, sub.attempt, will_retry=retry)
         ]
-        out: list[EventBase] = [_assign(event, state, sid) for sid in ready]
-        if all(state.subtasks[s.id].status == "completed" for s in state.plan.subtasks):
-            result, sinks = _result(state, state.plan)
+        if retry:
+            inputs: dict[str, JsonValue] = {**sub.inputs, "previous_plan_problems": list(problems)}
             out.append(
-                TaskCompleted.caused_by(
+                plans.plan_assignment(
                     event,
-                    agent=state.subtasks[PLAN_SUBTASK].agent,
-                    result=result,
-                    result_subtasks=sinks,
+                    scope,
+                    round_=plan_round(sub.id),
+                    attempt=sub.attempt + 1,
+                    description=sub.description,
+                    inputs=inputs,
                 )
             )
+        else:
+            reason = f"no valid plan after {sub.attempt} attempts: " + "; ".join(problems)
+            out.append(plans.failed_event(event, scope, reason, "invalid_plan", None))
+        return out
+
+    def _on_subtask_done(
+        self, event: SubtaskCompleted | SubtaskSkipped, state: TaskState, wf: Workflow
+    ) -> list[EventBase]:
+        if state.failing is not None:  # no new work: wait for the running branches
+            return fail_if_idle(event, state, wf)
+        sid = event.subtask_id
+        scope = Scope.of(sid, state, wf)
+        plan = scope.plan(state)
+        members = scope.members(state)
+        if plan is None or sid not in members or not scope.active(state) or scope.replanning(state):
+            return []
+        subs = state.subtasks
+        ready = [
+            m
+            for m in members
+            if sid in subs[m].depends_on
+            and subs[m].status == "pending"
+            and all(subs[dep].status in DONE for dep in subs[m].depends_on)
+        ]
+        out: list[EventBase] = [e for m in ready for e in assign(event, state, wf, m)]
+        if all(subs[m].status in DONE for m in members):
+            out.append(plans.completed_event(event, scope, state, plan))
         return out

@@ -18,6 +18,7 @@ from pydantic import BaseModel, JsonValue, ValidationError
 
 from agentledger.agents import aggregate, handoffs
 from agentledger.agents.context import ProcessorContext
+from agentledger.agents.plans import delegates
 from agentledger.agents.prompts import build_request, output_model_for
 from agentledger.agents.workflow import AgentSpec
 from agentledger.errors import ModelError
@@ -94,6 +95,10 @@ class AgentStep:
         if ctx.state.terminal:
             return []
         match event:
+            case SubtaskAssigned() if delegates(
+                ctx.runtime.workflow, event.agent or "", event.subtask_id
+            ):
+                return []  # a sub-orchestrator's subtask is worked by its nested plan
             case SubtaskAssigned():
                 spec = ctx.runtime.workflow.agents.get(event.agent or "")
                 if spec and spec.aggregate and spec.aggregate.method != "judge":

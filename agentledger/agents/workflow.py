@@ -33,15 +33,17 @@ from pathlib import Path
 from typing import Any, Literal, Self
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, JsonValue, ValidationError, model_validator
 
 from agentledger._imports import load_object
 from agentledger.agents import aggregate, handoffs
 from agentledger.agents.aggregate import AggregateSpec
 from agentledger.agents.approval_policy import ApprovalPolicy
 from agentledger.agents.graph import AgentGraph, Edge
+from agentledger.agents.plans import default_problem, plan_problems
 from agentledger.errors import ConfigurationError, WorkflowError
 from agentledger.llm.base import ModelSettings
+from agentledger.schemas import FailurePolicy, Plan, RunningBranches
 from agentledger.settings import Settings
 from agentledger.tools.registry import Tool, ToolRegistry, as_tool
 
@@ -61,6 +63,7 @@ class Limits(BaseModel):
     max_handoffs: int = Field(default=20, ge=1)
     oscillation_cycles: int = Field(default=2, ge=1)
     max_handoff_rejections: int = Field(default=2, ge=0)
+    max_replans: int = Field(default=2, ge=0)  # per planning scope, for on_failure: replan
 
 
 @dataclass(frozen=True)
@@ -80,6 +83,10 @@ class AgentSpec:
     max_repairs: int = 2
     max_repeated_calls: int = 3  # the same tool with the same arguments this often is a loop
     aggregate: AggregateSpec | None = None  # a swarm's aggregator: combines its candidates
+    orchestrates: bool = False  # plans each subtask it gets for its own team (routes_to)
+    on_failure: FailurePolicy = "fail_task"
+    max_retries: int = 2  # for on_failure: retry
+    default_output: JsonValue = None  # for on_failure: skip, what dependents get instead
 
 
 @dataclass(frozen=True)
@@ -96,6 +103,8 @@ class Workflow:
     approvals: ApprovalPolicy = field(default_factory=ApprovalPolicy)
     pattern: Pattern = "orchestrated"
     entry: str = ""  # peer_to_peer: the agent the goal goes to (there is no orchestrator)
+    plan: Plan | None = None  # a static plan: used instead of asking the orchestrator
+    running_branches_on_failure: RunningBranches = "cancel"
 
     def present(self, result: Any) -> Any:
         """The part of a task's result a person wants to read (see ``result_field``)."""
@@ -134,6 +143,30 @@ class Workflow:
             )
         problems.extend(handoffs.workflow_problems(self))
         problems.extend(aggregate.workflow_problems(self))
+        problems.extend(self._pattern_problems())
+        return problems
+
+    def _pattern_problems(self) -> list[str]:
+        """Sub-orchestrators, failure policies and the static plan."""
+        problems: list[str] = []
+        for a in self.agents.values():
+            if a.orchestrates and a.output_model is not None:
+                problems.append(
+                    f"agent {a.name!r} orchestrates, so its output is a Plan: remove its output model"
+                )
+            if a.orchestrates and not a.routes_to:
+                problems.append(f"agent {a.name!r} orchestrates but routes to no team")
+            if a.orchestrates and a.on_failure == "retry":
+                problems.append(
+                    f"agent {a.name!r} orchestrates a nested plan and cannot be retried: "
+                    "use on_failure replan, skip or fail_task"
+                )
+            if a.on_failure == "skip":
+                problem = default_problem(a.default_output, a.output_model)
+                if problem:
+                    problems.append(f"agent {a.name!r}: default {problem}")
+        if self.plan is not None and not self.graph.problems():
+            problems.extend(f"plan: {p}" for p in plan_problems(self.plan, self, self.orchestrator))
         return problems
 
     @classmethod
@@ -149,6 +182,8 @@ class Workflow:
         approvals: ApprovalPolicy | None = None,
         pattern: Pattern = "orchestrated",
         entry: str = "",
+        plan: Plan | None = None,
+        running_branches_on_failure: RunningBranches = "cancel",
     ) -> Workflow:
         """Declare a workflow in Python; validated like a file."""
         specs = {a.name: a for a in agents}
@@ -163,6 +198,8 @@ class Workflow:
             description=description,
             digest=_digest(repr(sorted(specs))),
             approvals=approvals or ApprovalPolicy(),
+            plan=plan,
+            running_branches_on_failure=running_branches_on_failure,
         )
         problems = wf.problems()
         if problems:
@@ -200,6 +237,10 @@ class _AgentEntry(BaseModel):
     max_repairs: int = Field(default=2, ge=0)
     max_repeated_calls: int = Field(default=3, ge=2)
     aggregate: AggregateSpec | None = None
+    orchestrates: bool = False
+    on_failure: FailurePolicy = "fail_task"
+    max_retries: int = Field(default=2, ge=0)
+    default: JsonValue = None
 
 
 class _WorkflowFile(BaseModel):
@@ -215,6 +256,8 @@ class _WorkflowFile(BaseModel):
     limits: Limits = Field(default_factory=Limits)
     result_field: str | None = None
     approvals: ApprovalPolicy = Field(default_factory=ApprovalPolicy)
+    plan: Plan | None = None
+    running_branches_on_failure: RunningBranches = "cancel"
 
     @model_validator(mode="after")
     def _who_starts(self) -> Self:
@@ -331,6 +374,10 @@ def load_workflow(path: str | Path, *, settings: Settings | None = None) -> Work
             max_repairs=entry.max_repairs,
             max_repeated_calls=entry.max_repeated_calls,
             aggregate=entry.aggregate,
+            orchestrates=entry.orchestrates,
+            on_failure=entry.on_failure,
+            max_retries=entry.max_retries,
+            default_output=entry.default,
         )
     wf = Workflow(
         name=spec.name,
@@ -345,6 +392,8 @@ def load_workflow(path: str | Path, *, settings: Settings | None = None) -> Work
         digest=_digest(raw),
         result_field=spec.result_field,
         approvals=spec.approvals,
+        plan=spec.plan,
+        running_branches_on_failure=spec.running_branches_on_failure,
     )
     problems.extend(wf.problems())
     if problems:

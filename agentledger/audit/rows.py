@@ -89,6 +89,7 @@ _STATUS: dict[str, str] = {
     "output_rejected": "rejected",
     "plan_rejected": "rejected",
     "handoff_rejected": "rejected",
+    "subtask_plan_rejected": "rejected",
     "task_completed": "ok",
     "task_failed": "error",
     "task_cancelled": "cancelled",
@@ -151,7 +152,12 @@ def _error_kind(event: EventBase, event_type: str) -> str:
         return kind
     if isinstance(event, LimitReached):
         return f"limit:{event.limit}"
-    if event_type in ("output_rejected", "plan_rejected", "approval_denied"):
+    if event_type in (
+        "output_rejected",
+        "plan_rejected",
+        "subtask_plan_rejected",
+        "approval_denied",
+    ):
         return event_type
     return ""
 

@@ -27,6 +27,7 @@ from agentledger.schemas import (
     ApprovalGranted,
     ApprovalRequested,
     Event,
+    FailurePolicyApplied,
     GoalSubmitted,
     HandoffAccepted,
     HandoffRejected,
@@ -39,6 +40,9 @@ from agentledger.schemas import (
     SubtaskAssigned,
     SubtaskCompleted,
     SubtaskFailed,
+    SubtaskPlanned,
+    SubtaskPlanRejected,
+    SubtaskSkipped,
     TaskCancelled,
     TaskCompleted,
     TaskFailed,
@@ -50,9 +54,14 @@ from agentledger.schemas import (
     ToolCallStarted,
     WorkflowRef,
 )
+from agentledger.schemas.hierarchy import nested_id
 
 TaskStatus = Literal["new", "planning", "running", "completed", "failed", "cancelled"]
-SubtaskStatus = Literal["pending", "assigned", "running", "completed", "failed"]
+SubtaskStatus = Literal["pending", "assigned", "running", "completed", "failed", "skipped"]
+
+DONE: frozenset[str] = frozenset({"completed", "skipped"})
+"""Subtask statuses whose output dependents can use."""
+ACTIVE: frozenset[str] = frozenset({"assigned", "running"})
 
 TERMINAL: frozenset[str] = frozenset({"completed", "failed", "cancelled"})
 
@@ -83,6 +92,8 @@ class TaskState:
     inputs: Mapping[str, JsonValue] = field(default_factory=dict)
     plan: Plan | None = None
     plan_attempts: int = 0
+    nested_plans: Mapping[str, Plan] = field(default_factory=dict)  # by the planned subtask
+    failing: FailurePolicyApplied | None = None  # the task fails once running branches finish
     subtasks: Mapping[str, SubtaskState] = field(default_factory=dict)
     iterations: Mapping[str, int] = field(default_factory=dict)  # per agent, whole task
     llm_calls: int = 0
@@ -302,6 +313,32 @@ def evolve(state: TaskState, event: Event) -> TaskState:
             )
         case HandoffAccepted() | HandoffRejected():
             return replace(state, handoffs=evolve_handoffs(state.handoffs, event))
+        case SubtaskPlanned():
+            subtasks = dict(state.subtasks)
+            for planned in event.plan.subtasks:
+                sid = nested_id(event.subtask_id, planned.id)
+                subtasks[sid] = SubtaskState(
+                    id=sid,
+                    agent=planned.agent,
+                    description=planned.description,
+                    depends_on=tuple(nested_id(event.subtask_id, d) for d in planned.depends_on),
+                )
+            return replace(
+                state,
+                nested_plans={**state.nested_plans, event.subtask_id: event.plan},
+                subtasks=subtasks,
+            )
+        case SubtaskPlanRejected():
+            problems = "; ".join(event.problems)
+            return replace(
+                state, errors=(*state.errors, f"plan of {event.subtask_id} rejected: {problems}")
+            )
+        case FailurePolicyApplied():
+            if event.action != "fail_task":
+                return state
+            return replace(state, failing=event)
+        case SubtaskSkipped():
+            return _update(state, event.subtask_id, status="skipped", output=event.output)
         case LimitReached():
             note = (
                 f"{event.severity}: {event.scope} {event.limit} {event.value:g}/{event.threshold:g}"

@@ -10,6 +10,13 @@ from agentledger.schemas.approvals import (
 from agentledger.schemas.catalog import EVENT_ADAPTER, EVENT_TYPES, TERMINAL_TYPES, Event
 from agentledger.schemas.codec import EventDecodeError, decode, encode
 from agentledger.schemas.envelope import EventBase, new_event_id, utc_now
+from agentledger.schemas.failure import (
+    FailureAction,
+    FailurePolicy,
+    FailurePolicyApplied,
+    RunningBranches,
+    SubtaskSkipped,
+)
 from agentledger.schemas.goals import (
     GoalSubmitted,
     Plan,
@@ -29,6 +36,7 @@ from agentledger.schemas.handoffs import (
     OutputsAggregated,
     Vote,
 )
+from agentledger.schemas.hierarchy import SubtaskPlanned, SubtaskPlanRejected
 from agentledger.schemas.limits import LimitReached
 from agentledger.schemas.llm import LlmCallCompleted, LlmCallFailed, RecordedToolCall, TokenUsage
 from agentledger.schemas.subtasks import (
@@ -62,6 +70,9 @@ __all__ = [
     "Event",
     "EventBase",
     "EventDecodeError",
+    "FailureAction",
+    "FailurePolicy",
+    "FailurePolicyApplied",
     "GoalSubmitted",
     "HandoffAccepted",
     "HandoffRejected",
@@ -75,9 +86,13 @@ __all__ = [
     "PlanRejected",
     "PlannedSubtask",
     "RecordedToolCall",
+    "RunningBranches",
     "SubtaskAssigned",
     "SubtaskCompleted",
     "SubtaskFailed",
+    "SubtaskPlanRejected",
+    "SubtaskPlanned",
+    "SubtaskSkipped",
     "TaskCancelled",
     "TaskCompleted",
     "TaskFailed",

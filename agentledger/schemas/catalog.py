@@ -14,6 +14,7 @@ from agentledger.schemas.approvals import (
     ApprovalRequested,
 )
 from agentledger.schemas.envelope import EventBase
+from agentledger.schemas.failure import FailurePolicyApplied, SubtaskSkipped
 from agentledger.schemas.goals import (
     GoalSubmitted,
     PlanRejected,
@@ -23,6 +24,7 @@ from agentledger.schemas.goals import (
     TaskPlanned,
 )
 from agentledger.schemas.handoffs import HandoffAccepted, HandoffRejected, OutputsAggregated
+from agentledger.schemas.hierarchy import SubtaskPlanned, SubtaskPlanRejected
 from agentledger.schemas.limits import LimitReached
 from agentledger.schemas.llm import LlmCallCompleted, LlmCallFailed
 from agentledger.schemas.subtasks import (
@@ -69,7 +71,11 @@ Event: TypeAlias = Annotated[
     | ApprovalEscalated
     | HandoffAccepted
     | HandoffRejected
-    | OutputsAggregated,
+    | OutputsAggregated
+    | FailurePolicyApplied
+    | SubtaskSkipped
+    | SubtaskPlanned
+    | SubtaskPlanRejected,
     Field(discriminator="type"),
 ]
 

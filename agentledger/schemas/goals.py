@@ -2,11 +2,21 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, JsonValue
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    JsonValue,
+    SerializerFunctionWrapHandler,
+    model_serializer,
+)
 
 from agentledger.schemas.envelope import EventBase
+from agentledger.schemas.failure import FailurePolicy
+
+_POLICY_FIELDS = ("on_failure", "max_retries", "default")
 
 
 class WorkflowRef(BaseModel):
@@ -28,6 +38,19 @@ class PlannedSubtask(BaseModel):
     agent: str = Field(min_length=1)
     description: str = ""
     depends_on: list[str] = Field(default_factory=list)
+    # Overrides of the agent's failure policy for this subtask (unset: the agent's own).
+    on_failure: FailurePolicy | None = None
+    max_retries: int | None = Field(default=None, ge=0)
+    default: JsonValue = None  # the output dependents get when the subtask is skipped
+
+    @model_serializer(mode="wrap")
+    def _omit_unset_overrides(self, handler: SerializerFunctionWrapHandler) -> Any:
+        """Overrides appear only when set, so plans without them encode as they always did."""
+        data = handler(self)
+        for name in _POLICY_FIELDS:
+            if name not in self.model_fields_set:
+                data.pop(name, None)
+        return data
 
 
 class Plan(BaseModel):

@@ -152,6 +152,7 @@ def test_deny_fails_the_subtask_cleanly_with_the_reason(home: Path):
     assert [e.type for e in after[len(before) :]] == [
         "approval_denied",
         "subtask_failed",
+        "failure_policy_applied",
         "task_failed",
     ]
     failed = after[len(before) + 1]
@@ -197,6 +198,7 @@ async def test_expiry_denies_the_call(tmp_path: Path):
         "approval_expired",
         "approval_denied",
         "subtask_failed",
+        "failure_policy_applied",
         "task_failed",
     ]
     assert after[0].causation_id == before[-1].event_id  # the request set the deadline
@@ -228,6 +230,7 @@ async def test_expiry_escalates_once_then_a_second_expiry_denies(tmp_path: Path)
         "approval_expired",
         "approval_denied",
         "subtask_failed",
+        "failure_policy_applied",
         "task_failed",
     ]
     assert after[0].escalations == 1 and after[0].causation_id == escalation[1].event_id

@@ -295,8 +295,9 @@ async def test_no_candidate_with_the_field_fails_the_aggregation_clearly(
     wf = dataclasses.replace(wf, agents={**wf.agents, "aggregator": aggregator})
     result = await run(wf, respond)
 
-    assert result.types("combine") == ["subtask_assigned", "subtask_failed", "task_failed"]
-    assert result.types()[-3:] == ["subtask_assigned", "subtask_failed", "task_failed"]
+    expected = ["subtask_assigned", "subtask_failed", "failure_policy_applied", "task_failed"]
+    assert result.types("combine") == expected
+    assert result.types()[-4:] == expected
     [failed] = result.of_type("subtask_failed")
     assert isinstance(failed, SubtaskFailed)
     assert failed.error_kind == "aggregation_failed"
