@@ -18,6 +18,9 @@ A workflow file (YAML or TOML)::
       writer: {output: "brief_contracts:Brief", routes_to: [reviewer]}
       reviewer: {output: "brief_contracts:Review"}
     limits: {max_tokens: 200000, max_cost_usd: 2.0, max_wall_time_s: 600}
+    circuit_breaker: {failure_threshold: 5, cooldown_s: 30}   # per agent and per tool
+
+Every guard rail, its default and its key: docs/limits.md.
 
 Python modules named in it are imported from the file's own directory first. Everything
 is validated when loaded; every problem is reported at once in a WorkflowError.
@@ -36,6 +39,8 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from agentledger._imports import load_object
+from agentledger.agents.breakers import BreakerSettings
+from agentledger.agents.context_window import ContextSettings
 from agentledger.agents.graph import AgentGraph, Edge
 from agentledger.errors import ConfigurationError, WorkflowError
 from agentledger.llm.base import ModelSettings
@@ -70,6 +75,8 @@ class AgentSpec:
     max_iterations: int = 15
     max_repairs: int = 2
     max_repeated_calls: int = 3  # the same tool with the same arguments this often is a loop
+    circuit_breaker: BreakerSettings | None = None  # None: the workflow's settings
+    context: ContextSettings = field(default_factory=ContextSettings)
 
 
 @dataclass(frozen=True)
@@ -83,6 +90,7 @@ class Workflow:
     source: Path | None = None
     digest: str = ""
     result_field: str | None = None  # the field of the final result to present to people
+    circuit_breaker: BreakerSettings = field(default_factory=BreakerSettings)
 
     def present(self, result: Any) -> Any:
         """The part of a task's result a person wants to read (see ``result_field``)."""
@@ -130,6 +138,7 @@ class Workflow:
         tools: Iterable[Tool | Any] = (),
         limits: Limits | None = None,
         description: str = "",
+        circuit_breaker: BreakerSettings | None = None,
     ) -> Workflow:
         """Declare a workflow in Python; validated like a file."""
         specs = {a.name: a for a in agents}
@@ -141,6 +150,7 @@ class Workflow:
             limits=limits or Limits(),
             description=description,
             digest=_digest(repr(sorted(specs))),
+            circuit_breaker=circuit_breaker or BreakerSettings(),
         )
         problems = wf.problems()
         if problems:
@@ -154,6 +164,17 @@ class _Route(BaseModel):
     loop: bool = False
 
 
+class _BreakerOverride(BaseModel):
+    """Some fields of a ``circuit_breaker`` block; the rest come from the workflow's."""
+
+    model_config = ConfigDict(extra="forbid")
+    failure_threshold: int | None = Field(default=None, ge=1)
+    cooldown_s: float | None = Field(default=None, gt=0)
+
+    def over(self, base: BreakerSettings) -> BreakerSettings:
+        return base.model_copy(update=self.model_dump(exclude_none=True))
+
+
 class _ToolEntry(BaseModel):
     model_config = ConfigDict(extra="forbid")
     function: str
@@ -162,6 +183,10 @@ class _ToolEntry(BaseModel):
     side_effect: bool | None = None
     safe_to_retry: bool | None = None
     timeout_s: float | None = None
+    max_attempts: int | None = Field(default=None, ge=1)
+    backoff_base_s: float | None = Field(default=None, ge=0)
+    backoff_max_s: float | None = Field(default=None, ge=0)
+    circuit_breaker: _BreakerOverride | None = None
 
 
 class _AgentEntry(BaseModel):
@@ -176,6 +201,8 @@ class _AgentEntry(BaseModel):
     max_iterations: int | None = Field(default=None, ge=1)
     max_repairs: int = Field(default=2, ge=0)
     max_repeated_calls: int = Field(default=3, ge=2)
+    circuit_breaker: _BreakerOverride | None = None
+    context: ContextSettings = Field(default_factory=ContextSettings)
 
 
 class _WorkflowFile(BaseModel):
@@ -188,6 +215,7 @@ class _WorkflowFile(BaseModel):
     agents: dict[str, _AgentEntry] = Field(min_length=1)
     limits: Limits = Field(default_factory=Limits)
     result_field: str | None = None
+    circuit_breaker: BreakerSettings = Field(default_factory=BreakerSettings)
 
 
 def _digest(text: str | bytes) -> str:
@@ -241,9 +269,12 @@ def load_workflow(path: str | Path, *, settings: Settings | None = None) -> Work
             t = as_tool(obj)
             overrides = {
                 k: v
-                for k, v in tool_entry.model_dump(exclude={"function"}).items()
+                for k, v in tool_entry.model_dump(exclude={"function", "circuit_breaker"}).items()
                 if v is not None
             }
+            if tool_entry.circuit_breaker is not None:
+                base = t.circuit_breaker or spec.circuit_breaker
+                overrides["circuit_breaker"] = tool_entry.circuit_breaker.over(base)
             t = Tool(**{**_tool_fields(t), "name": tool_name, **overrides})
             registry.register(t)
         except ConfigurationError as exc:
@@ -286,6 +317,10 @@ def load_workflow(path: str | Path, *, settings: Settings | None = None) -> Work
             max_iterations=entry.max_iterations or settings.max_iterations,
             max_repairs=entry.max_repairs,
             max_repeated_calls=entry.max_repeated_calls,
+            circuit_breaker=(
+                entry.circuit_breaker.over(spec.circuit_breaker) if entry.circuit_breaker else None
+            ),
+            context=entry.context,
         )
     wf = Workflow(
         name=spec.name,
@@ -297,6 +332,7 @@ def load_workflow(path: str | Path, *, settings: Settings | None = None) -> Work
         source=path,
         digest=_digest(raw),
         result_field=spec.result_field,
+        circuit_breaker=spec.circuit_breaker,
     )
     problems.extend(wf.problems())
     if problems:
@@ -314,6 +350,10 @@ def _tool_fields(t: Tool) -> dict[str, Any]:
         "side_effect": t.side_effect,
         "safe_to_retry": t.safe_to_retry,
         "timeout_s": t.timeout_s,
+        "max_attempts": t.max_attempts,
+        "backoff_base_s": t.backoff_base_s,
+        "backoff_max_s": t.backoff_max_s,
+        "circuit_breaker": t.circuit_breaker,
         "wants_context": t.wants_context,
         "_is_async": t._is_async,
     }

@@ -14,6 +14,11 @@ from agentledger.schemas.goals import (
     TaskPlanned,
     WorkflowRef,
 )
+from agentledger.schemas.guards import (
+    CircuitStateChanged,
+    ContextSummarized,
+    ToolCallRetryScheduled,
+)
 from agentledger.schemas.limits import LimitReached
 from agentledger.schemas.llm import LlmCallCompleted, LlmCallFailed, RecordedToolCall, TokenUsage
 from agentledger.schemas.subtasks import (
@@ -38,6 +43,8 @@ __all__ = [
     "TERMINAL_TYPES",
     "AgentOutputProduced",
     "AgentStepStarted",
+    "CircuitStateChanged",
+    "ContextSummarized",
     "Event",
     "EventBase",
     "EventDecodeError",
@@ -62,6 +69,7 @@ __all__ = [
     "ToolCallFailed",
     "ToolCallRejected",
     "ToolCallRequested",
+    "ToolCallRetryScheduled",
     "ToolCallStarted",
     "WorkflowRef",
     "decode",

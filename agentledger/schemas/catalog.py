@@ -15,6 +15,11 @@ from agentledger.schemas.goals import (
     TaskFailed,
     TaskPlanned,
 )
+from agentledger.schemas.guards import (
+    CircuitStateChanged,
+    ContextSummarized,
+    ToolCallRetryScheduled,
+)
 from agentledger.schemas.limits import LimitReached
 from agentledger.schemas.llm import LlmCallCompleted, LlmCallFailed
 from agentledger.schemas.subtasks import (
@@ -53,7 +58,10 @@ Event: TypeAlias = Annotated[
     | ToolCallStarted
     | ToolCallCompleted
     | ToolCallFailed
-    | LimitReached,
+    | LimitReached
+    | CircuitStateChanged
+    | ToolCallRetryScheduled
+    | ContextSummarized,
     Field(discriminator="type"),
 ]
 
