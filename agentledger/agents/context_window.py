@@ -83,31 +83,36 @@ def compact_turns(turns: Sequence[Message], cut: int, summary: str) -> tuple[Mes
     return (summary_message(summary, cut), *turns[cut:])
 
 
-def _render(turn: Message, limit: int) -> list[str]:
-    def clip(text: str | None, n: int) -> str:
-        flat = " ".join((text or "").split())
-        return flat if len(flat) <= n else flat[: n - 1] + "…"
+def _clip(text: str | None, n: int) -> str:
+    flat = " ".join((text or "").split())
+    return flat if len(flat) <= n else flat[: max(0, n - 1)] + "…"
 
+
+def _render(turn: Message, limit: int) -> list[str]:
     lines: list[str] = []
     if turn.role == "assistant":
         if turn.content:
-            lines.append(f"- you answered: {clip(turn.content, limit)}")
+            lines.append(f"- you answered: {_clip(turn.content, limit)}")
         lines.extend(
-            f"- you called {c.tool}({clip(orjson.dumps(c.arguments).decode(), limit // 2)})"
+            f"- you called {c.tool}({_clip(orjson.dumps(c.arguments).decode(), limit // 2)})"
             for c in turn.tool_calls
         )
     elif turn.role == "tool":
-        lines.append(f"- {turn.name or 'a tool'} returned: {clip(turn.content, limit)}")
+        lines.append(f"- {turn.name or 'a tool'} returned: {_clip(turn.content, limit)}")
     else:  # feedback, or an earlier summary
-        lines.append(f"- {clip(turn.content, limit * 4)}")
+        lines.append(f"- {_clip(turn.content, limit * 4)}")
     return lines
 
 
 def extractive_summary(turns: Sequence[Message], max_chars: int) -> str:
-    """A deterministic digest of ``turns``: one clipped line per answer, call and result."""
+    """A deterministic digest of ``turns``: one line per answer, call and result, each
+    clipped so that every turn keeps a share of ``max_chars``."""
     lines = [line for turn in turns for line in _render(turn, 300)]
     text = "\n".join(lines)
-    return text if len(text) <= max_chars else text[: max_chars - 1] + "…"
+    if len(text) > max_chars:
+        share = max(20, max_chars // len(lines) - 1)
+        text = "\n".join(_clip(line, share) for line in lines)[:max_chars]
+    return text
 
 
 def summary_request(

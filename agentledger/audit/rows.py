@@ -18,6 +18,8 @@ import orjson
 
 from agentledger.redaction import redact
 from agentledger.schemas import (
+    CircuitStateChanged,
+    ContextSummarized,
     EventBase,
     GoalSubmitted,
     LimitReached,
@@ -27,6 +29,7 @@ from agentledger.schemas import (
     ToolCallFailed,
     ToolCallRejected,
     ToolCallRequested,
+    ToolCallRetryScheduled,
     ToolCallStarted,
 )
 from agentledger.schemas.codec import to_dict
@@ -161,12 +164,22 @@ def to_row(event: EventBase, *, workflow: str = "") -> AuditRow:
         output_tokens = event.usage.output_tokens
         cached_tokens = event.usage.cached_tokens
         cost, latency = event.cost_usd, event.latency_ms
+    elif isinstance(event, ContextSummarized):  # the summary call counts like any LLM call
+        model, provider = event.model or "", event.provider or ""
+        input_tokens = event.usage.input_tokens
+        output_tokens = event.usage.output_tokens
+        cached_tokens = event.usage.cached_tokens
+        cost, latency = event.cost_usd, event.latency_ms
     elif isinstance(event, LlmCallFailed):
         model, provider, latency = event.model, event.provider, event.latency_ms
     elif isinstance(event, ToolCallCompleted | ToolCallFailed):
         tool, latency = event.tool, event.latency_ms
-    elif isinstance(event, ToolCallRequested | ToolCallStarted | ToolCallRejected):
+    elif isinstance(
+        event, ToolCallRequested | ToolCallStarted | ToolCallRejected | ToolCallRetryScheduled
+    ):
         tool = event.tool
+    elif isinstance(event, CircuitStateChanged) and event.scope == "tool":
+        tool = event.name
     if isinstance(event, GoalSubmitted):
         workflow = event.workflow.name
     subtask_id = getattr(event, "subtask_id", None)
