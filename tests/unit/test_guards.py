@@ -469,7 +469,7 @@ agents:
 # --- retries with backoff --------------------------------------------------------------------
 
 
-def flaky(failures: int, *, exc: type[ToolError] = TransientToolError, **options: object):  # type: ignore[no-untyped-def]
+def flaky(failures: int, *, exc: type[Exception] = TransientToolError, **options: object):  # type: ignore[no-untyped-def]
     """A tool failing its first ``failures`` runs; ``runs`` counts them."""
     runs: list[str] = []
 
@@ -571,6 +571,19 @@ async def test_failures_that_must_not_be_retried_fail_at_once(options, exc, why)
     ], why
     assert run.of_type("tool_call_failed")[0].message == "service hiccup #1"
     assert len(runs) == 1
+
+
+async def test_a_dropped_connection_is_transient():
+    flaky_tool, runs = flaky(1, exc=ConnectionResetError)
+    run = await run_goal(
+        workflow(flaky_tool), ScriptedModel(researcher_only(calls_flaky_once)), "g"
+    )
+    (retry,) = run.of_type("tool_call_retry_scheduled")
+    assert (retry.error_kind, retry.error) == (
+        "connection_error",
+        "ConnectionResetError: service hiccup #1",
+    )
+    assert len(run.of_type("tool_call_completed")) == 1 and len(runs) == 2
 
 
 async def test_a_side_effecting_tool_declared_safe_to_retry_is_retried():
@@ -729,3 +742,30 @@ async def test_a_resume_after_compaction_prompts_with_the_compacted_context():
     assert request.messages[2].content.startswith(SUMMARY_HEADER.format(n=6))
     assert "SUMMARY: earlier searches" in request.messages[2].content
     assert len(request.messages) == 5
+
+
+def test_limits_doc_names_every_guard_setting():
+    import re
+    from pathlib import Path
+
+    from agentledger.agents.workflow import Limits
+
+    doc = (Path(__file__).parents[2] / "docs" / "limits.md").read_text()
+    keys = [
+        *Limits.model_fields,
+        *BreakerSettings.model_fields,
+        *ContextSettings.model_fields,
+        "warn_iterations",
+        "max_iterations",
+        "max_repairs",
+        "max_repeated_calls",
+        "timeout_s",
+        "max_attempts",
+        "backoff_base_s",
+        "backoff_max_s",
+        "safe_to_retry",
+    ]
+    assert [k for k in keys if not re.search(rf"\b{k}\b", doc)] == []
+    events = ["limit_reached", "plan_rejected", "output_rejected", "tool_call_rejected"]
+    events += ["circuit_state_changed", "tool_call_retry_scheduled", "context_summarized"]
+    assert [e for e in events if f"`{e}`" not in doc] == []
