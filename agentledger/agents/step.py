@@ -1,9 +1,10 @@
 """The agent step: one iteration of an agent's loop.
 
 ``subtask_assigned`` starts iteration 1; ``agent_step_started`` calls the model (the only
-I/O here), after compacting the agent's context into ``context_summarized`` when it is over
-its threshold, and only while the agent's circuit breaker lets it; ``llm_call_completed`` turns tool calls into requests (or refusals) and a final
-answer into a validated output; the outcome that settles a step's last tool call starts
+I/O here), unless the agent's context is over its threshold (it is compacted first, into
+``context_summarized``, which then calls the model) or its circuit breaker is open;
+``llm_call_completed`` turns tool calls into requests (or refusals) and a final answer into
+a validated output; the outcome that settles a step's last tool call starts
 the next iteration, unless the iteration cap stops it.
 """
 
@@ -119,7 +120,7 @@ class AgentStep:
         spec = self._spec(ctx, sub)
         model = ctx.runtime.models[spec.name]
         request = build_request(ctx, spec, sub)
-        if isinstance(event, AgentStepStarted):  # after a compaction: call with what is left
+        if isinstance(event, AgentStepStarted):  # not again after a compaction: call then
             compacted = await compact_if_needed(event, ctx, spec, sub, request, model)
             if compacted:
                 return compacted
