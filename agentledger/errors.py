@@ -13,6 +13,7 @@
         │   └── SequenceConflictError  two writers appended the same (task, seq)
         ├── ModelError               the LLM failed (retryable or not)
         └── ToolError                a tool failed while executing
+            └── TransientToolError   ...in a way worth retrying (retryable=True)
 
 Every message says what was wrong and, where there is one, what to do about it.
 """
@@ -92,8 +93,20 @@ class ModelError(RuntimeFailure):
 
 
 class ToolError(RuntimeFailure):
-    """A tool raised while executing; the message is recorded in ToolCallFailed."""
+    """A tool raised while executing; the message is recorded in ToolCallFailed.
 
-    def __init__(self, message: str, *, kind: str = "tool_error") -> None:
+    ``retryable`` marks a transient failure (a dropped connection, a 503): the executor
+    retries it with backoff, up to the tool's ``max_attempts``.
+    """
+
+    def __init__(self, message: str, *, kind: str = "tool_error", retryable: bool = False) -> None:
         self.kind = kind
+        self.retryable = retryable
         super().__init__(message)
+
+
+class TransientToolError(ToolError):
+    """A failure that may go away if the call is tried again a little later."""
+
+    def __init__(self, message: str, *, kind: str = "transient") -> None:
+        super().__init__(message, kind=kind, retryable=True)

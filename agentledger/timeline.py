@@ -13,6 +13,8 @@ from agentledger.schemas import (
     ApprovalExpired,
     ApprovalGranted,
     ApprovalRequested,
+    CircuitStateChanged,
+    ContextSummarized,
     Event,
     FailurePolicyApplied,
     GoalSubmitted,
@@ -38,6 +40,7 @@ from agentledger.schemas import (
     ToolCallFailed,
     ToolCallRejected,
     ToolCallRequested,
+    ToolCallRetryScheduled,
     ToolCallStarted,
 )
 
@@ -122,6 +125,22 @@ def describe(event: Event) -> str:
             return f"{event.subtask_id} completed"
         case SubtaskFailed():
             return f"{event.subtask_id} FAILED ({event.error_kind}): {_short(event.reason, 120)}"
+        case ToolCallRetryScheduled():
+            return (
+                f"{event.subtask_id} <- {event.tool} attempt {event.attempt}/{event.max_attempts} "
+                f"failed ({event.error_kind}), retry in {event.delay_s:.3f} s: {_short(event.error)}"
+            )
+        case CircuitStateChanged():
+            until = f", trial after {event.reopens_at:%H:%M:%S}" if event.reopens_at else ""
+            return (
+                f"circuit {event.scope} {event.name}: {event.from_state} -> {event.to_state} "
+                f"({event.consecutive_failures}/{event.threshold} failures{until})"
+            )
+        case ContextSummarized():
+            return (
+                f"{event.subtask_id} context compacted ({event.method}): {event.turns_compacted} "
+                f"turns, {event.tokens_before} -> {event.tokens_after} tokens"
+            )
         case LimitReached():
             return (
                 f"limit {event.severity}: {event.scope} {event.limit} "

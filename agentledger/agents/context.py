@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
 
+from agentledger.agents.breakers import Breakers
 from agentledger.agents.workflow import Workflow
 from agentledger.llm.base import ChatModel
 from agentledger.llm.pricing import PriceTable
@@ -22,6 +23,8 @@ class Runtime:
     models: Mapping[str, ChatModel]  # by agent name
     prices: PriceTable
     sandbox: Path
+    # Circuit breakers protect downstream services across tasks: per process, not per task.
+    breakers: Breakers = field(default_factory=Breakers, compare=False)
 
     async def aclose(self) -> None:
         """Close the models' HTTP connections (models without ``aclose`` need none)."""

@@ -1,8 +1,10 @@
 """The agent step: one iteration of an agent's loop.
 
 ``subtask_assigned`` starts iteration 1; ``agent_step_started`` calls the model (the only
-I/O here); ``llm_call_completed`` turns tool calls into requests (or refusals) and a final
-answer into a validated output; the outcome that settles a step's last tool call starts
+I/O here), unless the agent's context is over its threshold (it is compacted first, into
+``context_summarized``, which then calls the model) or its circuit breaker is open;
+``llm_call_completed`` turns tool calls into requests (or refusals) and a final answer into
+a validated output; the outcome that settles a step's last tool call starts
 the next iteration, unless the iteration cap stops it.
 """
 
@@ -18,15 +20,17 @@ from pydantic import BaseModel, JsonValue, ValidationError
 
 from agentledger.agents import aggregate, handoffs
 from agentledger.agents.context import ProcessorContext
+from agentledger.agents.context_window import compact_if_needed
 from agentledger.agents.plans import delegates
 from agentledger.agents.prompts import build_request, output_model_for
 from agentledger.agents.workflow import AgentSpec
 from agentledger.errors import ModelError
 from agentledger.llm.base import canonical_json
-from agentledger.projections.task_state import SubtaskState
+from agentledger.projections.task_state import SubtaskState, tool_call_key
 from agentledger.schemas import (
     AgentOutputProduced,
     AgentStepStarted,
+    ContextSummarized,
     Event,
     EventBase,
     LimitReached,
@@ -84,6 +88,7 @@ class AgentStep:
         {
             "subtask_assigned",
             "agent_step_started",
+            "context_summarized",
             "llm_call_completed",
             "tool_call_rejected",
             "tool_call_completed",
@@ -104,7 +109,7 @@ class AgentStep:
                 if spec and spec.aggregate and spec.aggregate.method != "judge":
                     return aggregate.combine(event, spec.aggregate)  # no LLM call
                 return [AgentStepStarted.caused_by(event, subtask_id=event.subtask_id, iteration=1)]
-            case AgentStepStarted():
+            case AgentStepStarted() | ContextSummarized():
                 return await self._call_model(event, ctx)
             case LlmCallCompleted():
                 return self._on_response(event, ctx)
@@ -115,19 +120,35 @@ class AgentStep:
     def _spec(self, ctx: ProcessorContext, sub: SubtaskState) -> AgentSpec:
         return ctx.runtime.workflow.agents[sub.agent]
 
-    async def _call_model(self, event: AgentStepStarted, ctx: ProcessorContext) -> list[EventBase]:
+    async def _call_model(
+        self, event: AgentStepStarted | ContextSummarized, ctx: ProcessorContext
+    ) -> list[EventBase]:
         sub = ctx.state.subtasks.get(event.subtask_id)
         if sub is None or sub.status != "running" or sub.iteration != event.iteration:
             return []
         spec = self._spec(ctx, sub)
         model = ctx.runtime.models[spec.name]
         request = build_request(ctx, spec, sub)
+        if isinstance(event, AgentStepStarted):  # not again after a compaction: call then
+            compacted = await compact_if_needed(event, ctx, spec, sub, request, model)
+            if compacted:
+                return compacted
+        breaker_settings = spec.circuit_breaker or ctx.runtime.workflow.circuit_breaker
+        breaker = ctx.runtime.breakers.get("agent", spec.name)
+        admission = breaker.admit(event, breaker_settings)
+        if not admission.allowed:
+            return [
+                SubtaskFailed.caused_by(
+                    event, subtask_id=sub.id, reason=admission.reason, error_kind="circuit_open"
+                )
+            ]
         started = time.perf_counter()
         try:
             response = await model.complete(request)
         except ModelError as exc:
             latency = (time.perf_counter() - started) * 1000
             return [
+                *admission.events,
                 LlmCallFailed.caused_by(
                     event,
                     subtask_id=sub.id,
@@ -140,6 +161,7 @@ class AgentStep:
                     attempts=exc.attempts,
                     latency_ms=latency,
                 ),
+                *breaker.record(event, breaker_settings, ok=False),
                 SubtaskFailed.caused_by(
                     event,
                     subtask_id=sub.id,
@@ -152,6 +174,7 @@ class AgentStep:
         if content is not None and len(content) > MAX_CONTENT_CHARS:
             content = content[:MAX_CONTENT_CHARS]
         return [
+            *admission.events,
             LlmCallCompleted.caused_by(
                 event,
                 subtask_id=sub.id,
@@ -168,7 +191,8 @@ class AgentStep:
                 attempts=response.attempts,
                 fallback_from=spec.model.model if response.used_fallback else None,
                 raw_response=response.raw,
-            )
+            ),
+            *breaker.record(event, breaker_settings, ok=True),
         ]
 
     def _budget_stop(self, event: LlmCallCompleted, ctx: ProcessorContext) -> list[EventBase]:
@@ -273,13 +297,11 @@ class AgentStep:
         self, event: LlmCallCompleted, spec: AgentSpec, sub: SubtaskState
     ) -> list[EventBase]:
         """Stop an agent that asks for the same tool with the same arguments again and again."""
-        seen: dict[str, int] = {}
-        for turn in sub.turns:  # includes this response: the state is as of this event
-            for call in turn.tool_calls:
-                key = canonical_json([call.tool, call.arguments, call.raw_arguments])
-                seen[key] = seen.get(key, 0) + 1
         for call in event.tool_calls:
-            count = seen[canonical_json([call.tool, call.arguments, call.raw_arguments])]
+            # Counted in the state (as of this response), so compacted turns still count.
+            count = sub.tool_call_counts[
+                tool_call_key(call.tool, call.arguments, call.raw_arguments)
+            ]
             if count >= spec.max_repeated_calls:
                 return [
                     LimitReached.caused_by(

@@ -18,6 +18,9 @@ A workflow file (YAML or TOML)::
       writer: {output: "brief_contracts:Brief", routes_to: [reviewer]}
       reviewer: {output: "brief_contracts:Review"}
     limits: {max_tokens: 200000, max_cost_usd: 2.0, max_wall_time_s: 600}
+    circuit_breaker: {failure_threshold: 5, cooldown_s: 30}   # per agent and per tool
+
+Every guard rail, its default and its key: docs/limits.md.
 
 Python modules named in it are imported from the file's own directory first. Everything
 is validated when loaded; every problem is reported at once in a WorkflowError.
@@ -39,6 +42,8 @@ from agentledger._imports import load_object
 from agentledger.agents import aggregate, handoffs
 from agentledger.agents.aggregate import AggregateSpec
 from agentledger.agents.approval_policy import ApprovalPolicy
+from agentledger.agents.breakers import BreakerSettings
+from agentledger.agents.context_window import ContextSettings
 from agentledger.agents.graph import AgentGraph, Edge
 from agentledger.agents.plans import default_problem, plan_problems
 from agentledger.errors import ConfigurationError, WorkflowError
@@ -87,6 +92,8 @@ class AgentSpec:
     on_failure: FailurePolicy = "fail_task"
     max_retries: int = 2  # for on_failure: retry
     default_output: JsonValue = None  # for on_failure: skip, what dependents get instead
+    circuit_breaker: BreakerSettings | None = None  # None: the workflow's settings
+    context: ContextSettings = field(default_factory=ContextSettings)
 
 
 @dataclass(frozen=True)
@@ -105,6 +112,7 @@ class Workflow:
     entry: str = ""  # peer_to_peer: the agent the goal goes to (there is no orchestrator)
     plan: Plan | None = None  # a static plan: used instead of asking the orchestrator
     running_branches_on_failure: RunningBranches = "cancel"
+    circuit_breaker: BreakerSettings = field(default_factory=BreakerSettings)
 
     def present(self, result: Any) -> Any:
         """The part of a task's result a person wants to read (see ``result_field``)."""
@@ -184,6 +192,7 @@ class Workflow:
         entry: str = "",
         plan: Plan | None = None,
         running_branches_on_failure: RunningBranches = "cancel",
+        circuit_breaker: BreakerSettings | None = None,
     ) -> Workflow:
         """Declare a workflow in Python; validated like a file."""
         specs = {a.name: a for a in agents}
@@ -200,6 +209,7 @@ class Workflow:
             approvals=approvals or ApprovalPolicy(),
             plan=plan,
             running_branches_on_failure=running_branches_on_failure,
+            circuit_breaker=circuit_breaker or BreakerSettings(),
         )
         problems = wf.problems()
         if problems:
@@ -213,6 +223,17 @@ class _Route(BaseModel):
     loop: bool = False
 
 
+class _BreakerOverride(BaseModel):
+    """Some fields of a ``circuit_breaker`` block; the rest come from the workflow's."""
+
+    model_config = ConfigDict(extra="forbid")
+    failure_threshold: int | None = Field(default=None, ge=1)
+    cooldown_s: float | None = Field(default=None, gt=0)
+
+    def over(self, base: BreakerSettings) -> BreakerSettings:
+        return base.model_copy(update=self.model_dump(exclude_none=True))
+
+
 class _ToolEntry(BaseModel):
     model_config = ConfigDict(extra="forbid")
     function: str
@@ -222,6 +243,10 @@ class _ToolEntry(BaseModel):
     safe_to_retry: bool | None = None
     timeout_s: float | None = None
     requires_approval: bool | None = None
+    max_attempts: int | None = Field(default=None, ge=1)
+    backoff_base_s: float | None = Field(default=None, ge=0)
+    backoff_max_s: float | None = Field(default=None, ge=0)
+    circuit_breaker: _BreakerOverride | None = None
 
 
 class _AgentEntry(BaseModel):
@@ -241,6 +266,8 @@ class _AgentEntry(BaseModel):
     on_failure: FailurePolicy = "fail_task"
     max_retries: int = Field(default=2, ge=0)
     default: JsonValue = None
+    circuit_breaker: _BreakerOverride | None = None
+    context: ContextSettings = Field(default_factory=ContextSettings)
 
 
 class _WorkflowFile(BaseModel):
@@ -258,6 +285,7 @@ class _WorkflowFile(BaseModel):
     approvals: ApprovalPolicy = Field(default_factory=ApprovalPolicy)
     plan: Plan | None = None
     running_branches_on_failure: RunningBranches = "cancel"
+    circuit_breaker: BreakerSettings = Field(default_factory=BreakerSettings)
 
     @model_validator(mode="after")
     def _who_starts(self) -> Self:
@@ -328,9 +356,12 @@ def load_workflow(path: str | Path, *, settings: Settings | None = None) -> Work
             t = as_tool(obj)
             overrides = {
                 k: v
-                for k, v in tool_entry.model_dump(exclude={"function"}).items()
+                for k, v in tool_entry.model_dump(exclude={"function", "circuit_breaker"}).items()
                 if v is not None
             }
+            if tool_entry.circuit_breaker is not None:
+                base = t.circuit_breaker or spec.circuit_breaker
+                overrides["circuit_breaker"] = tool_entry.circuit_breaker.over(base)
             t = Tool(**{**_tool_fields(t), "name": tool_name, **overrides})
             registry.register(t)
         except ConfigurationError as exc:
@@ -378,6 +409,10 @@ def load_workflow(path: str | Path, *, settings: Settings | None = None) -> Work
             on_failure=entry.on_failure,
             max_retries=entry.max_retries,
             default_output=entry.default,
+            circuit_breaker=(
+                entry.circuit_breaker.over(spec.circuit_breaker) if entry.circuit_breaker else None
+            ),
+            context=entry.context,
         )
     wf = Workflow(
         name=spec.name,
@@ -394,6 +429,7 @@ def load_workflow(path: str | Path, *, settings: Settings | None = None) -> Work
         approvals=spec.approvals,
         plan=spec.plan,
         running_branches_on_failure=spec.running_branches_on_failure,
+        circuit_breaker=spec.circuit_breaker,
     )
     problems.extend(wf.problems())
     if problems:
@@ -412,6 +448,10 @@ def _tool_fields(t: Tool) -> dict[str, Any]:
         "safe_to_retry": t.safe_to_retry,
         "timeout_s": t.timeout_s,
         "requires_approval": t.requires_approval,
+        "max_attempts": t.max_attempts,
+        "backoff_base_s": t.backoff_base_s,
+        "backoff_max_s": t.backoff_max_s,
+        "circuit_breaker": t.circuit_breaker,
         "wants_context": t.wants_context,
         "_is_async": t._is_async,
     }

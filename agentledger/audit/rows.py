@@ -23,6 +23,8 @@ from agentledger.schemas import (
     ApprovalExpired,
     ApprovalGranted,
     ApprovalRequested,
+    CircuitStateChanged,
+    ContextSummarized,
     EventBase,
     GoalSubmitted,
     LimitReached,
@@ -32,6 +34,7 @@ from agentledger.schemas import (
     ToolCallFailed,
     ToolCallRejected,
     ToolCallRequested,
+    ToolCallRetryScheduled,
     ToolCallStarted,
 )
 from agentledger.schemas.codec import to_dict
@@ -174,6 +177,12 @@ def to_row(event: EventBase, *, workflow: str = "") -> AuditRow:
         output_tokens = event.usage.output_tokens
         cached_tokens = event.usage.cached_tokens
         cost, latency = event.cost_usd, event.latency_ms
+    elif isinstance(event, ContextSummarized):  # the summary call counts like any LLM call
+        model, provider = event.model or "", event.provider or ""
+        input_tokens = event.usage.input_tokens
+        output_tokens = event.usage.output_tokens
+        cached_tokens = event.usage.cached_tokens
+        cost, latency = event.cost_usd, event.latency_ms
     elif isinstance(event, LlmCallFailed):
         model, provider, latency = event.model, event.provider, event.latency_ms
     elif isinstance(event, ToolCallCompleted | ToolCallFailed):
@@ -187,9 +196,12 @@ def to_row(event: EventBase, *, workflow: str = "") -> AuditRow:
         | ApprovalGranted
         | ApprovalDenied
         | ApprovalExpired
-        | ApprovalEscalated,
+        | ApprovalEscalated
+        | ToolCallRetryScheduled,
     ):
         tool = event.tool
+    elif isinstance(event, CircuitStateChanged) and event.scope == "tool":
+        tool = event.name
     if isinstance(event, GoalSubmitted):
         workflow = event.workflow.name
     subtask_id = getattr(event, "subtask_id", None)

@@ -73,6 +73,7 @@ class ModelRequest(BaseModel):
     output_schema_name: str | None = None
     temperature: float | None = None
     max_output_tokens: int | None = None
+    purpose: Literal["step", "summary"] = "step"  # summary: compacting the agent's context
 
     def digest(self) -> str:
         """A stable digest of what was asked, recorded in LlmCallCompleted."""

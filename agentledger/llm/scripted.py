@@ -15,6 +15,10 @@ Two ways to script it:
 
 A call nobody scripted raises at once (it never guesses), and ``assert_complete()`` fails
 when scripted turns were left unused.
+
+Requests to compact an agent's context (``request.purpose == "summary"``) take turns from
+``agent/subtask:summary`` or ``agent:summary`` only, never from the agent's own turns; when
+none is scripted the call fails and the runtime falls back to an extractive summary.
 """
 
 from __future__ import annotations
@@ -30,17 +34,13 @@ from pydantic import JsonValue
 
 from agentledger.errors import ModelError
 from agentledger.llm.base import ModelRequest, ModelResponse, canonical_json
+from agentledger.llm.tokens import estimate_tokens
 from agentledger.schemas.llm import RecordedToolCall, TokenUsage
 
 ScriptFunction = Callable[[ModelRequest], "ModelResponse | Awaitable[ModelResponse]"]
 Turn = ModelResponse | Callable[[ModelRequest], ModelResponse] | Exception
 
 _call_ids = itertools.count(1)
-
-
-def estimate_tokens(text: str | None) -> int:
-    """Roughly four characters a token: enough for budgets and costs to mean something."""
-    return 0 if not text else max(1, len(text) // 4)
 
 
 def _usage(
@@ -129,7 +129,10 @@ class ScriptedModel:
             if inspect.isawaitable(result):
                 result = await result
             return result
-        for key in (f"{request.agent}/{request.subtask_id}", request.agent):
+        keys = [f"{request.agent}/{request.subtask_id}", request.agent]
+        if request.purpose == "summary":
+            keys = [f"{k}:summary" for k in keys]
+        for key in keys:
             queue = self._turns.get(key)
             if queue:
                 turn = queue.popleft()

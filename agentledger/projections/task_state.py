@@ -15,7 +15,8 @@ from typing import Literal
 import orjson
 from pydantic import JsonValue
 
-from agentledger.llm.base import Message
+from agentledger.agents.context_window import compact_turns
+from agentledger.llm.base import Message, canonical_json
 from agentledger.projections.approvals import ApprovalState, fold_approval
 from agentledger.projections.handoffs import HandoffLog, evolve_handoffs
 from agentledger.schemas import (
@@ -26,6 +27,7 @@ from agentledger.schemas import (
     ApprovalExpired,
     ApprovalGranted,
     ApprovalRequested,
+    ContextSummarized,
     Event,
     FailurePolicyApplied,
     GoalSubmitted,
@@ -81,6 +83,14 @@ class SubtaskState:
     repairs: int = 0
     output: JsonValue = None
     error: str | None = None
+    context_tokens: int = 0  # input tokens the model reported for the last call (0: unknown)
+    context_turns: int = 0  # how many turns that call's prompt held
+    tool_call_counts: Mapping[str, int] = field(default_factory=dict)  # by tool + arguments
+
+
+def tool_call_key(tool: str, arguments: JsonValue, raw_arguments: str | None) -> str:
+    """What makes two tool calls "the same call" for loop detection."""
+    return canonical_json([tool, arguments, raw_arguments])
 
 
 @dataclass(frozen=True, slots=True)
@@ -216,12 +226,19 @@ def evolve(state: TaskState, event: Event) -> TaskState:
             if sub is None:
                 return state
             turn = Message(role="assistant", content=event.content, tool_calls=event.tool_calls)
+            counts = dict(sub.tool_call_counts)
+            for c in event.tool_calls:
+                key = tool_call_key(c.tool, c.arguments, c.raw_arguments)
+                counts[key] = counts.get(key, 0) + 1
             return _with_subtask(
                 state,
                 replace(
                     sub,
                     turns=(*sub.turns, turn),
                     pending_calls=frozenset(c.call_id for c in event.tool_calls),
+                    context_tokens=event.usage.input_tokens,
+                    context_turns=len(sub.turns),
+                    tool_call_counts=counts,
                 ),
             )
         case LlmCallFailed():
@@ -242,6 +259,15 @@ def evolve(state: TaskState, event: Event) -> TaskState:
         case ToolCallStarted():
             return state
         case ToolCallRejected():
+            # Refused by the executor (an open circuit breaker) after it was requested.
+            state = replace(
+                state,
+                tool_requests={
+                    k: v
+                    for k, v in state.tool_requests.items()
+                    if (v.subtask_id, v.call_id) != (event.subtask_id, event.call_id)
+                },
+            )
             return _settle_call(
                 state,
                 event.subtask_id,
@@ -339,6 +365,21 @@ def evolve(state: TaskState, event: Event) -> TaskState:
             return replace(state, failing=event)
         case SubtaskSkipped():
             return _update(state, event.subtask_id, status="skipped", output=event.output)
+        case ContextSummarized():
+            state = replace(
+                state,
+                llm_calls=state.llm_calls + (1 if event.model else 0),
+                tokens_in=state.tokens_in + event.usage.input_tokens,
+                tokens_out=state.tokens_out + event.usage.output_tokens,
+                cost_usd=round(state.cost_usd + event.cost_usd, 10),
+            )
+            sub = state.subtasks.get(event.subtask_id)
+            if sub is None:
+                return state
+            turns = compact_turns(sub.turns, event.turns_compacted, event.summary)
+            return _with_subtask(
+                state, replace(sub, turns=turns, context_tokens=0, context_turns=0)
+            )
         case LimitReached():
             note = (
                 f"{event.severity}: {event.scope} {event.limit} {event.value:g}/{event.threshold:g}"

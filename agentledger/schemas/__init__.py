@@ -28,6 +28,11 @@ from agentledger.schemas.goals import (
     TaskPlanned,
     WorkflowRef,
 )
+from agentledger.schemas.guards import (
+    CircuitStateChanged,
+    ContextSummarized,
+    ToolCallRetryScheduled,
+)
 from agentledger.schemas.handoffs import (
     HANDOFF_FIELD,
     HandoffAccepted,
@@ -67,6 +72,8 @@ __all__ = [
     "ApprovalExpired",
     "ApprovalGranted",
     "ApprovalRequested",
+    "CircuitStateChanged",
+    "ContextSummarized",
     "Event",
     "EventBase",
     "EventDecodeError",
@@ -102,6 +109,7 @@ __all__ = [
     "ToolCallFailed",
     "ToolCallRejected",
     "ToolCallRequested",
+    "ToolCallRetryScheduled",
     "ToolCallStarted",
     "Vote",
     "WorkflowRef",

@@ -23,6 +23,11 @@ from agentledger.schemas.goals import (
     TaskFailed,
     TaskPlanned,
 )
+from agentledger.schemas.guards import (
+    CircuitStateChanged,
+    ContextSummarized,
+    ToolCallRetryScheduled,
+)
 from agentledger.schemas.handoffs import HandoffAccepted, HandoffRejected, OutputsAggregated
 from agentledger.schemas.hierarchy import SubtaskPlanned, SubtaskPlanRejected
 from agentledger.schemas.limits import LimitReached
@@ -75,7 +80,10 @@ Event: TypeAlias = Annotated[
     | FailurePolicyApplied
     | SubtaskSkipped
     | SubtaskPlanned
-    | SubtaskPlanRejected,
+    | SubtaskPlanRejected
+    | CircuitStateChanged
+    | ToolCallRetryScheduled
+    | ContextSummarized,
     Field(discriminator="type"),
 ]
 

@@ -8,6 +8,10 @@ it can pass on to the system it changes (the way payment APIs take one)::
     @tool(description="Append a line to the team's notes", side_effect=True, risk="write")
     def add_note(text: Annotated[str, Field(max_length=500)], ctx: ToolContext) -> dict:
         ...
+
+A tool that fails transiently (raises ``TransientToolError``, or times out) is retried
+with backoff up to ``max_attempts`` (see agents/backoff.py); ``circuit_breaker`` overrides
+the workflow's breaker settings for this tool (see agents/breakers.py).
 """
 
 from __future__ import annotations
@@ -22,6 +26,7 @@ from typing import Any, Literal, get_type_hints
 
 from pydantic import BaseModel, ConfigDict, JsonValue, ValidationError, create_model
 
+from agentledger.agents.breakers import BreakerSettings
 from agentledger.errors import ToolError, UsageError
 from agentledger.llm.base import ToolSpec
 
@@ -55,8 +60,19 @@ class Tool:
     safe_to_retry: bool = False  # may be re-run when a crash left its outcome unknown
     timeout_s: float = 60.0
     requires_approval: bool | None = None  # None: the workflow's approvals.min_risk decides
+    max_attempts: int = 3  # attempts in all for a transient failure (1: never retry)
+    backoff_base_s: float = 0.5
+    backoff_max_s: float = 10.0
+    circuit_breaker: BreakerSettings | None = None  # None: the workflow's settings
     wants_context: bool = False
     _is_async: bool = field(default=False, repr=False)
+
+    def __post_init__(self) -> None:
+        if self.max_attempts < 1 or self.backoff_base_s < 0 or self.backoff_max_s < 0:
+            raise UsageError(
+                f"tool {self.name!r}: max_attempts must be at least 1 and the backoff "
+                "delays not negative"
+            )
 
     def spec(self) -> ToolSpec:
         return _spec(self.name, self.description, self.arguments)
@@ -91,6 +107,10 @@ class Tool:
             ) from None
         except ToolError:
             raise
+        except ConnectionError as exc:
+            raise ToolError(
+                f"{type(exc).__name__}: {exc}", kind="connection_error", retryable=True
+            ) from exc
         except Exception as exc:
             raise ToolError(f"{type(exc).__name__}: {exc}", kind="tool_error") from exc
         return _jsonable(result)
@@ -138,6 +158,10 @@ def tool(
     safe_to_retry: bool = False,
     timeout_s: float = 60.0,
     requires_approval: bool | None = None,
+    max_attempts: int = 3,
+    backoff_base_s: float = 0.5,
+    backoff_max_s: float = 10.0,
+    circuit_breaker: BreakerSettings | None = None,
 ) -> Callable[[ToolFunction], Tool]:
     """Turn a function into a Tool; arguments come from its signature."""
 
@@ -155,6 +179,10 @@ def tool(
             safe_to_retry=safe_to_retry,
             timeout_s=timeout_s,
             requires_approval=requires_approval,
+            max_attempts=max_attempts,
+            backoff_base_s=backoff_base_s,
+            backoff_max_s=backoff_max_s,
+            circuit_breaker=circuit_breaker,
             wants_context=wants_context,
             _is_async=inspect.iscoroutinefunction(fn),
         )
