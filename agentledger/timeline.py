@@ -10,6 +10,7 @@ from agentledger.schemas import (
     AgentStepStarted,
     Event,
     GoalSubmitted,
+    InjectionSuspected,
     LimitReached,
     LlmCallCompleted,
     LlmCallFailed,
@@ -103,6 +104,11 @@ def describe(event: Event) -> str:
             return f"task FAILED ({event.error_kind}): {_short(event.reason, 160)}"
         case TaskCancelled():
             return f"task cancelled: {event.reason}"
+        case InjectionSuspected():
+            return (
+                f"injection suspected in {event.source} ({', '.join(event.rules)}), "
+                f"{event.action}: {_short(event.excerpt, 80)}"
+            )
     return event.type
 
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
 
@@ -12,6 +12,7 @@ from agentledger.llm.base import ChatModel
 from agentledger.llm.pricing import PriceTable
 from agentledger.projections.task_state import TaskState
 from agentledger.schemas import Event, EventBase
+from agentledger.security.masking import Masker
 
 
 @dataclass(frozen=True)
@@ -22,6 +23,7 @@ class Runtime:
     models: Mapping[str, ChatModel]  # by agent name
     prices: PriceTable
     sandbox: Path
+    masker: Masker = field(default_factory=Masker)  # placeholders for the primary log, and vault
 
     async def aclose(self) -> None:
         """Close the models' HTTP connections (models without ``aclose`` need none)."""

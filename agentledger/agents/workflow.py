@@ -39,6 +39,7 @@ from agentledger._imports import load_object
 from agentledger.agents.graph import AgentGraph, Edge
 from agentledger.errors import ConfigurationError, WorkflowError
 from agentledger.llm.base import ModelSettings
+from agentledger.security.policy import SecurityPolicy, ToolPolicy, ToolPolicyEntry
 from agentledger.settings import Settings
 from agentledger.tools.registry import Tool, ToolRegistry, as_tool
 
@@ -70,6 +71,7 @@ class AgentSpec:
     max_iterations: int = 15
     max_repairs: int = 2
     max_repeated_calls: int = 3  # the same tool with the same arguments this often is a loop
+    max_rejected_calls: int = 5  # refused tool calls a subtask may get before it fails
 
 
 @dataclass(frozen=True)
@@ -83,6 +85,8 @@ class Workflow:
     source: Path | None = None
     digest: str = ""
     result_field: str | None = None  # the field of the final result to present to people
+    security: SecurityPolicy = field(default_factory=SecurityPolicy)
+    tool_policies: Mapping[str, ToolPolicy] = field(default_factory=dict)  # by tool name
 
     def present(self, result: Any) -> Any:
         """The part of a task's result a person wants to read (see ``result_field``)."""
@@ -108,11 +112,16 @@ class Workflow:
             for t in a.tools:
                 if t not in self.tools:
                     problems.append(f"agent {a.name!r} allows tool {t!r}, which is not registered")
+            if a.max_rejected_calls < 1:
+                problems.append(f"agent {a.name!r}: max_rejected_calls must be at least 1")
             if a.warn_iterations > a.max_iterations:
                 problems.append(
                     f"agent {a.name!r}: warn_iterations ({a.warn_iterations}) is above "
                     f"max_iterations ({a.max_iterations})"
                 )
+        for t in self.tool_policies:
+            if t not in self.tools:
+                problems.append(f"a policy is set for tool {t!r}, which is not registered")
         orchestrator = self.agents.get(self.orchestrator)
         if orchestrator is not None and orchestrator.output_model is not None:
             problems.append(
@@ -130,6 +139,8 @@ class Workflow:
         tools: Iterable[Tool | Any] = (),
         limits: Limits | None = None,
         description: str = "",
+        security: SecurityPolicy | None = None,
+        tool_policies: Mapping[str, ToolPolicy] | None = None,
     ) -> Workflow:
         """Declare a workflow in Python; validated like a file."""
         specs = {a.name: a for a in agents}
@@ -141,6 +152,8 @@ class Workflow:
             limits=limits or Limits(),
             description=description,
             digest=_digest(repr(sorted(specs))),
+            security=security or SecurityPolicy(),
+            tool_policies=dict(tool_policies or {}),
         )
         problems = wf.problems()
         if problems:
@@ -162,6 +175,8 @@ class _ToolEntry(BaseModel):
     side_effect: bool | None = None
     safe_to_retry: bool | None = None
     timeout_s: float | None = None
+    raw_values: bool | None = None
+    policy: ToolPolicyEntry | None = None
 
 
 class _AgentEntry(BaseModel):
@@ -176,6 +191,7 @@ class _AgentEntry(BaseModel):
     max_iterations: int | None = Field(default=None, ge=1)
     max_repairs: int = Field(default=2, ge=0)
     max_repeated_calls: int = Field(default=3, ge=2)
+    max_rejected_calls: int = Field(default=5, ge=1)
 
 
 class _WorkflowFile(BaseModel):
@@ -188,6 +204,7 @@ class _WorkflowFile(BaseModel):
     agents: dict[str, _AgentEntry] = Field(min_length=1)
     limits: Limits = Field(default_factory=Limits)
     result_field: str | None = None
+    security: SecurityPolicy = Field(default_factory=SecurityPolicy)
 
 
 def _digest(text: str | bytes) -> str:
@@ -235,17 +252,20 @@ def load_workflow(path: str | Path, *, settings: Settings | None = None) -> Work
     problems: list[str] = []
 
     registry = ToolRegistry()
+    policies: dict[str, ToolPolicy] = {}
     for tool_name, tool_entry in spec.tools.items():
         try:
             obj = load_object(tool_entry.function, base_dir=base_dir, what=f"tool {tool_name!r}")
             t = as_tool(obj)
             overrides = {
                 k: v
-                for k, v in tool_entry.model_dump(exclude={"function"}).items()
+                for k, v in tool_entry.model_dump(exclude={"function", "policy"}).items()
                 if v is not None
             }
             t = Tool(**{**_tool_fields(t), "name": tool_name, **overrides})
             registry.register(t)
+            if tool_entry.policy is not None:
+                policies[tool_name] = tool_entry.policy.build(base_dir, tool_name)
         except ConfigurationError as exc:
             problems.append(str(exc))
 
@@ -286,6 +306,7 @@ def load_workflow(path: str | Path, *, settings: Settings | None = None) -> Work
             max_iterations=entry.max_iterations or settings.max_iterations,
             max_repairs=entry.max_repairs,
             max_repeated_calls=entry.max_repeated_calls,
+            max_rejected_calls=entry.max_rejected_calls,
         )
     wf = Workflow(
         name=spec.name,
@@ -297,6 +318,10 @@ def load_workflow(path: str | Path, *, settings: Settings | None = None) -> Work
         source=path,
         digest=_digest(raw),
         result_field=spec.result_field,
+        security=spec.security.model_copy(
+            update={"primary_log": spec.security.primary_log or settings.primary_log}
+        ),
+        tool_policies=policies,
     )
     problems.extend(wf.problems())
     if problems:
@@ -314,6 +339,7 @@ def _tool_fields(t: Tool) -> dict[str, Any]:
         "side_effect": t.side_effect,
         "safe_to_retry": t.safe_to_retry,
         "timeout_s": t.timeout_s,
+        "raw_values": t.raw_values,
         "wants_context": t.wants_context,
         "_is_async": t._is_async,
     }

@@ -20,6 +20,7 @@ from agentledger.redaction import redact
 from agentledger.schemas import (
     EventBase,
     GoalSubmitted,
+    InjectionSuspected,
     LimitReached,
     LlmCallCompleted,
     LlmCallFailed,
@@ -86,6 +87,7 @@ _STATUS: dict[str, str] = {
     "task_completed": "ok",
     "task_failed": "error",
     "task_cancelled": "cancelled",
+    "injection_suspected": "warning",
 }
 
 OUTCOME_STATUSES = ("ok", "error", "rejected")
@@ -144,6 +146,8 @@ def _error_kind(event: EventBase, event_type: str) -> str:
         return kind
     if isinstance(event, LimitReached):
         return f"limit:{event.limit}"
+    if isinstance(event, InjectionSuspected):
+        return f"injection_{event.action}"
     if event_type in ("output_rejected", "plan_rejected"):
         return event_type
     return ""
@@ -167,6 +171,8 @@ def to_row(event: EventBase, *, workflow: str = "") -> AuditRow:
         tool, latency = event.tool, event.latency_ms
     elif isinstance(event, ToolCallRequested | ToolCallStarted | ToolCallRejected):
         tool = event.tool
+    elif isinstance(event, InjectionSuspected) and event.source.startswith("tool:"):
+        tool = event.source.removeprefix("tool:").partition("#")[0]
     if isinstance(event, GoalSubmitted):
         workflow = event.workflow.name
     subtask_id = getattr(event, "subtask_id", None)

@@ -61,6 +61,7 @@ class SubtaskState:
     turns: tuple[Message, ...] = ()  # the agent's conversation after its inputs
     pending_calls: frozenset[str] = frozenset()
     repairs: int = 0
+    rejected_calls: int = 0  # tool calls refused before execution in this attempt
     output: JsonValue = None
     error: str | None = None
 
@@ -213,6 +214,9 @@ def evolve(state: TaskState, event: Event) -> TaskState:
         case ToolCallStarted():
             return state
         case ToolCallRejected():
+            sub = state.subtasks.get(event.subtask_id)
+            if sub is not None:
+                state = _with_subtask(state, replace(sub, rejected_calls=sub.rejected_calls + 1))
             return _settle_call(
                 state,
                 event.subtask_id,

@@ -16,6 +16,7 @@ from agentledger.schemas.goals import (
 )
 from agentledger.schemas.limits import LimitReached
 from agentledger.schemas.llm import LlmCallCompleted, LlmCallFailed, RecordedToolCall, TokenUsage
+from agentledger.schemas.security import InjectionSuspected
 from agentledger.schemas.subtasks import (
     AgentOutputProduced,
     AgentStepStarted,
@@ -42,6 +43,7 @@ __all__ = [
     "EventBase",
     "EventDecodeError",
     "GoalSubmitted",
+    "InjectionSuspected",
     "LimitReached",
     "LlmCallCompleted",
     "LlmCallFailed",

@@ -17,6 +17,7 @@ from agentledger.schemas.goals import (
 )
 from agentledger.schemas.limits import LimitReached
 from agentledger.schemas.llm import LlmCallCompleted, LlmCallFailed
+from agentledger.schemas.security import InjectionSuspected
 from agentledger.schemas.subtasks import (
     AgentOutputProduced,
     AgentStepStarted,
@@ -53,7 +54,8 @@ Event: TypeAlias = Annotated[
     | ToolCallStarted
     | ToolCallCompleted
     | ToolCallFailed
-    | LimitReached,
+    | LimitReached
+    | InjectionSuspected,
     Field(discriminator="type"),
 ]
 

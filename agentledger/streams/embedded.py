@@ -22,6 +22,8 @@ from agentledger.agents.context import Runtime
 from agentledger.errors import UnknownTaskError
 from agentledger.projections.task_state import TaskState
 from agentledger.schemas import Event, EventBase, GoalSubmitted, WorkflowRef, new_event_id
+from agentledger.security.guard import admit_goal
+from agentledger.security.logs import install_log_redaction
 from agentledger.streams.driver import TaskDriver
 from agentledger.streams.log import CorruptRecord, EventLog, Recorded
 
@@ -44,6 +46,7 @@ class EmbeddedRunner:
         self.runtime = runtime
         self.on_event = on_event
         self.on_corrupt = on_corrupt
+        install_log_redaction()
 
     async def submit(
         self,
@@ -67,7 +70,7 @@ class EmbeddedRunner:
             inputs=inputs or {},
             submitted_by=submitted_by,
         )
-        await self.log.append([event])
+        await self.log.append(admit_goal(event, self.runtime))
         return task_id
 
     async def run(self, task_id: str) -> TaskState:

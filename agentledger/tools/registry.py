@@ -39,6 +39,7 @@ class ToolContext:
     call_id: str
     idempotency_key: str
     sandbox: Path
+    allowed_domains: tuple[str, ...] | None = None  # from the tool's policy (see http_fetch)
 
 
 ToolFunction = Callable[..., Any]
@@ -54,6 +55,7 @@ class Tool:
     side_effect: bool = False
     safe_to_retry: bool = False  # may be re-run when a crash left its outcome unknown
     timeout_s: float = 60.0
+    raw_values: bool = False  # receives raw values for the primary log's placeholders
     wants_context: bool = False
     _is_async: bool = field(default=False, repr=False)
 
@@ -136,6 +138,7 @@ def tool(
     side_effect: bool = False,
     safe_to_retry: bool = False,
     timeout_s: float = 60.0,
+    raw_values: bool = False,
 ) -> Callable[[ToolFunction], Tool]:
     """Turn a function into a Tool; arguments come from its signature."""
 
@@ -152,6 +155,7 @@ def tool(
             side_effect=side_effect,
             safe_to_retry=safe_to_retry,
             timeout_s=timeout_s,
+            raw_values=raw_values,
             wants_context=wants_context,
             _is_async=inspect.iscoroutinefunction(fn),
         )

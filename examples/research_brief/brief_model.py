@@ -109,10 +109,12 @@ class Conversation:
         )
 
     def tool_results(self, tool: str) -> Iterator[str]:
-        """The content of every result of ``tool`` so far, oldest first."""
+        """The content of every result of ``tool`` so far, oldest first (out of its
+        ``<data source="tool ...">`` block)."""
         for message in self.turns:
             if message.role == "tool" and message.name == tool:
-                yield message.content or ""
+                first, _, rest = (message.content or "").partition("\n")
+                yield rest.removesuffix("</data>").strip() if first.startswith("<data") else first
 
     def require_tool(self, tool: str) -> None:
         if tool not in {t.name for t in self.request.tools}:
