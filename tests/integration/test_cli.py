@@ -116,7 +116,7 @@ def test_corrupt_event_is_reported_with_its_offset_and_nothing_else_lost(
 
 def test_schemas_export(tmp_path: Path):
     code, out, _ = cli("schemas", "export", str(tmp_path / "s"))
-    assert code == 0 and f"wrote {len(EVENT_TYPES)} JSON Schemas" in out
+    assert code == 0 and f"wrote {len(EVENT_TYPES) + 1} JSON Schemas" in out
     schema = json.loads((tmp_path / "s" / "goal_submitted.schema.json").read_text())
     assert schema["properties"]["type"]["const"] == "goal_submitted"
 
