@@ -446,3 +446,41 @@ async def test_python_logs_never_carry_personal_data(caplog: pytest.LogCaptureFi
     for value in ("ann.lee@example.com", "4111 1111 1111 1111", "sk-proj-abcdefghijklmnop1234"):
         assert value not in rendered and value not in (run.state.failure or "")
     assert "[email]" in rendered and "[card]" in rendered and "key=[api_key]" in rendered
+
+
+def test_security_settings_and_tool_policies_load_from_a_workflow_file(tmp_path: Path) -> None:
+    (tmp_path / "wf.yaml").write_text(
+        """
+name: secured
+orchestrator: planner
+security: {injection: block, outbound: block}
+tools:
+  fetch:
+    function: "agentledger.tools.builtin:http_fetch"
+    policy: {allowed_domains: [Docs.Python.org]}
+  reader:
+    function: "agentledger.tools.builtin:read_file"
+    raw_values: true
+    policy: {check: "no_such_module:check"}
+agents:
+  planner: {routes_to: [clerk]}
+  clerk: {tools: [fetch, reader], max_rejected_calls: 2}
+"""
+    )
+    from agentledger.errors import WorkflowError
+
+    with pytest.raises(WorkflowError) as caught:
+        load_workflow(tmp_path / "wf.yaml", settings=Settings(primary_log="raw"))
+    problems = "\n".join(caught.value.problems)
+    assert "cannot import 'no_such_module' for policy check of 'reader'" in problems
+
+    text = (tmp_path / "wf.yaml").read_text()
+    (tmp_path / "wf.yaml").write_text(
+        text.replace('    policy: {check: "no_such_module:check"}\n', "")
+    )
+    wf = load_workflow(tmp_path / "wf.yaml", settings=Settings(primary_log="raw"))
+    assert wf.security == SecurityPolicy(injection="block", primary_log="raw", outbound="block")
+    assert wf.tool_policies["fetch"].allowed_domains == ("docs.python.org",)
+    reader = wf.tools.get("reader")
+    assert reader is not None and reader.raw_values
+    assert wf.agents["clerk"].max_rejected_calls == 2
