@@ -22,6 +22,7 @@ from agentledger.errors import AgentLedgerError, EventLogError, UnknownTaskError
 from agentledger.projections.task_state import TaskState, fold
 from agentledger.schemas import TERMINAL_TYPES, Event, GoalSubmitted
 from agentledger.schemas.codec import to_dict
+from agentledger.security.logs import install_log_redaction
 from agentledger.settings import Settings
 from agentledger.streams.log import CorruptRecord, EventLog, LogEntry, Recorded
 from agentledger.streams.sqlite import SqliteEventLog
@@ -435,6 +436,7 @@ def main(
         format="%(levelname)s %(name)s: %(message)s",
         stream=err,
     )
+    install_log_redaction()  # no personal data or secret reaches a log handler
     settings = Settings()
     try:
         result = args.func(args, settings, out, err) if _takes_io(args.func) else args.func(args)

@@ -14,6 +14,11 @@ an IBAN the mod-97 check, so order ids and timestamps are not masked by accident
 
 Every pattern is compiled once at import and each is guarded by a cheap substring test, so
 masking is fast enough to run on every event.
+
+``mark`` chooses the replacement: the default is the bare marker; the primary log uses
+``agentledger.security.masking.Masker``, whose marks are deterministic placeholders such as
+``[email:3f2a9c1e0b7d]`` (a keyed hash, so equal values stay equal and nothing can be
+guessed back). Text that already is a marker or placeholder is left alone.
 """
 
 from __future__ import annotations
@@ -21,9 +26,10 @@ from __future__ import annotations
 import functools
 import ipaddress
 import re
+from collections.abc import Callable
 from typing import Any
 
-__all__ = ["MARKERS", "redact", "redact_text"]
+__all__ = ["MARKERS", "PLACEHOLDER", "Mark", "redact", "redact_text"]
 
 MARKERS = {
     "email": "[email]",
@@ -36,6 +42,17 @@ MARKERS = {
     "secret": "[secret]",
 }
 """The replacement marker for each kind of finding."""
+
+Mark = Callable[[str, str], str]
+"""``mark(kind, raw_value) -> replacement``; ``kind`` is a key of ``MARKERS``."""
+
+PLACEHOLDER = re.compile(r"\[(email|phone|card|iban|ip|api_key|token|secret)(?::([0-9a-f]{12}))?\]")
+"""A marker (``[email]``) or a placeholder (``[email:3f2a9c1e0b7d]``)."""
+
+
+def _marker(kind: str, raw: str) -> str:
+    return MARKERS[kind]
+
 
 # Secrets first: a key can contain digit runs that would otherwise be read as a phone or card.
 _BEARER = re.compile(r"\b(Bearer)\s+([A-Za-z0-9\-._~+/]+=*)", re.IGNORECASE)
@@ -57,7 +74,7 @@ _SECRET_NAMES = (
 # `name=value`, `name: value`, `"name": "value"`; the name is kept so the text still reads.
 _KEY_VALUE = re.compile(
     rf"""(?ix)
-    (?P<name>\b(?:{_SECRET_NAMES})\b["']?\s*[=:]\s*["']?)
+    (?P<name>(?<!\[)\b(?:{_SECRET_NAMES})\b["']?\s*[=:]\s*["']?)
     (?P<value>(?!\[)[^\s"'&,;<>]{{3,}})
     """
 )
@@ -131,14 +148,14 @@ def _iban_ok(compact: str) -> bool:
     return number % 97 == 1
 
 
-def _card(match: re.Match[str]) -> str:
+def _card(mark: Mark, match: re.Match[str]) -> str:
     digits = re.sub(r"[ -]", "", match.group())
     if 13 <= len(digits) <= 19 and _luhn_ok(digits):
-        return MARKERS["card"]
+        return mark("card", match.group())
     return match.group()
 
 
-def _iban(match: re.Match[str]) -> str:
+def _iban(mark: Mark, match: re.Match[str]) -> str:
     text = match.group()
     # The pattern can run on into a following upper-case word ("... 00 OK"), so try the
     # longest prefix that ends at a character boundary and passes the check.
@@ -148,16 +165,16 @@ def _iban(match: re.Match[str]) -> str:
         if end < len(text) and text[end] != " ":
             continue
         if _iban_ok(text[:end].replace(" ", "")):
-            return MARKERS["iban"] + text[end:]
+            return mark("iban", text[:end]) + text[end:]
     return text
 
 
-def _phone(match: re.Match[str]) -> str:
+def _phone(mark: Mark, match: re.Match[str]) -> str:
     digits = sum(ch.isdigit() for ch in match.group())
-    return MARKERS["phone"] if 7 <= digits <= 15 else match.group()
+    return mark("phone", match.group()) if 7 <= digits <= 15 else match.group()
 
 
-def _ipv6(match: re.Match[str]) -> str:
+def _ipv6(mark: Mark, match: re.Match[str]) -> str:
     text = match.group()
     if not any(ch.isalnum() for ch in text):
         return text
@@ -165,19 +182,23 @@ def _ipv6(match: re.Match[str]) -> str:
         ipaddress.IPv6Address(text)
     except ValueError:
         return text
-    return MARKERS["ip"]
+    return mark("ip", text)
 
 
-def _key_value(match: re.Match[str]) -> str:
-    return match.group("name") + MARKERS["secret"]
+def _key_value(mark: Mark, match: re.Match[str]) -> str:
+    return match.group("name") + mark("secret", match.group("value"))
 
 
-def _bearer(match: re.Match[str]) -> str:
+def _bearer(mark: Mark, match: re.Match[str]) -> str:
     token = match.group(2)
     # Prose says "bearer" too ("the bearer instrument"): a credential is long and has digits.
     if len(token) < 16 or not any(ch.isdigit() for ch in token):
         return match.group()
-    return f"{match.group(1)} {MARKERS['token']}"
+    return f"{match.group(1)} {mark('token', token)}"
+
+
+def _simple(kind: str, mark: Mark, match: re.Match[str]) -> str:
+    return mark(kind, match.group())
 
 
 _DIGIT = re.compile(r"\d")
@@ -189,34 +210,35 @@ _PLAIN = re.compile(
 )
 
 
-def redact_text(text: str) -> str:
-    """``text`` with every finding replaced by its marker (see ``MARKERS``)."""
+def redact_text(text: str, mark: Mark = _marker) -> str:
+    """``text`` with every finding replaced by ``mark(kind, value)`` (default: ``MARKERS``)."""
     # Nothing we mask is this short, or an id or a timestamp; most strings stop here.
     if len(text) < 6 or _PLAIN.fullmatch(text):
         return text
+    sub = functools.partial
     # Cheap substring tests decide which patterns can match at all; most strings in an
     # event (ids, type names, model names) skip every regex.
     lower = text.lower()
     if "bearer" in lower:
-        text = _BEARER.sub(_bearer, text)
+        text = _BEARER.sub(sub(_bearer, mark), text)
     if "eyJ" in text:
-        text = _JWT.sub(MARKERS["token"], text)
+        text = _JWT.sub(sub(_simple, "token", mark), text)
     if _API_KEY_HINT.search(text):
-        text = _API_KEY.sub(MARKERS["api_key"], text)
+        text = _API_KEY.sub(sub(_simple, "api_key", mark), text)
     if ("=" in text or ":" in text) and _SECRET_HINT.search(lower):
-        text = _KEY_VALUE.sub(_key_value, text)
+        text = _KEY_VALUE.sub(sub(_key_value, mark), text)
     if "@" in text:
-        text = _EMAIL.sub(MARKERS["email"], text)
+        text = _EMAIL.sub(sub(_simple, "email", mark), text)
     if _DIGIT.search(text) is None:
         return text
-    text = _IBAN.sub(_iban, text)
-    text = _CARD.sub(_card, text)
-    text = _PHONE.sub(_phone, text)
+    text = _IBAN.sub(sub(_iban, mark), text)
+    text = _CARD.sub(sub(_card, mark), text)
+    text = _PHONE.sub(sub(_phone, mark), text)
     # IPv6 before IPv4, so an IPv4-mapped address is masked whole.
     if "::" in text or text.count(":") >= 5:
-        text = _IPV6.sub(_ipv6, text)
+        text = _IPV6.sub(sub(_ipv6, mark), text)
     if "." in text:
-        text = _IPV4.sub(MARKERS["ip"], text)
+        text = _IPV4.sub(sub(_simple, "ip", mark), text)
     return text
 
 
@@ -226,7 +248,7 @@ def _sensitive_key(key: str) -> bool:
     return name in _SENSITIVE_KEYS or name.endswith(_SENSITIVE_SUFFIXES)
 
 
-def redact(value: Any) -> Any:
+def redact(value: Any, mark: Mark = _marker) -> Any:
     """A copy of a JSON-like ``value`` with personal data and secrets masked.
 
     Strings are masked with ``redact_text``; a string under a key that names a secret
@@ -234,15 +256,15 @@ def redact(value: Any) -> Any:
     Dicts, lists and tuples are walked; other values are returned unchanged.
     """
     if isinstance(value, str):
-        return redact_text(value)
+        return redact_text(value, mark)
     if isinstance(value, dict):
         out: dict[Any, Any] = {}
         for key, item in value.items():
             if isinstance(item, str) and isinstance(key, str) and _sensitive_key(key) and item:
-                out[key] = MARKERS["secret"]
+                out[key] = item if PLACEHOLDER.fullmatch(item) else mark("secret", item)
             else:
-                out[key] = redact(item)
+                out[key] = redact(item, mark)
         return out
     if isinstance(value, list | tuple):
-        return [redact(item) for item in value]
+        return [redact(item, mark) for item in value]
     return value

@@ -31,6 +31,12 @@ class Settings(BaseSettings):
 
     clickhouse_url: str | None = None
 
+    # Whether the primary log keeps raw personal data and secrets (a workflow may say too).
+    primary_log: Literal["masked", "raw"] = "masked"
+    vault: Path | None = Field(
+        default=None, description="raw values behind log placeholders (default: HOME/vault.db)"
+    )
+
     # Guard-rail defaults; a workflow file may set its own per agent and per task.
     warn_iterations: int = 10
     max_iterations: int = 15
@@ -38,6 +44,10 @@ class Settings(BaseSettings):
     @property
     def ledger_path(self) -> Path:
         return self.db if self.db is not None else self.home / "ledger.db"
+
+    @property
+    def vault_path(self) -> Path:
+        return self.vault if self.vault is not None else self.home / "vault.db"
 
     @property
     def sandbox_dir(self) -> Path:

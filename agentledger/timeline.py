@@ -20,6 +20,7 @@ from agentledger.schemas import (
     GoalSubmitted,
     HandoffAccepted,
     HandoffRejected,
+    InjectionSuspected,
     LimitReached,
     LlmCallCompleted,
     LlmCallFailed,
@@ -185,6 +186,11 @@ def describe(event: Event) -> str:
             return (
                 f"{event.approval_id} {event.tool} escalated to {event.escalate_to} "
                 f"(until {event.expires_at:%Y-%m-%d %H:%M} UTC)"
+            )
+        case InjectionSuspected():
+            return (
+                f"injection suspected in {event.source} ({', '.join(event.rules)}), "
+                f"{event.action}: {_short(event.excerpt, 80)}"
             )
     return event.type
 

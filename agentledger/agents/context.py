@@ -13,6 +13,7 @@ from agentledger.llm.base import ChatModel
 from agentledger.llm.pricing import PriceTable
 from agentledger.projections.task_state import TaskState
 from agentledger.schemas import Event, EventBase
+from agentledger.security.masking import Masker
 
 
 @dataclass(frozen=True)
@@ -25,6 +26,7 @@ class Runtime:
     sandbox: Path
     # Circuit breakers protect downstream services across tasks: per process, not per task.
     breakers: Breakers = field(default_factory=Breakers, compare=False)
+    masker: Masker = field(default_factory=Masker)  # placeholders for the primary log, and vault
 
     async def aclose(self) -> None:
         """Close the models' HTTP connections (models without ``aclose`` need none)."""

@@ -10,6 +10,7 @@ from agentledger.agents.context import Runtime
 from agentledger.agents.workflow import Workflow
 from agentledger.llm.base import ChatModel, ModelSettings
 from agentledger.llm.pricing import PriceTable
+from agentledger.security.masking import Masker, SqliteVault
 from agentledger.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -56,4 +57,10 @@ def build_runtime(
         )
     sandbox = settings.sandbox_dir.resolve()
     sandbox.mkdir(parents=True, exist_ok=True)
-    return Runtime(workflow=workflow, models=by_agent, prices=prices, sandbox=sandbox)
+    return Runtime(
+        workflow=workflow,
+        models=by_agent,
+        prices=prices,
+        sandbox=sandbox,
+        masker=Masker(SqliteVault(settings.vault_path)),
+    )

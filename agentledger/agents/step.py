@@ -47,6 +47,7 @@ from agentledger.schemas import (
     ToolCallRejected,
     ToolCallRequested,
 )
+from agentledger.security import guard
 
 _FENCE = re.compile(r"^\s*```(?:json)?\s*(.*?)\s*```\s*$", re.DOTALL)
 MAX_CONTENT_CHARS = 200_000
@@ -238,9 +239,10 @@ class AgentStep:
             loop = self._loop_stop(event, spec, sub)
             if loop:
                 return loop
-            return [
+            outcomes = [
                 self._request_or_reject(event, ctx, spec, sub, call) for call in event.tool_calls
             ]
+            return guard.rejection_stop(event, spec, sub, outcomes) or outcomes
         output, errors = parse_output(event.content, output_model_for(ctx, spec))
         if not errors and spec.aggregate is not None:
             errors = aggregate.verdict_errors(output, sub)
@@ -361,9 +363,12 @@ class AgentStep:
                 "invalid_arguments",
             )
         try:
-            arguments = tool.validate(call.arguments)
+            arguments = tool.validate(guard.resolve_for(tool, call.arguments, ctx.runtime))
         except ValueError as exc:
             return reject(str(exc), "invalid_arguments")
+        arguments, refusal, kind = guard.check_call(ctx.state, ctx.runtime, sub, tool, arguments)
+        if refusal is not None:
+            return reject(refusal, kind)
         return ToolCallRequested.caused_by(
             event,
             subtask_id=sub.id,

@@ -37,6 +37,7 @@ from agentledger.schemas import (
     ToolCallStarted,
 )
 from agentledger.schemas.codec import MAX_EVENT_BYTES
+from agentledger.security import guard
 from agentledger.tools.registry import Tool, ToolContext
 
 MAX_RESULT_BYTES = MAX_EVENT_BYTES // 2
@@ -151,6 +152,7 @@ class ToolExecutor:
             return [
                 _failed(cause, request, "unknown_tool", f"tool {request.tool!r} is not registered")
             ]
+        policy = ctx.runtime.workflow.tool_policies.get(request.tool)
         tool_ctx = ToolContext(
             task_id=request.task_id,
             subtask_id=request.subtask_id,
@@ -158,11 +160,13 @@ class ToolExecutor:
             call_id=request.call_id,
             idempotency_key=request.idempotency_key,
             sandbox=ctx.runtime.sandbox,
+            allowed_domains=policy.allowed_domains if policy is not None else None,
         )
         breaker, settings = _breaker(ctx, tool)
         started = time.perf_counter()
         try:
-            result = await tool.run(request.arguments, tool_ctx)
+            arguments = guard.resolve_for(tool, request.arguments, ctx.runtime)
+            result = await tool.run(arguments, tool_ctx)
         except ToolError as exc:
             transitions = breaker.record(cause, settings, ok=False)
             return [_retry_or_fail(tool, request, cause, exc, attempt, started), *transitions]
@@ -176,7 +180,10 @@ class ToolExecutor:
         if size > MAX_RESULT_BYTES:
             message = f"tool {request.tool!r} returned {size} bytes, over the {MAX_RESULT_BYTES}-byte limit"
             return [_failed(cause, request, "result_too_large", message, started), *transitions]
+        # Untrusted data: screened for injection before it is recorded or seen by a model.
+        result, flagged = guard.screen_tool_result(request, cause, result, ctx.runtime)
         return [
+            *flagged,
             ToolCallCompleted.caused_by(
                 cause,
                 subtask_id=request.subtask_id,

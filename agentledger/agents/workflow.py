@@ -49,6 +49,7 @@ from agentledger.agents.plans import default_problem, plan_problems
 from agentledger.errors import ConfigurationError, WorkflowError
 from agentledger.llm.base import ModelSettings
 from agentledger.schemas import FailurePolicy, Plan, RunningBranches
+from agentledger.security.policy import SecurityPolicy, ToolPolicy, ToolPolicyEntry
 from agentledger.settings import Settings
 from agentledger.tools.registry import Tool, ToolRegistry, as_tool
 
@@ -94,6 +95,7 @@ class AgentSpec:
     default_output: JsonValue = None  # for on_failure: skip, what dependents get instead
     circuit_breaker: BreakerSettings | None = None  # None: the workflow's settings
     context: ContextSettings = field(default_factory=ContextSettings)
+    max_rejected_calls: int = 5  # refused tool calls a subtask may get before it fails
 
 
 @dataclass(frozen=True)
@@ -113,6 +115,8 @@ class Workflow:
     plan: Plan | None = None  # a static plan: used instead of asking the orchestrator
     running_branches_on_failure: RunningBranches = "cancel"
     circuit_breaker: BreakerSettings = field(default_factory=BreakerSettings)
+    security: SecurityPolicy = field(default_factory=SecurityPolicy)
+    tool_policies: Mapping[str, ToolPolicy] = field(default_factory=dict)  # by tool name
 
     def present(self, result: Any) -> Any:
         """The part of a task's result a person wants to read (see ``result_field``)."""
@@ -139,11 +143,16 @@ class Workflow:
             for t in a.tools:
                 if t not in self.tools:
                     problems.append(f"agent {a.name!r} allows tool {t!r}, which is not registered")
+            if a.max_rejected_calls < 1:
+                problems.append(f"agent {a.name!r}: max_rejected_calls must be at least 1")
             if a.warn_iterations > a.max_iterations:
                 problems.append(
                     f"agent {a.name!r}: warn_iterations ({a.warn_iterations}) is above "
                     f"max_iterations ({a.max_iterations})"
                 )
+        for t in self.tool_policies:
+            if t not in self.tools:
+                problems.append(f"a policy is set for tool {t!r}, which is not registered")
         orchestrator = self.agents.get(self.orchestrator)
         if orchestrator is not None and orchestrator.output_model is not None:
             problems.append(
@@ -193,6 +202,8 @@ class Workflow:
         plan: Plan | None = None,
         running_branches_on_failure: RunningBranches = "cancel",
         circuit_breaker: BreakerSettings | None = None,
+        security: SecurityPolicy | None = None,
+        tool_policies: Mapping[str, ToolPolicy] | None = None,
     ) -> Workflow:
         """Declare a workflow in Python; validated like a file."""
         specs = {a.name: a for a in agents}
@@ -210,6 +221,8 @@ class Workflow:
             plan=plan,
             running_branches_on_failure=running_branches_on_failure,
             circuit_breaker=circuit_breaker or BreakerSettings(),
+            security=security or SecurityPolicy(),
+            tool_policies=dict(tool_policies or {}),
         )
         problems = wf.problems()
         if problems:
@@ -247,6 +260,8 @@ class _ToolEntry(BaseModel):
     backoff_base_s: float | None = Field(default=None, ge=0)
     backoff_max_s: float | None = Field(default=None, ge=0)
     circuit_breaker: _BreakerOverride | None = None
+    raw_values: bool | None = None
+    policy: ToolPolicyEntry | None = None
 
 
 class _AgentEntry(BaseModel):
@@ -268,6 +283,7 @@ class _AgentEntry(BaseModel):
     default: JsonValue = None
     circuit_breaker: _BreakerOverride | None = None
     context: ContextSettings = Field(default_factory=ContextSettings)
+    max_rejected_calls: int = Field(default=5, ge=1)
 
 
 class _WorkflowFile(BaseModel):
@@ -286,6 +302,7 @@ class _WorkflowFile(BaseModel):
     plan: Plan | None = None
     running_branches_on_failure: RunningBranches = "cancel"
     circuit_breaker: BreakerSettings = Field(default_factory=BreakerSettings)
+    security: SecurityPolicy = Field(default_factory=SecurityPolicy)
 
     @model_validator(mode="after")
     def _who_starts(self) -> Self:
@@ -350,13 +367,16 @@ def load_workflow(path: str | Path, *, settings: Settings | None = None) -> Work
     problems: list[str] = []
 
     registry = ToolRegistry()
+    policies: dict[str, ToolPolicy] = {}
     for tool_name, tool_entry in spec.tools.items():
         try:
             obj = load_object(tool_entry.function, base_dir=base_dir, what=f"tool {tool_name!r}")
             t = as_tool(obj)
             overrides = {
                 k: v
-                for k, v in tool_entry.model_dump(exclude={"function", "circuit_breaker"}).items()
+                for k, v in tool_entry.model_dump(
+                    exclude={"function", "circuit_breaker", "policy"}
+                ).items()
                 if v is not None
             }
             if tool_entry.circuit_breaker is not None:
@@ -364,6 +384,8 @@ def load_workflow(path: str | Path, *, settings: Settings | None = None) -> Work
                 overrides["circuit_breaker"] = tool_entry.circuit_breaker.over(base)
             t = Tool(**{**_tool_fields(t), "name": tool_name, **overrides})
             registry.register(t)
+            if tool_entry.policy is not None:
+                policies[tool_name] = tool_entry.policy.build(base_dir, tool_name)
         except ConfigurationError as exc:
             problems.append(str(exc))
 
@@ -413,6 +435,7 @@ def load_workflow(path: str | Path, *, settings: Settings | None = None) -> Work
                 entry.circuit_breaker.over(spec.circuit_breaker) if entry.circuit_breaker else None
             ),
             context=entry.context,
+            max_rejected_calls=entry.max_rejected_calls,
         )
     wf = Workflow(
         name=spec.name,
@@ -430,6 +453,10 @@ def load_workflow(path: str | Path, *, settings: Settings | None = None) -> Work
         plan=spec.plan,
         running_branches_on_failure=spec.running_branches_on_failure,
         circuit_breaker=spec.circuit_breaker,
+        security=spec.security.model_copy(
+            update={"primary_log": spec.security.primary_log or settings.primary_log}
+        ),
+        tool_policies=policies,
     )
     problems.extend(wf.problems())
     if problems:
@@ -452,6 +479,7 @@ def _tool_fields(t: Tool) -> dict[str, Any]:
         "backoff_base_s": t.backoff_base_s,
         "backoff_max_s": t.backoff_max_s,
         "circuit_breaker": t.circuit_breaker,
+        "raw_values": t.raw_values,
         "wants_context": t.wants_context,
         "_is_async": t._is_async,
     }

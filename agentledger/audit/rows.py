@@ -27,6 +27,7 @@ from agentledger.schemas import (
     ContextSummarized,
     EventBase,
     GoalSubmitted,
+    InjectionSuspected,
     LimitReached,
     LlmCallCompleted,
     LlmCallFailed,
@@ -97,6 +98,7 @@ _STATUS: dict[str, str] = {
     "task_failed": "error",
     "task_cancelled": "cancelled",
     "approval_denied": "rejected",  # the only outcome a denied tool call gets
+    "injection_suspected": "warning",
 }
 
 OUTCOME_STATUSES = ("ok", "error", "rejected")
@@ -155,6 +157,8 @@ def _error_kind(event: EventBase, event_type: str) -> str:
         return kind
     if isinstance(event, LimitReached):
         return f"limit:{event.limit}"
+    if isinstance(event, InjectionSuspected):
+        return f"injection_{event.action}"
     if event_type in (
         "output_rejected",
         "plan_rejected",
@@ -202,6 +206,8 @@ def to_row(event: EventBase, *, workflow: str = "") -> AuditRow:
         tool = event.tool
     elif isinstance(event, CircuitStateChanged) and event.scope == "tool":
         tool = event.name
+    elif isinstance(event, InjectionSuspected) and event.source.startswith("tool:"):
+        tool = event.source.removeprefix("tool:").partition("#")[0]
     if isinstance(event, GoalSubmitted):
         workflow = event.workflow.name
     subtask_id = getattr(event, "subtask_id", None)

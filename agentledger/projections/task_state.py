@@ -81,6 +81,7 @@ class SubtaskState:
     turns: tuple[Message, ...] = ()  # the agent's conversation after its inputs
     pending_calls: frozenset[str] = frozenset()
     repairs: int = 0
+    rejected_calls: int = 0  # tool calls refused before execution in this attempt
     output: JsonValue = None
     error: str | None = None
     context_tokens: int = 0  # input tokens the model reported for the last call (0: unknown)
@@ -268,6 +269,9 @@ def evolve(state: TaskState, event: Event) -> TaskState:
                     if (v.subtask_id, v.call_id) != (event.subtask_id, event.call_id)
                 },
             )
+            sub = state.subtasks.get(event.subtask_id)
+            if sub is not None:
+                state = _with_subtask(state, replace(sub, rejected_calls=sub.rejected_calls + 1))
             return _settle_call(
                 state,
                 event.subtask_id,

@@ -44,6 +44,7 @@ from agentledger.schemas.handoffs import (
 from agentledger.schemas.hierarchy import SubtaskPlanned, SubtaskPlanRejected
 from agentledger.schemas.limits import LimitReached
 from agentledger.schemas.llm import LlmCallCompleted, LlmCallFailed, RecordedToolCall, TokenUsage
+from agentledger.schemas.security import InjectionSuspected
 from agentledger.schemas.subtasks import (
     AgentOutputProduced,
     AgentStepStarted,
@@ -84,6 +85,7 @@ __all__ = [
     "HandoffAccepted",
     "HandoffRejected",
     "HandoffRequest",
+    "InjectionSuspected",
     "LimitReached",
     "LlmCallCompleted",
     "LlmCallFailed",

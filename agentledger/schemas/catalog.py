@@ -32,6 +32,7 @@ from agentledger.schemas.handoffs import HandoffAccepted, HandoffRejected, Outpu
 from agentledger.schemas.hierarchy import SubtaskPlanned, SubtaskPlanRejected
 from agentledger.schemas.limits import LimitReached
 from agentledger.schemas.llm import LlmCallCompleted, LlmCallFailed
+from agentledger.schemas.security import InjectionSuspected
 from agentledger.schemas.subtasks import (
     AgentOutputProduced,
     AgentStepStarted,
@@ -83,7 +84,8 @@ Event: TypeAlias = Annotated[
     | SubtaskPlanRejected
     | CircuitStateChanged
     | ToolCallRetryScheduled
-    | ContextSummarized,
+    | ContextSummarized
+    | InjectionSuspected,
     Field(discriminator="type"),
 ]
 

@@ -26,6 +26,7 @@ from agentledger.agents.tool_executor import ToolExecutor
 from agentledger.errors import EventLogError
 from agentledger.projections.task_state import TaskState, evolve
 from agentledger.schemas import Event, EventBase, TaskFailed
+from agentledger.security.guard import protect
 
 log = logging.getLogger(__name__)
 
@@ -142,6 +143,8 @@ class TaskDriver:
                 e.model_copy(update={"seq": self._next_seq + i}) for i, e in enumerate(events)
             ]
             try:
+                # Masked before the write, so live state, resume and replay see the same.
+                stamped = protect(stamped, self.runtime)
                 await self._sink(stamped)
             except EventLogError as exc:
                 self.fatal = exc
@@ -157,7 +160,7 @@ class TaskDriver:
                     reason=f"could not record {cause.event_type}: {exc}",
                     error_kind="unrecordable_event",
                 )
-                stamped = [failed]
+                stamped = protect([failed], self.runtime)
                 await self._sink(stamped)
             # max, not +=: on Kafka our own events may be noted back while the sink awaits
             self._next_seq = max(self._next_seq, stamped[-1].seq + 1)

@@ -33,6 +33,8 @@ from agentledger.schemas import (
     new_event_id,
     utc_now,
 )
+from agentledger.security.guard import admit_goal
+from agentledger.security.logs import install_log_redaction
 from agentledger.streams.driver import TaskDriver
 from agentledger.streams.log import CorruptRecord, EventLog, Recorded
 
@@ -57,6 +59,7 @@ class EmbeddedRunner:
         self.on_event = on_event
         self.on_corrupt = on_corrupt
         self.clock = clock  # what "now" is when approval deadlines are checked
+        install_log_redaction()
 
     async def submit(
         self,
@@ -80,7 +83,7 @@ class EmbeddedRunner:
             inputs=inputs or {},
             submitted_by=submitted_by,
         )
-        await self.log.append([event])
+        await self.log.append(admit_goal(event, self.runtime))
         return task_id
 
     async def run(self, task_id: str) -> TaskState:

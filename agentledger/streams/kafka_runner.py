@@ -73,6 +73,8 @@ from agentledger.agents.workflow import Workflow
 from agentledger.errors import ConfigurationError, EventLogError, UsageError
 from agentledger.schemas import Event, EventBase, GoalSubmitted, WorkflowRef, new_event_id
 from agentledger.schemas.codec import encode
+from agentledger.security.guard import admit_goal
+from agentledger.security.logs import install_log_redaction
 from agentledger.settings import Settings
 from agentledger.streams.driver import TaskDriver
 from agentledger.streams.kafka import (
@@ -285,7 +287,8 @@ class WorkerCore:
             log.info("goal of task %s already started; duplicate skipped", event.task_id)
             return
         goal = event if event.seq == 1 else event.model_copy(update={"seq": 1})
-        await self._retrying(lambda: self.log.append([goal]))
+        admitted = admit_goal(goal, self.runtime)  # screened and masked before it is written
+        await self._retrying(lambda: self.log.append(admitted))
         self.goals_started += 1
 
     async def on_event(self, record: KafkaRecord) -> set[asyncio.Task[None]] | None:
@@ -686,6 +689,7 @@ def run_worker(
     from agentledger.agents.runtime import build_runtime
 
     out = out or sys.stdout
+    install_log_redaction()
     loop = asyncio.new_event_loop()
     asyncio.set_event_loop(loop)
     try:

@@ -4,9 +4,13 @@
       calculator: {function: "agentledger.tools.builtin:calculator"}
       read_file:  {function: "agentledger.tools.builtin:read_file"}
       write_file: {function: "agentledger.tools.builtin:write_file"}
+      http_fetch:
+        function: "agentledger.tools.builtin:http_fetch"
+        policy: {allowed_domains: [docs.python.org]}   # off without it
 
 File tools work inside the sandbox directory only (``AGENTLEDGER_SANDBOX``); a path that
-resolves outside it (``..``, an absolute path, a symlink out) is refused.
+resolves outside it (``..``, an absolute path, a symlink out) is refused. ``http_fetch``
+fetches only from the allowed domains (and their subdomains), re-checking every redirect.
 """
 
 from __future__ import annotations
@@ -15,12 +19,17 @@ import ast
 import hashlib
 import math
 import operator
+import re
+from html.parser import HTMLParser
 from pathlib import Path
 from typing import Annotated, Any
+from urllib.parse import urljoin, urlsplit
 
+import httpx2 as httpx
 from pydantic import Field
 
 from agentledger.errors import ToolError
+from agentledger.security.policy import domain_allowed
 from agentledger.tools.registry import ToolContext, tool
 
 MAX_FILE_BYTES = 256_000
@@ -134,3 +143,148 @@ def write_file(
     tmp.replace(target)  # atomic: readers never see half a file
     digest = hashlib.sha256(content.encode()).hexdigest()[:16]
     return {"path": path, "bytes": len(content.encode()), "sha256": digest}
+
+
+MAX_FETCH_BYTES = 1_000_000
+MAX_FETCH_CHARS = 200_000
+MAX_REDIRECTS = 5
+FETCH_TIMEOUT_S = 15.0
+
+_HIDDEN_STYLE = re.compile(
+    r"display\s*:\s*none|visibility\s*:\s*hidden|font-size\s*:\s*0(?![.\d])", re.IGNORECASE
+)
+_VOID = frozenset(
+    {"area", "base", "br", "col", "embed", "hr", "img", "input", "link", "meta", "source", "wbr"}
+)
+
+
+class _Text(HTMLParser):
+    """The text a person would see: no scripts, styles, comments or hidden elements."""
+
+    def __init__(self) -> None:
+        super().__init__(convert_charrefs=True)
+        self.parts: list[str] = []
+        self.skipping: list[str] = []  # open tags whose content is not shown
+        self.hidden = 0  # hidden elements and comments dropped
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        if tag in _VOID:
+            if tag == "br" and not self.skipping:
+                self.parts.append("\n")
+            return
+        style = " ".join(v or "" for k, v in attrs if k == "style")
+        hidden = any(k == "hidden" for k, _ in attrs) or bool(_HIDDEN_STYLE.search(style))
+        if self.skipping or tag in ("script", "style", "template", "noscript") or hidden:
+            self.hidden += hidden and not self.skipping
+            self.skipping.append(tag)
+        elif tag in ("p", "div", "li", "tr", "h1", "h2", "h3", "h4", "section"):
+            self.parts.append("\n")
+
+    def handle_endtag(self, tag: str) -> None:
+        if self.skipping and self.skipping[-1] == tag:
+            self.skipping.pop()
+
+    def handle_data(self, data: str) -> None:
+        if not self.skipping:
+            self.parts.append(data)
+
+    def handle_comment(self, data: str) -> None:
+        self.hidden += 1
+
+    def text(self) -> str:
+        lines = (" ".join(line.split()) for line in "".join(self.parts).splitlines())
+        return "\n".join(line for line in lines if line)
+
+
+def html_text(html: str) -> tuple[str, int]:
+    """Visible text of an HTML page, and how many hidden pieces were dropped."""
+    parser = _Text()
+    parser.feed(html)
+    parser.close()
+    return parser.text(), parser.hidden
+
+
+def _check_url(url: str, allowed: tuple[str, ...]) -> None:
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ToolError(f"{url[:200]!r} is not an http(s) URL", kind="invalid_arguments")
+    if not domain_allowed(parts.hostname, allowed):
+        raise ToolError(
+            f"host {parts.hostname!r} is not an allowed domain ({', '.join(allowed)})",
+            kind="not_allowed",
+        )
+
+
+async def _read_capped(response: httpx.Response) -> bytes:
+    declared = response.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > MAX_FETCH_BYTES:
+        raise ToolError(
+            f"the response is {declared} bytes; the limit is {MAX_FETCH_BYTES}", kind="too_large"
+        )
+    body = bytearray()
+    async for chunk in response.aiter_bytes():
+        body += chunk
+        if len(body) > MAX_FETCH_BYTES:
+            raise ToolError(
+                f"the response is over the {MAX_FETCH_BYTES}-byte limit", kind="too_large"
+            )
+    return bytes(body)
+
+
+@tool(
+    description="Fetch a web page or text document (allowed domains only) and return its text",
+    raw_values=True,  # a URL may hold an address the primary log masks (an IP host)
+    timeout_s=60.0,
+)
+async def http_fetch(
+    url: Annotated[str, Field(min_length=8, max_length=2000)], ctx: ToolContext
+) -> dict[str, Any]:
+    """The text of ``url``. Off unless the tool's policy lists ``allowed_domains``; every
+    redirect is checked against them too. The result is untrusted data."""
+    allowed = ctx.allowed_domains
+    if not allowed:
+        raise ToolError(
+            "http_fetch is off: list the domains it may fetch from in the workflow "
+            "(tools.<name>.policy.allowed_domains)",
+            kind="not_allowed",
+        )
+    timeout = httpx.Timeout(FETCH_TIMEOUT_S)
+    async with httpx.AsyncClient(
+        follow_redirects=False, timeout=timeout, trust_env=False
+    ) as client:
+        current = url
+        for _ in range(MAX_REDIRECTS + 1):
+            _check_url(current, allowed)
+            try:
+                async with client.stream("GET", current) as response:
+                    if response.is_redirect and "location" in response.headers:
+                        current = urljoin(current, response.headers["location"])
+                        continue
+                    body = await _read_capped(response)
+                    status, content_type = (
+                        response.status_code,
+                        response.headers.get("content-type", ""),
+                    )
+                    encoding = response.encoding or "utf-8"
+                    break
+            except httpx.TimeoutException:
+                raise ToolError(f"fetching {current[:200]!r} timed out", kind="timeout") from None
+            except httpx.HTTPError as exc:
+                raise ToolError(
+                    f"fetching {current[:200]!r} failed: {type(exc).__name__}: {exc}",
+                    kind="fetch_error",
+                ) from None
+        else:
+            raise ToolError(f"more than {MAX_REDIRECTS} redirects", kind="fetch_error")
+    text = body.decode(encoding, errors="replace")
+    hidden = 0
+    if "html" in content_type.lower():
+        text, hidden = html_text(text)
+    return {
+        "url": current,
+        "status": status,
+        "content_type": content_type.split(";")[0].strip(),
+        "text": text[:MAX_FETCH_CHARS],
+        "truncated": len(text) > MAX_FETCH_CHARS,
+        "hidden_removed": hidden,
+    }

@@ -44,6 +44,7 @@ class ToolContext:
     call_id: str
     idempotency_key: str
     sandbox: Path
+    allowed_domains: tuple[str, ...] | None = None  # from the tool's policy (see http_fetch)
 
 
 ToolFunction = Callable[..., Any]
@@ -64,6 +65,7 @@ class Tool:
     backoff_base_s: float = 0.5
     backoff_max_s: float = 10.0
     circuit_breaker: BreakerSettings | None = None  # None: the workflow's settings
+    raw_values: bool = False  # receives raw values for the primary log's placeholders
     wants_context: bool = False
     _is_async: bool = field(default=False, repr=False)
 
@@ -162,6 +164,7 @@ def tool(
     backoff_base_s: float = 0.5,
     backoff_max_s: float = 10.0,
     circuit_breaker: BreakerSettings | None = None,
+    raw_values: bool = False,
 ) -> Callable[[ToolFunction], Tool]:
     """Turn a function into a Tool; arguments come from its signature."""
 
@@ -183,6 +186,7 @@ def tool(
             backoff_base_s=backoff_base_s,
             backoff_max_s=backoff_max_s,
             circuit_breaker=circuit_breaker,
+            raw_values=raw_values,
             wants_context=wants_context,
             _is_async=inspect.iscoroutinefunction(fn),
         )

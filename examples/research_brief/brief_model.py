@@ -46,6 +46,7 @@ from pydantic import ValidationError
 
 from agentledger.errors import ModelError
 from agentledger.llm import Message, ModelRequest, ModelResponse, call_tool, reply_json
+from agentledger.redaction import PLACEHOLDER
 from agentledger.schemas import Plan, PlannedSubtask
 
 MAX_RESULTS = 8
@@ -109,10 +110,12 @@ class Conversation:
         )
 
     def tool_results(self, tool: str) -> Iterator[str]:
-        """The content of every result of ``tool`` so far, oldest first."""
+        """The content of every result of ``tool`` so far, oldest first (out of its
+        ``<data source="tool ...">`` block)."""
         for message in self.turns:
             if message.role == "tool" and message.name == tool:
-                yield message.content or ""
+                first, _, rest = (message.content or "").partition("\n")
+                yield rest.removesuffix("</data>").strip() if first.startswith("<data") else first
 
     def require_tool(self, tool: str) -> None:
         if tool not in {t.name for t in self.request.tools}:
@@ -125,7 +128,9 @@ class Conversation:
 
 
 def topic_of(goal: str) -> str:
-    """The subject of the goal: 'Write a research brief on X.' -> 'X'."""
+    """The subject of the goal: 'Write a research brief on X.' -> 'X'. Masked personal
+    data (``[email:3f2a9c1e0b7d]``) is not part of a subject."""
+    goal = PLACEHOLDER.sub("", goal)
     topic = _INSTRUCTION.sub("", goal.strip(), count=1).strip().rstrip(".!?").strip()
     return topic or goal.strip()
 

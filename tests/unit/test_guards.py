@@ -25,6 +25,7 @@ from agentledger.llm import (
     reply_json,
 )
 from agentledger.schemas import Event
+from agentledger.security.untrusted import data_block
 from agentledger.streams import MemoryEventLog
 from agentledger.streams.embedded import EmbeddedRunner
 from agentledger.testing import RunResult, make_runtime, run_goal, task_events
@@ -106,7 +107,13 @@ async def test_a_model_that_never_stops_is_warned_at_10_and_stopped_at_15():
     for i in range(1, 16):
         expected += ["limit_reached"] if i == 10 else []
         expected += STEP
-    assert run.types("a") == [*expected, "limit_reached", "subtask_failed", "failure_policy_applied", "task_failed"]
+    assert run.types("a") == [
+        *expected,
+        "limit_reached",
+        "subtask_failed",
+        "failure_policy_applied",
+        "task_failed",
+    ]
     warning, stop = of(run, "limit_reached")
     assert (warning.limit, warning.severity, warning.value, warning.threshold) == (
         "iterations",
@@ -269,7 +276,13 @@ async def test_agent_breaker_opens_refuses_then_trials_reopens_and_closes():
 
     head = ["subtask_assigned", "agent_step_started"]
     first = await task()
-    assert first.types("a") == [*head, "llm_call_failed", "subtask_failed", "failure_policy_applied", "task_failed"]
+    assert first.types("a") == [
+        *head,
+        "llm_call_failed",
+        "subtask_failed",
+        "failure_policy_applied",
+        "task_failed",
+    ]
     second = await task()
     assert second.types("a") == [
         *head,
@@ -389,7 +402,7 @@ async def test_tool_breaker_rejects_calls_while_open_and_the_agent_continues():
         rejected.reason
     )
     told = [m.content for m in model.calls[4].messages if m.role == "tool"][-1]
-    assert told == f"ERROR (circuit_open): {rejected.reason}"
+    assert told == data_block(f"ERROR (circuit_open): {rejected.reason}", "tool billing")
     assert run.state.status == "completed" and run.state.tool_requests == {}
 
 
