@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING
 
 from pydantic import BaseModel, Field, JsonValue, create_model
 
+from agentledger.agents.stops import stop
 from agentledger.projections.handoffs import Hop
 from agentledger.schemas import (
     HANDOFF_FIELD,
@@ -27,7 +28,6 @@ from agentledger.schemas import (
     HandoffAccepted,
     HandoffRejected,
     HandoffRequest,
-    LimitReached,
     LlmCallCompleted,
     SubtaskAssigned,
     SubtaskCompleted,
@@ -268,26 +268,19 @@ def _stop(
     detail: str,
     error_kind: str,
 ) -> list[EventBase]:
-    return [
-        LimitReached.caused_by(
-            event,
-            agent=agent,
-            limit=limit,
-            scope="task",
-            severity="stop",
-            value=value,
-            threshold=threshold,
-            subtask_id=event.subtask_id,
-            detail=detail,
-        ),
-        TaskFailed.caused_by(
-            event,
-            agent=agent,
-            reason=f"{limit} limit: {detail}",
-            error_kind=error_kind,
-            subtask_id=event.subtask_id,
-        ),
-    ]
+    return stop(
+        "task",
+        event,
+        agent=agent,
+        limit=limit,
+        scope="task",
+        value=value,
+        threshold=threshold,
+        subtask_id=event.subtask_id,
+        detail=detail,
+        reason=f"{limit} limit: {detail}",
+        error_kind=error_kind,
+    )
 
 
 def on_failed(event: SubtaskFailed, ctx: ProcessorContext) -> list[EventBase]:

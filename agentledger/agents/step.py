@@ -23,6 +23,7 @@ from agentledger.agents.context import ProcessorContext
 from agentledger.agents.context_window import compact_if_needed
 from agentledger.agents.plans import delegates
 from agentledger.agents.prompts import build_request, output_model_for
+from agentledger.agents.stops import stop
 from agentledger.agents.workflow import AgentSpec
 from agentledger.errors import ModelError
 from agentledger.llm.base import canonical_json
@@ -41,7 +42,6 @@ from agentledger.schemas import (
     SubtaskAssigned,
     SubtaskCompleted,
     SubtaskFailed,
-    TaskFailed,
     ToolCallCompleted,
     ToolCallFailed,
     ToolCallRejected,
@@ -207,24 +207,18 @@ class AgentStep:
             checks.append(("wall_time_s", elapsed, limits.max_wall_time_s))
         for limit, value, threshold in checks:
             if threshold is not None and value > threshold:
-                return [
-                    LimitReached.caused_by(
-                        event,
-                        limit=limit,
-                        scope="task",
-                        severity="stop",
-                        value=value,
-                        threshold=threshold,
-                        subtask_id=event.subtask_id,
-                        detail=f"task budget exceeded after {state.llm_calls} LLM calls",
-                    ),
-                    TaskFailed.caused_by(
-                        event,
-                        reason=f"task budget exceeded: {limit} {value:g} > {threshold:g}",
-                        error_kind="budget_exceeded",
-                        subtask_id=event.subtask_id,
-                    ),
-                ]
+                return stop(
+                    "task",
+                    event,
+                    limit=limit,
+                    scope="task",
+                    value=value,
+                    threshold=threshold,
+                    subtask_id=event.subtask_id,
+                    detail=f"task budget exceeded after {state.llm_calls} LLM calls",
+                    reason=f"task budget exceeded: {limit} {value:g} > {threshold:g}",
+                    error_kind="budget_exceeded",
+                )
         return []
 
     def _on_response(self, event: LlmCallCompleted, ctx: ProcessorContext) -> list[EventBase]:
@@ -305,25 +299,19 @@ class AgentStep:
                 tool_call_key(call.tool, call.arguments, call.raw_arguments)
             ]
             if count >= spec.max_repeated_calls:
-                return [
-                    LimitReached.caused_by(
-                        event,
-                        limit="repeated_tool_call",
-                        scope="agent",
-                        severity="stop",
-                        value=count,
-                        threshold=spec.max_repeated_calls,
-                        subtask_id=sub.id,
-                        detail=f"{call.tool}({canonical_json(call.arguments)[:120]}) asked {count} times",
-                    ),
-                    SubtaskFailed.caused_by(
-                        event,
-                        subtask_id=sub.id,
-                        reason=f"loop detected: {spec.name} called {call.tool!r} with the same "
-                        f"arguments {count} times",
-                        error_kind="loop_detected",
-                    ),
-                ]
+                return stop(
+                    "subtask",
+                    event,
+                    limit="repeated_tool_call",
+                    scope="agent",
+                    value=count,
+                    threshold=spec.max_repeated_calls,
+                    subtask_id=sub.id,
+                    detail=f"{call.tool}({canonical_json(call.arguments)[:120]}) asked {count} times",
+                    reason=f"loop detected: {spec.name} called {call.tool!r} with the same "
+                    f"arguments {count} times",
+                    error_kind="loop_detected",
+                )
         return []
 
     def _request_or_reject(
@@ -399,26 +387,19 @@ class AgentStep:
         spec = self._spec(ctx, sub)
         nxt = sub.iteration + 1
         if nxt > spec.max_iterations:
-            return [
-                LimitReached.caused_by(
-                    cause,
-                    agent=spec.name,
-                    limit="iterations",
-                    scope="agent",
-                    severity="stop",
-                    value=nxt,
-                    threshold=spec.max_iterations,
-                    subtask_id=sub.id,
-                    detail=f"{spec.name} would start iteration {nxt} of subtask {sub.id}",
-                ),
-                SubtaskFailed.caused_by(
-                    cause,
-                    agent=spec.name,
-                    subtask_id=sub.id,
-                    reason=f"iteration cap reached: {spec.name} used {sub.iteration} of {spec.max_iterations} iterations",
-                    error_kind="iteration_limit",
-                ),
-            ]
+            return stop(
+                "subtask",
+                cause,
+                agent=spec.name,
+                limit="iterations",
+                scope="agent",
+                value=nxt,
+                threshold=spec.max_iterations,
+                subtask_id=sub.id,
+                detail=f"{spec.name} would start iteration {nxt} of subtask {sub.id}",
+                reason=f"iteration cap reached: {spec.name} used {sub.iteration} of {spec.max_iterations} iterations",
+                error_kind="iteration_limit",
+            )
         out: list[EventBase] = []
         if nxt == spec.warn_iterations:
             out.append(

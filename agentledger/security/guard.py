@@ -18,6 +18,7 @@ from collections.abc import Sequence
 from pydantic import JsonValue
 
 from agentledger.agents.context import Runtime
+from agentledger.agents.stops import stop
 from agentledger.agents.workflow import AgentSpec
 from agentledger.projections.task_state import SubtaskState, TaskState
 from agentledger.redaction import MARKERS, redact
@@ -25,8 +26,6 @@ from agentledger.schemas import (
     EventBase,
     GoalSubmitted,
     InjectionSuspected,
-    LimitReached,
-    SubtaskFailed,
     TaskCompleted,
     TaskFailed,
     ToolCallRejected,
@@ -195,24 +194,18 @@ def rejection_stop(
     if not rejected or total <= spec.max_rejected_calls:
         return []
     last = rejected[-1]
-    return [
-        LimitReached.caused_by(
-            cause,
-            limit="rejected_tool_calls",
-            scope="agent",
-            severity="stop",
-            value=total,
-            threshold=spec.max_rejected_calls,
-            subtask_id=sub.id,
-            detail=f"last refused: {last.tool} ({last.error_kind})",
-        ),
-        SubtaskFailed.caused_by(
-            cause,
-            subtask_id=sub.id,
-            reason=f"{spec.name} had {total} tool calls refused, over the limit of "
-            f"{spec.max_rejected_calls}; the last: {last.tool} ({last.error_kind}): "
-            f"{last.reason[:300]}",
-            error_kind="too_many_rejected_calls",
-        ),
-        *rejected,
-    ]
+    stopped = stop(
+        "subtask",
+        cause,
+        limit="rejected_tool_calls",
+        scope="agent",
+        value=total,
+        threshold=spec.max_rejected_calls,
+        subtask_id=sub.id,
+        detail=f"last refused: {last.tool} ({last.error_kind})",
+        reason=f"{spec.name} had {total} tool calls refused, over the limit of "
+        f"{spec.max_rejected_calls}; the last: {last.tool} ({last.error_kind}): "
+        f"{last.reason[:300]}",
+        error_kind="too_many_rejected_calls",
+    )
+    return [*stopped, *rejected]
