@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import os
 import signal
 import subprocess
@@ -16,18 +17,25 @@ import time
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from datetime import timedelta
 from pathlib import Path
 from typing import TypeVar
 
 import orjson
 import pytest
 
-from agentledger.agents.approvals import decision
+from agentledger.agents.approval_policy import ApprovalPolicy
+from agentledger.agents.approvals import decision, expired_approvals
+from agentledger.agents.workflow import load_workflow
+from agentledger.llm import ScriptedModel
 from agentledger.projections.task_state import fold
-from agentledger.schemas import ApprovalRequested, Event
+from agentledger.schemas import ApprovalRequested, Event, utc_now
 from agentledger.streams import Recorded
+from agentledger.streams.embedded import EmbeddedRunner
 from agentledger.streams.kafka import KafkaEventLog
 from agentledger.streams.kafka_runner import submit_goal
+from agentledger.streams.sqlite import SqliteEventLog
+from agentledger.testing import make_runtime, task_events
 
 pytestmark = pytest.mark.integration
 
@@ -35,6 +43,8 @@ FIXTURES = Path(__file__).parent.parent / "fixtures" / "approvals"
 WORKFLOW = FIXTURES / "workflow.yaml"
 EXPIRING = FIXTURES / "expiring.yaml"
 T = TypeVar("T")
+sys.path.insert(0, str(FIXTURES))
+from approvals_model import respond  # noqa: E402
 
 
 def wait_for(check: Callable[[], T | None], timeout: float, what: str) -> T:
@@ -412,3 +422,27 @@ def test_the_worker_expires_an_undecided_request_escalates_once_then_denies(
     )
     assert events[-1].error_kind == "approval_denied"
     assert d.wipes(request.idempotency_key) == 0
+
+
+async def test_one_deadline_expired_twice_is_acted_on_once(tmp_path: Path) -> None:
+    """Two workers that both expired one deadline (one outliving its membership): the
+    log holds two ``approval_expired``; the first escalates, the second does nothing."""
+    policy = ApprovalPolicy(timeout_s=60, on_timeout="escalate", escalate_to="oncall-lead")
+    workflow = dataclasses.replace(load_workflow(WORKFLOW), approvals=policy)
+    log = SqliteEventLog(tmp_path / "ledger.db")
+    runner = EmbeddedRunner(log, make_runtime(workflow, ScriptedModel(respond), sandbox=tmp_path))
+    task_id = await runner.submit("nightly maintenance")
+    state = await runner.run(task_id)
+    before = await task_events(log, task_id)
+    later = utc_now() + timedelta(minutes=2)
+    racing = [*expired_approvals(state, later), *expired_approvals(state, later)]
+    await log.append(
+        [e.model_copy(update={"seq": state.last_seq + 1 + i}) for i, e in enumerate(racing)]
+    )
+    state = await runner.run(task_id)
+    after = (await task_events(log, task_id))[len(before) :]
+    assert [e.type for e in after] == ["approval_expired", "approval_expired", "approval_escalated"]
+    assert after[2].causation_id == racing[0].event_id
+    (pending,) = state.pending_approvals
+    assert (pending.escalations, pending.status, state.status) == (1, "pending", "running")
+    await log.close()
