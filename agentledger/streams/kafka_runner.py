@@ -13,12 +13,18 @@ topics (see ``kafka_topics``):
     over by a rebalance) it rebuilds the driver exactly as ``EmbeddedRunner`` does: read
     the task's history, ``driver.load(history)``, re-dispatch the history in order (the
     driver skips handled events, so only reactions lost with a crashed worker run again).
-    After that it dispatches events as they are consumed, skipping any seq it already
+    After that it dispatches events as they are consumed, skipping any event id it already
     dispatched. The driver's sink is ``KafkaEventLog.append``; the events it appends come
     back through the consumer and are dispatched then, in seq order.
 
+Approvals. A person's decision is produced by another process unstamped (seq 0); the
+worker appends it again at the task's next seq and dispatches that copy (``_stamp``), so
+the task keeps one writer and one order. A pending ``approval_requested`` record is
+acknowledged only once its approval is decided, and a timer records ``approval_expired``
+for the deadlines that passed in the tasks the worker drives (``expire_approvals``).
+
 Offsets. A consumed record is acknowledged only once every reaction its dispatch started
-has finished (so its output is in the log); faust commits the contiguous acknowledged
+has finished (so its output is in the log), and a request for approval once it is decided; faust commits the contiguous acknowledged
 prefix of each partition. A committed offset therefore never passes an event whose
 reaction is unfinished. Offsets are still only an optimisation: correctness comes from
 "handled means caused" and the rebuild from history, so a record delivered twice (a crash
