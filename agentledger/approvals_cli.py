@@ -8,6 +8,10 @@
 
 A decision is appended to the task's log like a goal is (its cause is the request), and
 then the task is driven on, as ``resume`` would, to its end or its next pause.
+
+With ``--brokers`` (Kafka) the commands read the events topic instead, and a decision is
+produced unstamped (seq 0) to the task's partition: the worker that drives the task gives
+it the next seq and continues the task; the command does not drive it.
 """
 
 from __future__ import annotations
@@ -22,9 +26,13 @@ import orjson
 from agentledger.errors import SequenceConflictError, UsageError
 from agentledger.projections.approvals import ApprovalState
 from agentledger.projections.task_state import TaskState, fold
-from agentledger.schemas import TERMINAL_TYPES, utc_now
+from agentledger.schemas import TERMINAL_TYPES, ApprovalDenied, ApprovalGranted, Event, utc_now
 from agentledger.settings import Settings
+from agentledger.streams.kafka_cli import add_connection_options, open_kafka_log
 from agentledger.streams.log import EventLog, Recorded
+
+Sent = dict[str, ApprovalGranted | ApprovalDenied]
+"""Decisions produced to Kafka that no worker has stamped yet, by approval id."""
 
 EXIT_OK = 0
 
@@ -34,6 +42,7 @@ def register(sub: Any) -> None:
     p = sub.add_parser("approvals", help="tool calls waiting for a person's approval")
     p.add_argument("--task", help="only this task (a unique prefix works)")
     p.add_argument("--json", action="store_true", help="one JSON object per line")
+    add_connection_options(p, required=False)
     p.set_defaults(func=cmd_approvals)
 
     for name, helptext in (
@@ -57,12 +66,15 @@ def register(sub: Any) -> None:
         p.add_argument("--workflow", help="workflow file (default: the one the task recorded)")
         p.add_argument("--output", "-o", help="write the result to this file")
         p.add_argument("--quiet", "-q", action="store_true", help="no per-step progress")
+        add_connection_options(p, required=False)
         p.set_defaults(func=cmd_decide, granted=name == "approve")
 
 
-async def _open_states(log: EventLog, task: str | None) -> list[TaskState]:
-    """The folded state of ``task``, or of every unfinished task in the ledger."""
+async def _open_states(log: EventLog, task: str | None) -> list[tuple[TaskState, Sent]]:
+    """The folded state of ``task``, or of every unfinished task in the ledger, each with
+    the decisions sent to it that its worker has not stamped yet (Kafka only)."""
     from agentledger.cli import _resolve_task
+    from agentledger.streams.kafka import KafkaEventLog
 
     if task is not None:
         ids = [await _resolve_task(log, task)]
@@ -72,8 +84,17 @@ async def _open_states(log: EventLog, task: str | None) -> list[TaskState]:
         ]
     states = []
     for task_id in ids:
-        events = [e.event for e in await log.read_task(task_id) if isinstance(e, Recorded)]
-        states.append(fold(task_id, events))
+        if isinstance(log, KafkaEventLog):
+            entries = await log.read_task(task_id, unstamped=True)
+        else:
+            entries = await log.read_task(task_id)
+        events: list[Event] = [e.event for e in entries if isinstance(e, Recorded)]
+        sent: Sent = {
+            e.approval_id: e
+            for e in events
+            if e.seq == 0 and isinstance(e, ApprovalGranted | ApprovalDenied)
+        }
+        states.append((fold(task_id, [e for e in events if e.seq]), sent))
     return states
 
 
@@ -91,7 +112,9 @@ def _arguments(a: ApprovalState) -> str:
     return orjson.dumps(dict(a.arguments), option=orjson.OPT_SORT_KEYS).decode()
 
 
-def describe_pending(state: TaskState, now: datetime | None = None) -> list[str]:
+def describe_pending(
+    state: TaskState, now: datetime | None = None, sent: Sent | None = None
+) -> list[str]:
     """One line per approval the task waits for: id, tool and arguments, who, when."""
     now = now or utc_now()
     lines = []
@@ -99,12 +122,21 @@ def describe_pending(state: TaskState, now: datetime | None = None) -> list[str]
         left = (a.expires_at - now).total_seconds()
         expiry = f"expires in {_age(left)}" if left > 0 else f"EXPIRED {_age(left)} ago"
         who = f", escalated to {a.escalate_to}" if a.escalations else ""
+        on_its_way = (sent or {}).get(a.id)
+        if on_its_way is not None:
+            who += f"; {_sent(on_its_way)}, not yet recorded by a worker"
         lines.append(
             f"  {a.id}  {a.tool}({_arguments(a)})  agent {a.agent}, subtask {a.subtask_id}, "
             f"risk {a.risk}, asked {_age((now - a.requested_at).total_seconds())} ago, "
             f"{expiry}{who}"
         )
     return lines
+
+
+def _sent(event: ApprovalGranted | ApprovalDenied) -> str:
+    if isinstance(event, ApprovalGranted):
+        return f"granted by {event.approved_by}"
+    return f"denied by {event.denied_by}"
 
 
 def print_waiting(state: TaskState, out: TextIO) -> None:
@@ -126,16 +158,14 @@ def print_waiting(state: TaskState, out: TextIO) -> None:
 async def cmd_approvals(
     args: argparse.Namespace, settings: Settings, out: TextIO, err: TextIO
 ) -> int:
-    from agentledger.cli import _open_log
-
-    log = _open_log(args, settings)
+    log = await _open(args, settings)
     try:
         states = await _open_states(log, args.task)
     finally:
         await log.close()
     now = utc_now()
     count = 0
-    for state in states:
+    for state, sent in states:
         if state.terminal:
             continue
         for a in state.pending_approvals:
@@ -153,11 +183,12 @@ async def cmd_approvals(
                     "expires_at": a.expires_at.isoformat(),
                     "expired": a.expires_at <= now,
                     "escalated_to": a.escalate_to if a.escalations else None,
+                    "decision_sent": _sent(sent[a.id]) if a.id in sent else None,
                 }
                 print(orjson.dumps(row).decode(), file=out)
         if state.pending_approvals and not args.json:
             print(f"task {state.task_id}", file=out)
-            for line in describe_pending(state, now):
+            for line in describe_pending(state, now, sent):
                 print(line, file=out)
     if not count:
         print("no pending approvals", file=err)
@@ -170,10 +201,12 @@ async def cmd_decide(args: argparse.Namespace, settings: Settings, out: TextIO, 
 
     by = args.by or getpass.getuser()
     text = args.note if args.granted else args.reason
+    if args.brokers:
+        return await _decide_on_kafka(args, by, text, out)
     log = _open_log(args, settings)
     try:
         for attempt in range(3):  # the task may gain an event between reading and appending
-            state = await _find(log, args.approval_id, args.task)
+            state, _ = await _find(log, args.approval_id, args.task)
             event = decision(state, args.approval_id, granted=args.granted, by=by, text=text)
             try:
                 await log.append([event.model_copy(update={"seq": state.last_seq + 1})])
@@ -195,9 +228,43 @@ async def cmd_decide(args: argparse.Namespace, settings: Settings, out: TextIO, 
     return int(await cmd_resume(resume, settings, out, err))
 
 
-async def _find(log: EventLog, approval_id: str, task: str | None) -> TaskState:
+async def _open(args: argparse.Namespace, settings: Settings) -> EventLog:
+    """The Kafka log with ``--brokers``, else the SQLite ledger."""
+    from agentledger.cli import _open_log
+
+    if args.brokers:
+        return await open_kafka_log(args)
+    return _open_log(args, settings)
+
+
+async def _decide_on_kafka(args: argparse.Namespace, by: str, text: str | None, out: TextIO) -> int:
+    """Produce the decision unstamped to the task's partition; its worker does the rest."""
+    from agentledger.agents.approvals import decision
+
+    async with await open_kafka_log(args) as log:
+        state, sent = await _find(log, args.approval_id, args.task)
+        event = decision(state, args.approval_id, granted=args.granted, by=by, text=text)
+        earlier = sent.get(args.approval_id)
+        if earlier is not None:
+            raise UsageError(
+                f"approval {args.approval_id} was already {_sent(earlier)}; that decision "
+                "waits for the task's worker to record it, and a decision cannot be changed"
+            )
+        await log.append([event])  # seq 0: the worker stamps it
+    verb = "granted" if args.granted else "denied"
+    print(
+        f"approval {args.approval_id} {verb} by {by} (task {state.task_id}); the task's "
+        f"worker records the decision and continues the task "
+        f"(`agentledger kafka status {state.task_id}`)",
+        file=out,
+        flush=True,
+    )
+    return EXIT_OK
+
+
+async def _find(log: EventLog, approval_id: str, task: str | None) -> tuple[TaskState, Sent]:
     """The state of the one task that holds ``approval_id``."""
-    holders = [s for s in await _open_states(log, task) if approval_id in s.approvals]
+    holders = [s for s in await _open_states(log, task) if approval_id in s[0].approvals]
     if not holders:
         where = f"task {task}" if task else "any unfinished task of this ledger"
         raise UsageError(
@@ -206,6 +273,6 @@ async def _find(log: EventLog, approval_id: str, task: str | None) -> TaskState:
     if len(holders) > 1:
         raise UsageError(
             f"approval id {approval_id!r} is in several tasks "
-            f"({', '.join(s.task_id for s in holders)}); pass --task"
+            f"({', '.join(s.task_id for s, _ in holders)}); pass --task"
         )
     return holders[0]

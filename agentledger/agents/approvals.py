@@ -35,7 +35,10 @@ from agentledger.schemas import (
 )
 
 EXTERNAL_DECISIONS = frozenset({"approval_granted", "approval_denied"})
-"""Event types appended to a task from outside its runner (by ``agentledger approve``)."""
+"""Event types appended to a task from outside its runner (by ``agentledger approve``).
+
+On Kafka they are the only events another process may append unstamped (seq 0): the
+task's worker stamps them (see ``streams/kafka_runner.py``)."""
 
 TIMEOUT_DECIDER = "timeout-policy"
 """``denied_by`` of a denial made by the timeout policy, not by a person."""
@@ -159,7 +162,7 @@ def decision(
         raise UsageError(
             f"approval {approval_id} expired at {approval.expires_at:%Y-%m-%d %H:%M:%S} UTC; "
             f"its timeout policy ({approval.on_timeout}) applies when the task is next driven "
-            f"(`agentledger resume {state.task_id}`)"
+            f"(`agentledger resume {state.task_id}`; on Kafka its worker does it)"
         )
     common = {
         "task_id": state.task_id,

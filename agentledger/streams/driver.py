@@ -15,6 +15,7 @@ a side effect cut short by the crash from one it is about to start.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 
@@ -74,6 +75,10 @@ class TaskDriver:
     def busy(self) -> bool:
         return bool(self._inflight)
 
+    def handled(self, event_id: str) -> bool:
+        """Whether some event recorded for this task names ``event_id`` as its cause."""
+        return event_id in self._caused
+
     def load(self, history: Sequence[Event]) -> None:
         """Learn what the log already holds, before re-dispatching it."""
         for e in history:
@@ -130,6 +135,20 @@ class TaskDriver:
                 await self.emit(outputs)
             except EventLogError:
                 return  # recorded in self.fatal; the runner stops and reports it
+
+    def emit_later(self, events: list[EventBase]) -> asyncio.Task[None]:
+        """``emit`` as an in-flight task, for events made outside any reaction (a worker's
+        expiry timer, another writer's decision being stamped): ``busy``, ``inflight`` and
+        ``cancel`` count it like a reaction, and a failed append ends up in ``fatal``."""
+
+        async def emit() -> None:
+            with contextlib.suppress(EventLogError):  # recorded in self.fatal
+                await self.emit(events)
+
+        task = asyncio.create_task(emit(), name=f"emit {events[0].event_type}")
+        self._inflight.add(task)
+        task.add_done_callback(self._inflight.discard)
+        return task
 
     def inflight(self) -> set[asyncio.Task[None]]:
         return set(self._inflight)

@@ -34,6 +34,13 @@ log as stored and consumers dedupe on ``event_id`` (the processing contract requ
 Two different events at one ``(task_id, seq)`` are both kept, in offset order, for the
 reader to see: one writer per task is the rule that prevents it.
 
+Unstamped events. Another process that adds to a task it does not drive (``agentledger
+approve`` on Kafka) appends its event with ``seq`` 0; the task's worker, its one writer,
+appends the same event again (same ``event_id``) at the next seq and acts on it then. So
+``read_task`` counts only stamped copies, and of one event id the copy with the highest
+seq (a stamp supersedes the seq its producer guessed); ``unstamped=True`` also returns
+the events still waiting for their stamp, after the others.
+
 Positions are committed offsets of a consumer group named ``<prefix>.position.<consumer>``
 on the events topic: Kafka's own store for "how far has this reader got", visible to
 ordinary Kafka tooling as lag, and needing no compaction (which a positions topic would).
@@ -368,33 +375,51 @@ class KafkaEventLog:
 
     # -- reading -------------------------------------------------------------------------
 
-    async def read_task(self, task_id: str, *, after_seq: int = 0) -> list[LogEntry]:
-        """A task's events with ``seq > after_seq``, in seq order, each event id once."""
+    async def read_task(
+        self, task_id: str, *, after_seq: int = 0, unstamped: bool = False
+    ) -> list[LogEntry]:
+        """A task's events with ``seq > after_seq``, in seq order, each event id once.
+
+        An event stored at several seqs counts at the highest (its writer's stamp, see the
+        module docstring). With ``unstamped``, events appended with seq 0 and not stamped
+        yet follow, in offset order.
+        """
         self._started()
         key = task_id.encode()
         records, _ = await self._scan({self.partition_for(task_id): 0})
-        entries: list[tuple[int, int, LogEntry]] = []
-        seen_ids: set[str] = set()
+        placed: dict[str, tuple[int, int, LogEntry]] = {}  # event id -> (seq, offset, entry)
+        waiting: dict[str, LogEntry] = {}
+        loose: list[tuple[int, int, LogEntry]] = []  # corrupt records, kept where they were
         last_seq = 0
         for record in records:
             if record.key != key:
                 continue
             entry = record.entry()
+            seq = entry_seq(entry)
             if isinstance(entry, Recorded):
-                if entry.event.event_id in seen_ids:
+                event_id = entry.event.event_id
+                if seq == 0:
+                    waiting.setdefault(event_id, entry)
+                    continue
+                known = placed.get(event_id)
+                if known is not None and known[0] >= entry.event.seq:
                     continue  # the same event stored twice by a retried send
-                seen_ids.add(entry.event.event_id)
-            if entry_seq(entry) is None:
+                placed[event_id] = (entry.event.seq, record.offset, entry)
+                last_seq = max(last_seq, entry.event.seq)
+            elif seq is None:
                 # Unplaceable bytes: keep them where they were, after the event before them.
                 if last_seq >= after_seq:
-                    entries.append((last_seq, record.offset, entry))
-                continue
-            seq = entry_seq(entry) or 0
-            last_seq = max(last_seq, seq)
-            if seq > after_seq:
-                entries.append((seq, record.offset, entry))
+                    loose.append((last_seq, record.offset, entry))
+            else:
+                if seq > after_seq:
+                    loose.append((seq, record.offset, entry))
+                last_seq = max(last_seq, seq)
+        entries = [item for item in placed.values() if item[0] > after_seq] + loose
         entries.sort(key=lambda item: (item[0], item[1]))
-        return [entry for _, _, entry in entries]
+        result = [entry for _, _, entry in entries]
+        if unstamped:
+            result += [entry for event_id, entry in waiting.items() if event_id not in placed]
+        return result
 
     async def read_from(self, after: int = 0, *, limit: int | None = None) -> list[LogEntry]:
         """Records with offset > ``after``, in offset order (partition-major, see module)."""

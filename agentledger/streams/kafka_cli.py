@@ -97,6 +97,13 @@ def register(sub: Any) -> None:
     p.add_argument("--revoke-grace", type=float, default=5.0, metavar="SECONDS")
     p.add_argument("--shutdown-timeout", type=float, default=30.0, metavar="SECONDS")
     p.add_argument("--health-interval", type=float, default=30.0, metavar="SECONDS")
+    p.add_argument(
+        "--approval-check-interval",
+        type=float,
+        default=1.0,
+        metavar="SECONDS",
+        help="how often to look for approval deadlines that passed (default %(default)s)",
+    )
     p.set_defaults(func=cmd_worker)
 
     p = sub.add_parser("submit", help="submit a goal to the workers; prints the task id")
@@ -156,6 +163,7 @@ def cmd_worker(args: argparse.Namespace, settings: Settings, out: TextIO, err: T
         revoke_grace_s=args.revoke_grace,
         shutdown_timeout_s=args.shutdown_timeout,
         health_interval_s=args.health_interval,
+        approval_check_interval_s=args.approval_check_interval,
         log_level="DEBUG" if getattr(args, "verbose", False) else "WARN",
     )
     return run_worker(workflow, settings, config, out=out)

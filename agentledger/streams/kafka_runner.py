@@ -13,12 +13,18 @@ topics (see ``kafka_topics``):
     over by a rebalance) it rebuilds the driver exactly as ``EmbeddedRunner`` does: read
     the task's history, ``driver.load(history)``, re-dispatch the history in order (the
     driver skips handled events, so only reactions lost with a crashed worker run again).
-    After that it dispatches events as they are consumed, skipping any seq it already
+    After that it dispatches events as they are consumed, skipping any event id it already
     dispatched. The driver's sink is ``KafkaEventLog.append``; the events it appends come
     back through the consumer and are dispatched then, in seq order.
 
+Approvals. A person's decision is produced by another process unstamped (seq 0); the
+worker appends it again at the task's next seq and dispatches that copy (``_stamp``), so
+the task keeps one writer and one order. A pending ``approval_requested`` record is
+acknowledged only once its approval is decided, and a timer records ``approval_expired``
+for the deadlines that passed in the tasks the worker drives (``expire_approvals``).
+
 Offsets. A consumed record is acknowledged only once every reaction its dispatch started
-has finished (so its output is in the log); faust commits the contiguous acknowledged
+has finished (so its output is in the log), and a request for approval once it is decided; faust commits the contiguous acknowledged
 prefix of each partition. A committed offset therefore never passes an event whose
 reaction is unfinished. Offsets are still only an optimisation: correctness comes from
 "handled means caused" and the rebuild from history, so a record delivered twice (a crash
@@ -60,6 +66,7 @@ import weakref
 from collections import OrderedDict
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 from typing import Any, TextIO
 
@@ -68,10 +75,18 @@ from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.errors import KafkaError
 from pydantic import JsonValue
 
+from agentledger.agents.approvals import EXTERNAL_DECISIONS, expired_approvals
 from agentledger.agents.context import Runtime
 from agentledger.agents.workflow import Workflow
 from agentledger.errors import ConfigurationError, EventLogError, UsageError
-from agentledger.schemas import Event, EventBase, GoalSubmitted, WorkflowRef, new_event_id
+from agentledger.schemas import (
+    ApprovalRequested,
+    Event,
+    EventBase,
+    GoalSubmitted,
+    WorkflowRef,
+    new_event_id,
+)
 from agentledger.schemas.codec import encode
 from agentledger.security.guard import admit_goal
 from agentledger.security.logs import install_log_redaction
@@ -124,6 +139,8 @@ class WorkerConfig:
     shutdown_timeout_s: float = 30.0
     """On SIGTERM, how long reactions in flight may finish before they are cancelled."""
     health_interval_s: float = 30.0
+    approval_check_interval_s: float = 1.0
+    """How often the worker looks for approval deadlines that passed, in the tasks it drives."""
     request_timeout_s: float = 30.0
     log_level: str = "WARN"
 
@@ -131,7 +148,7 @@ class WorkerConfig:
 class _Hosted:
     """One task this worker drives."""
 
-    __slots__ = ("driver", "last_seq", "own", "partition")
+    __slots__ = ("driver", "expiring", "holds", "last_seq", "own", "partition", "seen", "stamping")
 
     driver: TaskDriver
 
@@ -139,6 +156,35 @@ class _Hosted:
         self.partition = partition
         self.last_seq = 0
         self.own: set[str] = set()  # ids of events this driver appended, until consumed back
+        self.seen: set[str] = set()  # ids of events dispatched
+        self.stamping: set[str] = set()  # ids of other writers' decisions being stamped
+        self.expiring: set[str] = set()  # deadlines (their events' ids) whose expiry is sent
+        # Requests' records held unacknowledged until their approval is decided.
+        self.holds: list[tuple[str, asyncio.Future[None]]] = []
+
+    def waiting(self) -> int:
+        """How many approvals the task waits for."""
+        return len(self.driver.state.pending_approvals)
+
+    def release(self) -> None:
+        """Acknowledge the request records whose approval is decided (or whose task ended)."""
+        state = self.driver.state
+        kept = []
+        for approval_id, hold in self.holds:
+            approval = state.approvals.get(approval_id)
+            if hold.done():
+                continue
+            if state.terminal or approval is None or approval.status in ("granted", "denied"):
+                hold.set_result(None)
+            else:
+                kept.append((approval_id, hold))
+        self.holds = kept
+
+    def drop_holds(self) -> None:
+        """Never acknowledge the held records: whoever drives the task next sees them again."""
+        for _, hold in self.holds:
+            hold.cancel()
+        self.holds = []
 
 
 class WorkerCore:
@@ -180,7 +226,7 @@ class WorkerCore:
         self._background: set[asyncio.Task[None]] = set()
         self._appends: set[asyncio.Future[list[Recorded]]] = set()
         # Reactions that finished without their output in the log (the append failed).
-        self._unrecorded: weakref.WeakSet[asyncio.Task[None]] = weakref.WeakSet()
+        self._unrecorded: weakref.WeakSet[asyncio.Future[None]] = weakref.WeakSet()
         self.dead_letters = 0
         self.goals_started = 0
         self.tasks_finished = 0
@@ -220,6 +266,8 @@ class WorkerCore:
             await asyncio.wait(inflight, timeout=self.config.revoke_grace_s)
         async with self._lock:
             for task_id, hosted in list(self._tasks.items()):
+                # Held request records are delivered again from the committed offset.
+                hosted.drop_holds()
                 if hosted.driver.busy:
                     # Cancelled reactions are lost here; their records were not acknowledged,
                     # so whoever owns the partition next sees them again and rebuilds.
@@ -237,6 +285,7 @@ class WorkerCore:
             mine = self._assigned.get(self.layout.events, set())
             for task_id, hosted in list(self._tasks.items()):
                 if hosted.partition not in mine:
+                    hosted.drop_holds()
                     await hosted.driver.cancel()
                     del self._tasks[task_id]
             self._paused = False
@@ -291,11 +340,14 @@ class WorkerCore:
         await self._retrying(lambda: self.log.append(admitted))
         self.goals_started += 1
 
-    async def on_event(self, record: KafkaRecord) -> set[asyncio.Task[None]] | None:
-        """Dispatch one consumed event; return the reactions to finish before acknowledging.
+    async def on_event(self, record: KafkaRecord) -> set[asyncio.Future[None]] | None:
+        """Dispatch one consumed event; return what must finish before acknowledging it.
 
-        None: the record was not processed (a rebalance is under way) and must not be
-        acknowledged; it is delivered again once the rebalance settles.
+        That is the reactions it started and, for an ``approval_requested`` still pending,
+        a hold released when the approval is decided: a committed offset never passes a
+        request waiting for a person, so a restarted worker meets the task again (and its
+        expiry timer covers it). None: the record was not processed (a rebalance is under
+        way) and must not be acknowledged; it is delivered again once the rebalance settles.
         """
         await self.start()
         entry = record.entry()
@@ -303,11 +355,21 @@ class WorkerCore:
             await self._dead_letter(record, self.layout.events, f"invalid event: {entry.reason}")
             return set()
         event = entry.event
+        if event.seq == 0 and event.type not in EXTERNAL_DECISIONS:
+            await self._dead_letter(
+                record,
+                self.layout.events,
+                f"{event.type} has no seq; only approval decisions "
+                f"({', '.join(sorted(EXTERNAL_DECISIONS))}) may be appended unstamped",
+            )
+            return set()
         async with self._lock:
             if self._paused:
                 return None
             task_id = event.task_id
             if task_id in self._finished:
+                if event.seq == 0:
+                    log.warning("task %s already ended; %s ignored", task_id, event.type)
                 return set()
             rejected = self._rejected.get(task_id)
             if rejected is not None:
@@ -318,27 +380,126 @@ class WorkerCore:
                 started = await self._rebuild(task_id, record.partition)
                 if task_id in self._rejected:
                     await self._dead_letter(record, self.layout.events, self._rejected[task_id])
-                return started
-            if event.seq <= hosted.last_seq:
-                return set()  # already dispatched (ours coming back late, or a duplicate)
-            if event.seq > hosted.last_seq + 1:
-                # Something between was never consumed here: take it from the log, in order.
-                log.warning(
-                    "task %s: consumed seq %d after seq %d; catching up from the log",
-                    task_id,
-                    event.seq,
-                    hosted.last_seq,
-                )
-                entries = await self._retrying(
-                    lambda: self.log.read_task(task_id, after_seq=hosted.last_seq)
-                )
-                missing = [e.event for e in entries if isinstance(e, Recorded)]
-                if event.event_id not in {e.event_id for e in missing}:
-                    missing.append(event)
-                return self._dispatch(hosted, missing, consumed=True)
-            return self._dispatch(hosted, [event], consumed=True)
+            else:
+                started = await self._consume(hosted, event)
+            return set[asyncio.Future[None]](started) | self._hold(task_id, event)
 
-    def when_settled(self, reactions: set[asyncio.Task[None]], ack: Callable[[], None]) -> None:
+    async def _consume(self, hosted: _Hosted, event: Event) -> set[asyncio.Task[None]]:
+        """An event of a task this worker drives already: dispatch it if it is new.
+
+        New means an event id not dispatched yet, at the next seq. Another writer's
+        approval decision unstamped (seq 0), or at a seq that is not the next free one, is
+        stamped instead: appended again, same event id, at the next seq, and dispatched
+        when that copy comes back (see ``_stamp``).
+        """
+        task_id = event.task_id
+        if event.event_id in hosted.seen:
+            return set()  # already dispatched (ours coming back late, a duplicate)
+        if event.event_id not in hosted.own and self._misplaced(hosted, event):
+            return self._stamp(hosted, event)
+        if event.seq <= hosted.last_seq:
+            log.warning(
+                "task %s: %s %s at seq %d, a seq already taken; another writer? ignored",
+                task_id,
+                event.type,
+                event.event_id,
+                event.seq,
+            )
+            return set()
+        if event.seq > hosted.last_seq + 1:
+            # Something between was never consumed here: take it from the log, in order.
+            log.warning(
+                "task %s: consumed seq %d after seq %d; catching up from the log",
+                task_id,
+                event.seq,
+                hosted.last_seq,
+            )
+            entries = await self._retrying(
+                lambda: self.log.read_task(task_id, after_seq=hosted.last_seq)
+            )
+            missing = [e.event for e in entries if isinstance(e, Recorded)]
+            if event.event_id not in {e.event_id for e in missing}:
+                missing.append(event)
+            return self._dispatch(hosted, missing, consumed=True)
+        return self._dispatch(hosted, [event], consumed=True)
+
+    @staticmethod
+    def _misplaced(hosted: _Hosted, event: Event) -> bool:
+        """Whether another writer's event needs this worker's stamp before it counts."""
+        if event.seq == 0:
+            return True
+        # A decision stamped by its producer counts only at exactly the next free seq:
+        # one already taken, or claimed by our own appends in flight, would fork the order.
+        next_free = event.seq == hosted.last_seq + 1 and event.seq >= hosted.driver.next_seq
+        return event.type in EXTERNAL_DECISIONS and not next_free
+
+    def _stamp(self, hosted: _Hosted, event: Event) -> set[asyncio.Task[None]]:
+        """Append another writer's decision again at the task's next seq (same event id).
+
+        The task's order is then the order this worker, its one writer, gave it: the copy
+        comes back through the consumer and is dispatched like our own events, and a
+        rebuild reads it at that seq (``read_task`` counts an event at its highest seq).
+        """
+        if event.event_id in hosted.seen or event.event_id in hosted.stamping:
+            return set()
+        if event.type not in EXTERNAL_DECISIONS:
+            log.warning("task %s: unstamped %s skipped", event.task_id, event.type)
+            return set()
+        if hosted.driver.state.terminal:
+            log.warning("task %s already ended; %s ignored", event.task_id, event.type)
+            return set()
+        hosted.stamping.add(event.event_id)
+        reaction = hosted.driver.emit_later([event])
+        reaction.add_done_callback(functools.partial(self._after_reaction, hosted))
+        return {reaction}
+
+    def _hold(self, task_id: str, event: Event) -> set[asyncio.Future[None]]:
+        """For a request still waiting for a person: a future resolved once it is decided."""
+        hosted = self._tasks.get(task_id)
+        if hosted is None or not isinstance(event, ApprovalRequested):
+            return set()
+        state = hosted.driver.state
+        approval = state.approvals.get(event.approval_id)
+        if state.terminal or approval is None or approval.status in ("granted", "denied"):
+            return set()
+        hold: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        hosted.holds.append((event.approval_id, hold))
+        return {hold}
+
+    async def expire_approvals(self, now: datetime | None = None) -> int:
+        """Record ``approval_expired`` for each pending approval whose deadline passed, in
+        the tasks this worker drives; the timeout policy reacts to it as in the embedded
+        runner. Returns how many it recorded.
+
+        Each deadline is expired once per worker (``expiring``, and a deadline whose event
+        is already some event's cause is skipped). Should two workers still both expire
+        one (a zombie outliving its membership), the fold and ``ApprovalGate`` act on the
+        first and ignore the other.
+        """
+        count = 0
+        async with self._lock:
+            if self._paused or self._stopping:
+                return 0
+            for hosted in list(self._tasks.values()):
+                driver = hosted.driver
+                if driver.fatal is not None:
+                    continue
+                due = [
+                    e
+                    for e in expired_approvals(driver.state, now)
+                    if e.causation_id
+                    and e.causation_id not in hosted.expiring
+                    and not driver.handled(e.causation_id)
+                ]
+                if not due:
+                    continue
+                hosted.expiring.update(e.causation_id for e in due if e.causation_id)
+                reaction = driver.emit_later(due)
+                reaction.add_done_callback(functools.partial(self._after_reaction, hosted))
+                count += len(due)
+        return count
+
+    def when_settled(self, reactions: set[asyncio.Future[None]], ack: Callable[[], None]) -> None:
         """Call ``ack`` once all ``reactions`` finished with their output recorded.
 
         A reaction that was cancelled, or whose output could not be appended, never
@@ -347,7 +508,7 @@ class WorkerCore:
         remaining = len(reactions)
         failed = False
 
-        def done(task: asyncio.Task[None]) -> None:
+        def done(task: asyncio.Future[None]) -> None:
             nonlocal remaining, failed
             remaining -= 1
             if task.cancelled() or task in self._unrecorded:
@@ -365,12 +526,13 @@ class WorkerCore:
         events = sorted(self._assigned.get(self.layout.events, set()))
         active = sum(1 for h in self._tasks.values() if not h.driver.state.terminal)
         inflight = sum(len(h.driver.inflight()) for h in self._tasks.values())
+        waiting = sum(h.waiting() for h in self._tasks.values() if not h.driver.state.terminal)
         return (
             f"pid={os.getpid()} group={worker_group(self.config.prefix)} "
             f"workflow={self.workflow.name} goals={_parts(goals)} events={_parts(events)} "
             f"tasks_active={active} reactions_inflight={inflight} "
             f"tasks_finished={self.tasks_finished} goals_started={self.goals_started} "
-            f"dead_letters={self.dead_letters}"
+            f"dead_letters={self.dead_letters} approvals_waiting={waiting}"
         )
 
     def print_health(self, what: str = "health", *, extra: str = "") -> None:
@@ -389,11 +551,12 @@ class WorkerCore:
 
     async def _rebuild(self, task_id: str, partition: int) -> set[asyncio.Task[None]]:
         """First sight of a task: load its history and re-dispatch it, like EmbeddedRunner."""
-        entries = await self._retrying(lambda: self.log.read_task(task_id))
+        entries = await self._retrying(lambda: self.log.read_task(task_id, unstamped=True))
         history: list[Event] = []
+        unstamped: list[Event] = []
         for entry in entries:
             if isinstance(entry, Recorded):
-                history.append(entry.event)
+                (history if entry.event.seq else unstamped).append(entry.event)
             else:
                 log.error("task %s: %s; skipping it", task_id, entry.error())
         goal = next((e for e in history if isinstance(e, GoalSubmitted)), None)
@@ -417,7 +580,11 @@ class WorkerCore:
         hosted.driver = driver
         driver.load(history)
         self._tasks[task_id] = hosted
-        return self._dispatch(hosted, history, consumed=False)
+        started = self._dispatch(hosted, history, consumed=False)
+        for event in unstamped:  # decisions whose stamp the previous owner never recorded
+            if self._tasks.get(task_id) is hosted:
+                started |= self._stamp(hosted, event)
+        return started
 
     def _dispatch(
         self, hosted: _Hosted, events: Sequence[Event], *, consumed: bool
@@ -425,6 +592,8 @@ class WorkerCore:
         driver = hosted.driver
         before = driver.inflight()
         for event in events:
+            if event.event_id in hosted.seen:
+                continue
             if consumed:
                 if event.seq <= hosted.last_seq:
                     continue
@@ -436,7 +605,9 @@ class WorkerCore:
                     # while their append is still in flight, and emit advances the seq itself.
                     driver.note_appended([event])
             driver.dispatch(event)
+            hosted.seen.add(event.event_id)
             hosted.last_seq = max(hosted.last_seq, event.seq)
+        hosted.release()
         started = driver.inflight() - before
         for reaction in started:
             reaction.add_done_callback(functools.partial(self._after_reaction, hosted))
@@ -449,6 +620,7 @@ class WorkerCore:
             self._unrecorded.add(reaction)
         if driver.fatal is not None and self._tasks.get(driver.task_id) is hosted:
             log.error("task %s: appending failed (%s); rebuilding it", driver.task_id, driver.fatal)
+            hosted.drop_holds()  # their records come again at the next rebalance or restart
             del self._tasks[driver.task_id]
             self._spawn(self._recover(hosted))
             return
@@ -785,10 +957,17 @@ def run_worker(
         async def health() -> None:
             core.print_health()
 
+        async def expire() -> None:
+            try:
+                await core.expire_approvals()
+            except Exception:  # the timer must keep running; the next tick tries again
+                log.exception("checking approval deadlines failed")
+
         app.on_partitions_revoked.connect(revoked)
         app.on_partitions_assigned.connect(assigned)
         app.on_before_shutdown.connect(before_shutdown)
         app.timer(config.health_interval_s)(health)
+        app.timer(config.approval_check_interval_s)(expire)
 
         print(
             f"worker starting: pid={os.getpid()} workflow={workflow.name} "

@@ -241,3 +241,31 @@ async def test_records_without_value_or_under_another_key_are_corrupt(
     assert isinstance(entries[1], CorruptRecord)
     assert "not the event's task id" in entries[1].reason
     assert isinstance(entries[2], Recorded)
+
+
+async def test_read_task_counts_an_event_at_its_writers_stamp(log: KafkaEventLog) -> None:
+    """Another process appends an event unstamped (seq 0); the task's writer appends it
+    again at the next seq. read_task counts the stamped copy, at its highest seq."""
+    task = tasks_on_each_partition()[0]
+    first = goal(task)
+    request = TaskCompleted(task_id=task, result="from elsewhere")  # seq 0: not stamped
+    later = done(task, 2)
+    await log.append([first])
+    await log.append([request])
+    await log.append([later])
+
+    def seqs(entries: list[LogEntry]) -> list[tuple[str, int]]:
+        return [(e.event.event_id, e.event.seq) for e in entries if isinstance(e, Recorded)]
+
+    assert seqs(await log.read_task(task)) == [(first.event_id, 1), (later.event_id, 2)]
+    assert seqs(await log.read_task(task, unstamped=True)) == [
+        (first.event_id, 1),
+        (later.event_id, 2),
+        (request.event_id, 0),
+    ]
+    # a producer that guessed seq 2 for it, then the writer's stamp at 3: 3 counts
+    await log.append([request.model_copy(update={"seq": 2})])
+    await log.append([request.model_copy(update={"seq": 3})])
+    stamped = [(first.event_id, 1), (later.event_id, 2), (request.event_id, 3)]
+    assert seqs(await log.read_task(task, unstamped=True)) == stamped
+    assert seqs(await log.read_task(task, after_seq=2)) == stamped[2:]
