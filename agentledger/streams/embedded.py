@@ -109,8 +109,8 @@ class EmbeddedRunner:
             except SequenceConflictError:
                 # A person's decision was appended meanwhile: take it in, append after it.
                 decisions = await self._decisions_since(task_id, batch[0].seq - 1)
-                if decisions is None:
-                    raise  # another runner is writing this task
+                if not decisions:
+                    raise  # another runner is writing this task (or nothing to take in)
                 queue.extend((e, False) for e in decisions)
                 driver.note_appended(decisions)
                 start = decisions[-1].seq + 1
