@@ -261,21 +261,32 @@ def _print_entry(entry: LogEntry, as_json: bool, out: TextIO, err: TextIO) -> No
         print(timeline.line(entry.event), file=out)
 
 
+async def print_events(
+    log: EventLog,
+    task_id: str,
+    entries: list[LogEntry],
+    args: argparse.Namespace,
+    out: TextIO,
+    err: TextIO,
+) -> None:
+    """Print a task's events (``--json``), then with ``--follow`` the new ones until it ends."""
+    for entry in entries:
+        _print_entry(entry, args.json, out, err)
+    finished = any(isinstance(e, Recorded) and e.event.type in TERMINAL_TYPES for e in entries)
+    if args.follow and not finished:
+        last = max((e.offset for e in entries), default=0)
+        async for entry in log.follow(last, task_id=task_id):
+            _print_entry(entry, args.json, out, err)
+            out.flush()
+            if isinstance(entry, Recorded) and entry.event.type in TERMINAL_TYPES:
+                break
+
+
 async def cmd_events(args: argparse.Namespace, settings: Settings, out: TextIO, err: TextIO) -> int:
     log = _open_log(args, settings)
     try:
         task_id = await _resolve_task(log, args.task)
-        entries = await log.read_task(task_id)
-        for entry in entries:
-            _print_entry(entry, args.json, out, err)
-        finished = any(isinstance(e, Recorded) and e.event.type in TERMINAL_TYPES for e in entries)
-        if args.follow and not finished:
-            last = max((e.offset for e in entries), default=0)
-            async for entry in log.follow(last, task_id=task_id):
-                _print_entry(entry, args.json, out, err)
-                out.flush()
-                if isinstance(entry, Recorded) and entry.event.type in TERMINAL_TYPES:
-                    break
+        await print_events(log, task_id, await log.read_task(task_id), args, out, err)
     finally:
         await log.close()
     return EXIT_OK

@@ -140,34 +140,37 @@ class Masker:
         digest = hmac.new(self._key, f"{kind}:{raw}".encode(), hashlib.sha256).hexdigest()
         return f"[{kind}:{digest[:12]}]"
 
-    def mask(self, value: Any) -> Any:
-        """A copy of a JSON-like value with findings replaced by placeholders (kept in the vault)."""
-        found: dict[str, str] = {}
+    def _marker(self, found: dict[str, str]) -> Any:
+        """A ``redact`` mark that collects each placeholder and its raw value in ``found``."""
 
         def mark(kind: str, raw: str) -> str:
             ph = self.placeholder(kind, raw)
             found[ph] = raw
             return ph
 
-        masked = redact(value, mark)
+        return mark
+
+    def mask(self, value: Any) -> Any:
+        """A copy of a JSON-like value with findings replaced by placeholders (kept in the vault)."""
+        found: dict[str, str] = {}
+        masked = redact(value, self._marker(found))
         if found:
             self.vault.put(found)
         return masked
 
     def mask_event(self, event: EventBase) -> EventBase:
         """``event`` with every fact masked (ids, names and digests kept); the same object
-        when there was nothing to mask."""
+        when there was nothing to mask. On the write path of every event: one walk of the
+        facts, and the vault and the model are touched only when something was found."""
         data = to_dict(event)
-        changed = False
+        found: dict[str, str] = {}
+        mark = self._marker(found)
         for name, value in data.items():
-            if name in _KEEP:
-                continue
-            masked = self.mask(value)
-            if masked != value:
-                data[name] = masked
-                changed = True
-        if not changed:
+            if name not in _KEEP:
+                data[name] = redact(value, mark)
+        if not found:
             return event
+        self.vault.put(found)
         return EVENT_TYPES[event.event_type].model_validate(data)
 
     def unmask(self, value: JsonValue) -> JsonValue:

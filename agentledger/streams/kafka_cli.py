@@ -23,7 +23,6 @@ from typing import TYPE_CHECKING, Any, TextIO
 import orjson
 
 from agentledger.errors import UsageError
-from agentledger.schemas import TERMINAL_TYPES
 from agentledger.settings import Settings
 from agentledger.streams.kafka_topics import DEFAULT_PARTITIONS, DEFAULT_PREFIX
 
@@ -253,24 +252,14 @@ async def cmd_kafka_view(
     args: argparse.Namespace, settings: Settings, out: TextIO, err: TextIO
 ) -> int:
     """``status``/``events``/``replay`` of the embedded CLI, reading the Kafka log."""
-    from agentledger.cli import _print_entry, _resolve_task, _split, print_replay, print_status
+    from agentledger.cli import _resolve_task, _split, print_events, print_replay, print_status
     from agentledger.projections.task_state import fold
-    from agentledger.streams.log import Recorded
 
     async with await open_kafka_log(args) as log:
         task_id = await _resolve_task(log, args.task)
         entries = await log.read_task(task_id)
         if args.view == "events":
-            for entry in entries:
-                _print_entry(entry, args.json, out, err)
-            ended = any(isinstance(e, Recorded) and e.event.type in TERMINAL_TYPES for e in entries)
-            if args.follow and not ended:
-                last = max((e.offset for e in entries), default=0)
-                async for entry in log.follow(last, task_id=task_id):
-                    _print_entry(entry, args.json, out, err)
-                    out.flush()
-                    if isinstance(entry, Recorded) and entry.event.type in TERMINAL_TYPES:
-                        break
+            await print_events(log, task_id, entries, args, out, err)
             return EXIT_OK
     events = _split(entries, err)
     if args.view == "status":
