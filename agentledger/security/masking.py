@@ -25,6 +25,7 @@ from typing import Any, Protocol
 
 from pydantic import JsonValue
 
+from agentledger.errors import EventLogError
 from agentledger.redaction import PLACEHOLDER, redact
 from agentledger.schemas import EVENT_TYPES, EventBase
 from agentledger.schemas.codec import to_dict
@@ -113,10 +114,15 @@ class SqliteVault:
         return self._key
 
     def put(self, items: dict[str, str]) -> None:
-        with self._lock:
-            self._db.executemany(
-                "INSERT OR IGNORE INTO vault (placeholder, value) VALUES (?, ?)", items.items()
-            )
+        # Raised as a log failure: the event must not be written with a placeholder that
+        # nothing can resolve, so the runner stops and reports it like a failed append.
+        try:
+            with self._lock:
+                self._db.executemany(
+                    "INSERT OR IGNORE INTO vault (placeholder, value) VALUES (?, ?)", items.items()
+                )
+        except sqlite3.Error as exc:
+            raise EventLogError(f"cannot write to the vault {self.path}: {exc}") from exc
 
     def get(self, placeholder: str) -> str | None:
         with self._lock:
