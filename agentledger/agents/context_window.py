@@ -168,7 +168,7 @@ async def compact_if_needed(
         fields.update(
             model=response.model,
             usage=response.usage,
-            cost_usd=ctx.runtime.prices.cost(response.model, response.usage),
+            cost_usd=ctx.runtime.prices.quote_response(spec.model, response).cost_usd,
         )
         if text:
             summary = text[:max_chars]
