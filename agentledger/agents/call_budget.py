@@ -48,7 +48,8 @@ def pre_call_stop(
             threshold=most,
             subtask_id=subtask_id,
             detail=f"{events} events recorded; the task may record {most}",
-            reason=f"task ceiling reached: {events} of {most} events (limits.max_events)",
+            reason=f"task ceiling reached: {events} events recorded, the ceiling is {most} "
+            "(limits.max_events)",
             error_kind="event_ceiling",
         )
     provider, base_url = price_endpoint(model)

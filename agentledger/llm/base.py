@@ -115,7 +115,8 @@ class ModelResponse(BaseModel):
     used_fallback: bool = False
     raw: dict[str, JsonValue] | None = None
     usage_source: UsageSource = "reported"
-    reported_model: str | None = None  # the model the server says answered (Azure: not the deployment)
+    # The model the server says answered (on Azure: the model, not the deployment name).
+    reported_model: str | None = None
     trail: list[AttemptNote] = Field(default_factory=list)
 
 

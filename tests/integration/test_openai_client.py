@@ -27,6 +27,7 @@ from agentledger.llm import (
     ScriptedModel,
     ToolSpec,
 )
+from agentledger.llm.base import AttemptNote
 from agentledger.llm.factory import build_model, build_models
 from agentledger.llm.openai_client import (
     ModelCallError,
@@ -34,12 +35,10 @@ from agentledger.llm.openai_client import (
     RetryPolicy,
     parse_retry_after,
 )
-from agentledger.llm.base import AttemptNote
 from agentledger.llm.tokens import estimate_usage
 from agentledger.schemas.llm import RecordedToolCall, TokenUsage
 from tests.support.openai_server import (
     OpenAIStubServer,
-    StubReply,
     answer,
     delayed,
     error,
