@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from pydantic import BaseModel
 
-from agentledger.agents.workflow import AgentSpec, Limits, Workflow
+from agentledger.agents.workflow import AgentSpec, Limits, Workflow, load_workflow
 from agentledger.errors import ModelError
-from agentledger.llm import ModelResponse, ScriptedModel, reply_json
+from agentledger.llm import ModelPrice, ModelResponse, ScriptedModel, reply_json
 from agentledger.schemas import PlanClamp
+from agentledger.settings import Settings
 from agentledger.testing import run_goal
 
 
@@ -180,8 +183,6 @@ async def test_the_task_wide_event_ceiling_holds_against_retries():
 
 
 def test_ceilings_come_from_the_settings_unless_the_workflow_sets_them():
-    from agentledger.settings import Settings
-
     settings = Settings(max_llm_calls=50, max_events=900, unpriced_calls="refuse")
 
     assert Limits().llm_call_ceiling == 200 and Limits().event_ceiling == 2000
@@ -191,3 +192,28 @@ def test_ceilings_come_from_the_settings_unless_the_workflow_sets_them():
         10,
         "refuse",
     )
+
+
+def test_a_workflow_file_declares_prices_ceilings_and_the_policies_a_plan_may_choose(
+    tmp_path: Path,
+):
+
+    path = tmp_path / "wf.yaml"
+    path.write_text(
+        "name: bounded\n"
+        "orchestrator: planner\n"
+        "agents:\n"
+        "  planner: {routes_to: [researcher]}\n"
+        "  researcher: {max_retries: 1, plan_on_failure: [fail_task, retry]}\n"
+        "limits: {max_cost_usd: 1.0, max_llm_calls: 40, unpriced_calls: refuse}\n"
+        "prices:\n"
+        '  "llama3.1:8b": {input_per_mtok: 0.1, output_per_mtok: 0.2}\n'
+    )
+
+    wf = load_workflow(path, settings=Settings(max_events=700))
+
+    assert wf.prices == {"llama3.1:8b": ModelPrice(input_per_mtok=0.1, output_per_mtok=0.2)}
+    assert (wf.limits.llm_call_ceiling, wf.limits.event_ceiling) == (40, 700)
+    assert wf.limits.unpriced_policy == "refuse"
+    assert wf.agents["researcher"].plan_on_failure == ("fail_task", "retry")
+    assert wf.agents["planner"].plan_on_failure == ("fail_task", "retry", "replan", "skip")
