@@ -28,6 +28,7 @@ from agentledger.agents.stops import stop
 from agentledger.agents.workflow import AgentSpec
 from agentledger.errors import ModelError
 from agentledger.llm.base import canonical_json
+from agentledger.llm.pricing import serving_settings
 from agentledger.projections.task_state import SubtaskState, tool_call_key
 from agentledger.schemas import (
     AgentOutputProduced,
@@ -131,7 +132,8 @@ class AgentStep:
         spec = self._spec(ctx, sub)
         model = ctx.runtime.models[spec.name]
         request = build_request(ctx, spec, sub)
-        refused = call_budget.pre_call_stop(event, ctx, spec.model, request.model, sub.id)
+        serving = serving_settings(model, spec.model)
+        refused = call_budget.pre_call_stop(event, ctx, serving, request.model, sub.id)
         if refused:
             return refused
         if isinstance(event, AgentStepStarted):  # not again after a compaction: call then
@@ -185,7 +187,7 @@ class AgentStep:
         content = response.content
         if content is not None and len(content) > MAX_CONTENT_CHARS:
             content = content[:MAX_CONTENT_CHARS]
-        price = ctx.runtime.prices.quote_response(spec.model, response)
+        price = ctx.runtime.prices.quote_response(serving, response)
         return [
             *admission.events,
             *attempt_events(

@@ -31,7 +31,7 @@ from urllib.parse import urlsplit
 import genai_prices
 from pydantic import BaseModel, ConfigDict
 
-from agentledger.llm.base import ModelResponse, ModelSettings
+from agentledger.llm.base import ChatModel, ModelResponse, ModelSettings
 from agentledger.schemas.llm import TokenUsage
 
 log = logging.getLogger(__name__)
@@ -166,6 +166,13 @@ class PriceTable:
     def cost(self, model: str, usage: TokenUsage) -> float:
         """The cost of a call to ``model`` on OpenAI itself (0 when unpriced)."""
         return self.quote(model, usage).cost_usd
+
+
+def serving_settings(model: ChatModel, configured: ModelSettings) -> ModelSettings:
+    """The settings of the model object that actually serves the calls (a model built from
+    settings carries them), else the configured ones: prices follow where a call went."""
+    actual = getattr(model, "settings", None)
+    return actual if isinstance(actual, ModelSettings) else configured
 
 
 def price_endpoint(settings: ModelSettings) -> tuple[str, str | None]:
