@@ -239,7 +239,8 @@ def summary(state: TaskState) -> str:
         f"goal      {_short(state.goal, 100)}",
         f"events    {state.last_seq}",
         f"usage     {state.llm_calls} LLM calls, {state.tool_calls} tool calls, "
-        f"{state.tokens_in}+{state.tokens_out} tokens, ${state.cost_usd:.4f}",
+        f"{state.tokens_in}+{state.tokens_out} tokens, ${state.cost_usd:.4f}"
+        + (f" (+{state.unpriced_calls} unpriced calls)" if state.unpriced_calls else ""),
     ]
     if state.started_at and state.ended_at:
         out.append(f"duration  {(state.ended_at - state.started_at).total_seconds():.2f} s")
