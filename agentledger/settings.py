@@ -41,8 +41,8 @@ class Settings(BaseSettings):
     warn_iterations: int = 10
     max_iterations: int = 15
     # Task-wide ceilings no plan, repair or retry can raise (workflow `limits` may set them).
-    max_llm_calls: int = Field(default=200, ge=1)
-    max_events: int = Field(default=2000, ge=1)
+    max_llm_calls: int = Field(default=500, ge=1)
+    max_events: int = Field(default=5000, ge=1)
     # A task with a cost budget making a call no price is known for: warn once, or refuse.
     unpriced_calls: Literal["warn", "refuse"] = "warn"
 

@@ -185,7 +185,7 @@ async def test_the_task_wide_event_ceiling_holds_against_retries():
 def test_ceilings_come_from_the_settings_unless_the_workflow_sets_them():
     settings = Settings(max_llm_calls=50, max_events=900, unpriced_calls="refuse")
 
-    assert Limits().llm_call_ceiling == 200 and Limits().event_ceiling == 2000
+    assert Limits().llm_call_ceiling == 500 and Limits().event_ceiling == 5000
     resolved = Limits(max_events=10).with_settings(settings)
     assert (resolved.llm_call_ceiling, resolved.event_ceiling, resolved.unpriced_policy) == (
         50,
