@@ -6,6 +6,12 @@ the record: runs against the real OpenAI-compatible HTTP server, audited with ch
 
 from __future__ import annotations
 
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
@@ -33,9 +39,11 @@ from tests.integration.audit_fixtures import (  # fixtures are imported to be fo
 from tests.support.openai_server import (
     OpenAIStubServer,
     answer,
+    json_answer,
     no_usage,
     rate_limited,
     server_error,
+    tool_call_reply,
 )
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(30)]
@@ -324,3 +332,80 @@ async def test_cost_analytics_show_unpriced_and_estimated_calls(
         1,
         1,
     )
+
+
+DELIVERIES = Path(__file__).parent.parent / "fixtures" / "deliveries" / "workflow.yaml"
+
+
+def _ledger_events(db: Path) -> list[dict[str, Any]]:
+    con = sqlite3.connect(f"file:{db}?mode=ro", uri=True)
+    try:
+        return [orjson.loads(r[0]) for r in con.execute("SELECT data FROM events ORDER BY offset")]
+    finally:
+        con.close()
+
+
+def test_a_run_killed_while_waiting_out_a_429_resumes_with_one_clean_call(
+    tmp_path: Path,
+) -> None:
+    """Attempt events are appended with the call's outcome, in one batch: a process killed
+    during the Retry-After wait leaves no trace of the attempt, and resume makes the call
+    again, so every step has exactly one outcome and no attempt event is orphaned."""
+    plan = {
+        "subtasks": [
+            {"id": "p1", "agent": "courier", "description": "deliver p1"},
+            {"id": "report", "agent": "reporter", "description": "report", "depends_on": ["p1"]},
+        ]
+    }
+    replies = [
+        json_answer(plan),
+        rate_limited(retry_after="30"),  # the run is killed while it waits
+        tool_call_reply(("deliver", {"parcel": "p1", "address": "1 Main Street"})),
+        json_answer({"parcel": "p1", "delivered": True}),
+        answer("p1 was delivered"),
+    ]
+    db = tmp_path / "ledger.db"
+    with OpenAIStubServer(replies, models=("gpt-4o-mini",)) as stub:
+        env = {
+            **os.environ,
+            "AGENTLEDGER_HOME": str(tmp_path),
+            "AGENTLEDGER_MODEL_PROVIDER": "openai",
+            "AGENTLEDGER_MODEL_NAME": "gpt-4o-mini",
+            "AGENTLEDGER_MODEL_BASE_URL": stub.base_url,
+        }
+        cli = [sys.executable, "-m", "agentledger.cli"]
+        run = subprocess.Popen(
+            [*cli, "run", str(DELIVERIES), "--goal", "deliver p1"],
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        try:
+            deadline = time.monotonic() + 30
+            while not any(r.status == 429 for r in stub.chat_requests):
+                assert run.poll() is None, run.communicate()
+                assert time.monotonic() < deadline, "the run never met the 429"
+                time.sleep(0.02)
+            run.send_signal(signal.SIGKILL)
+        finally:
+            if run.poll() is None:
+                run.kill()
+            run.communicate(timeout=10)
+        before = _ledger_events(db)
+        task_id = before[0]["task_id"]
+        assert before[-1]["type"] == "agent_step_started"  # the call's batch never landed
+        resumed = subprocess.run(
+            [*cli, "resume", task_id], env=env, capture_output=True, text=True, timeout=60
+        )
+        assert resumed.returncode == 0, resumed.stderr
+        stub.assert_complete()
+
+    after = _ledger_events(db)
+    assert after[: len(before)] == before
+    assert after[-1]["type"] == "task_completed"
+    assert [e for e in after if e["type"] == "llm_attempt_failed"] == []
+    courier_step = before[-1]["event_id"]
+    (call,) = [e for e in after if e["causation_id"] == courier_step]  # one outcome, no attempts
+    assert call["type"] == "llm_call_completed"
+    assert call["attempts"] == 1
