@@ -220,6 +220,7 @@ def _state_json(state: TaskState) -> dict[str, Any]:
         "tokens_in": state.tokens_in,
         "tokens_out": state.tokens_out,
         "cost_usd": state.cost_usd,
+        "unpriced_calls": state.unpriced_calls,
         "iterations": dict(state.iterations),
         "subtasks": {
             s.id: {

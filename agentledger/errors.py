@@ -20,6 +20,8 @@ Every message says what was wrong and, where there is one, what to do about it.
 
 from __future__ import annotations
 
+from typing import Any
+
 
 class AgentLedgerError(Exception):
     """Root of every error agentledger raises."""
@@ -89,6 +91,8 @@ class ModelError(RuntimeFailure):
         self.kind = kind
         self.retryable = retryable
         self.attempts = attempts
+        # What happened before the call gave up (llm.base.AttemptNote), recorded as events.
+        self.trail: list[Any] = []
         super().__init__(message)
 
 

@@ -40,6 +40,11 @@ class Settings(BaseSettings):
     # Guard-rail defaults; a workflow file may set its own per agent and per task.
     warn_iterations: int = 10
     max_iterations: int = 15
+    # Task-wide ceilings no plan, repair or retry can raise (workflow `limits` may set them).
+    max_llm_calls: int = Field(default=500, ge=1)
+    max_events: int = Field(default=5000, ge=1)
+    # A task with a cost budget making a call no price is known for: warn once, or refuse.
+    unpriced_calls: Literal["warn", "refuse"] = "warn"
 
     @property
     def ledger_path(self) -> Path:

@@ -56,7 +56,12 @@ def make_runtime(
 ) -> Runtime:
     models = {a: (model[a] if isinstance(model, Mapping) else model) for a in workflow.agents}
     sandbox = sandbox or Path(tempfile.mkdtemp(prefix="agentledger-sandbox-"))
-    return Runtime(workflow=workflow, models=models, prices=prices or PriceTable(), sandbox=sandbox)
+    return Runtime(
+        workflow=workflow,
+        models=models,
+        prices=(prices or PriceTable()).with_overrides(workflow.prices),
+        sandbox=sandbox,
+    )
 
 
 async def task_events(log: EventLog, task_id: str) -> list[Event]:

@@ -22,10 +22,14 @@ from agentledger.schemas import (
     HandoffRejected,
     InjectionSuspected,
     LimitReached,
+    LlmAttemptFailed,
     LlmCallCompleted,
     LlmCallFailed,
+    LlmFallbackUsed,
+    LlmOutputModeLowered,
     OutputRejected,
     OutputsAggregated,
+    PlanClamped,
     PlanRejected,
     SubtaskAssigned,
     SubtaskCompleted,
@@ -97,11 +101,35 @@ def describe(event: Event) -> str:
                 if event.tool_calls
                 else "answer " + _short(event.content or "", 50)
             )
+            tokens = "tok est." if event.usage_source == "estimated" else "tok"
+            cost = "unpriced" if event.unpriced else f"${event.cost_usd:.4f}"
             return (
                 f"{event.subtask_id} {event.model}: {what} "
-                f"[{event.usage.input_tokens}+{event.usage.output_tokens} tok, "
-                f"${event.cost_usd:.4f}, {event.latency_ms:.0f} ms]"
+                f"[{event.usage.input_tokens}+{event.usage.output_tokens} {tokens}, "
+                f"{cost}, {event.latency_ms:.0f} ms]"
             )
+        case LlmAttemptFailed():
+            wait = f", retry in {event.delay_s:.2f}s" if event.delay_s else ""
+            status = f"HTTP {event.status_code} " if event.status_code else ""
+            return (
+                f"{event.subtask_id} {event.model} attempt {event.attempt} failed "
+                f"({status}{event.error_kind}){wait}"
+            )
+        case LlmOutputModeLowered():
+            return (
+                f"{event.subtask_id} {event.model} refused {event.from_mode}: using "
+                f"{event.to_mode} ({_short(event.reason, 80)})"
+            )
+        case LlmFallbackUsed():
+            return (
+                f"{event.subtask_id} {event.from_model} gave up ({event.error_kind}): "
+                f"falling back to {event.to_model}"
+            )
+        case PlanClamped():
+            cuts = ", ".join(
+                f"{c.subtask}.{c.setting} {c.asked}->{c.allowed}" for c in event.clamps
+            )
+            return f"plan clamped to the workflow's bounds: {cuts}"
         case LlmCallFailed():
             return f"{event.subtask_id} {event.model} FAILED ({event.error_kind}): {_short(event.message)}"
         case ToolCallRequested():
@@ -211,7 +239,8 @@ def summary(state: TaskState) -> str:
         f"goal      {_short(state.goal, 100)}",
         f"events    {state.last_seq}",
         f"usage     {state.llm_calls} LLM calls, {state.tool_calls} tool calls, "
-        f"{state.tokens_in}+{state.tokens_out} tokens, ${state.cost_usd:.4f}",
+        f"{state.tokens_in}+{state.tokens_out} tokens, ${state.cost_usd:.4f}"
+        + (f" (+{state.unpriced_calls} unpriced calls)" if state.unpriced_calls else ""),
     ]
     if state.started_at and state.ended_at:
         out.append(f"duration  {(state.ended_at - state.started_at).total_seconds():.2f} s")

@@ -45,7 +45,10 @@ def build(subtasks: int, steps: int) -> tuple[Workflow, ScriptedModel]:
             ),
         ],
         tools=[lookup],
-        limits=Limits(),
+        # The workload is bigger than the default task ceilings: it declares its size.
+        limits=Limits(
+            max_llm_calls=subtasks * (steps + 1) + 1, max_events=subtasks * (steps + 1) * 6 + 20
+        ),
     )
     plan = reply_json({"subtasks": [{"id": f"s{i}", "agent": "worker"} for i in range(subtasks)]})
 

@@ -25,6 +25,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from agentledger.errors import ModelError
 from agentledger.llm.base import ChatModel, Message, ModelRequest
+from agentledger.llm.pricing import serving_settings
 from agentledger.llm.tokens import estimate_message_tokens, estimate_messages_tokens
 from agentledger.schemas import EventBase
 from agentledger.schemas.guards import ContextSummarized
@@ -168,7 +169,9 @@ async def compact_if_needed(
         fields.update(
             model=response.model,
             usage=response.usage,
-            cost_usd=ctx.runtime.prices.cost(response.model, response.usage),
+            cost_usd=ctx.runtime.prices.quote_response(
+                serving_settings(model, spec.model), response
+            ).cost_usd,
         )
         if text:
             summary = text[:max_chars]

@@ -69,7 +69,12 @@ def on_subtask_failed(event: SubtaskFailed, state: TaskState, wf: Workflow) -> l
         )
 
     if policy == "retry":
-        limit = entry.max_retries if entry.max_retries is not None else spec.max_retries
+        # The recorded plan is already clamped; min() also bounds plans logged before that.
+        limit = (
+            min(entry.max_retries, spec.max_retries)
+            if entry.max_retries is not None
+            else spec.max_retries
+        )
         if sub.attempt <= limit:
             return [
                 applied("retry", f"retry {sub.attempt} of {limit}"),

@@ -27,6 +27,7 @@ from agentledger.schemas import (
     FailurePolicyApplied,
     GoalSubmitted,
     Plan,
+    PlanClamp,
     SubtaskCompleted,
     SubtaskFailed,
     SubtaskSkipped,
@@ -110,9 +111,11 @@ class Orchestrator:
         if not scope.active(state):
             return []
         sub = state.subtasks[event.subtask_id]
+        clamps: list[PlanClamp] = []
         try:
             plan: Plan | None = Plan.model_validate(event.output)
             assert plan is not None
+            plan, clamps = plans.clamp_plan(plan, wf)
             problems = plans.plan_problems(
                 plan, wf, scope.planner, reusable=scope.reusable(state), taken=scope.taken(state)
             )
@@ -120,7 +123,10 @@ class Orchestrator:
             plan = None
             problems = [f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors()[:8]]
         if plan is not None and not problems:
-            return self._accept(event, state, wf, scope, plan, attempt=sub.attempt)
+            return [
+                *plans.clamped_event(event, scope, clamps),
+                *self._accept(event, state, wf, scope, plan, attempt=sub.attempt),
+            ]
         retry = sub.attempt < wf.limits.max_plan_attempts
         out: list[EventBase] = [
             plans.rejected_event(event, scope, problems, sub.attempt, will_retry=retry)

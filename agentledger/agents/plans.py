@@ -21,6 +21,8 @@ from agentledger.projections.task_state import ACTIVE, DONE, TaskState, evolve
 from agentledger.schemas import (
     EventBase,
     Plan,
+    PlanClamp,
+    PlanClamped,
     PlannedSubtask,
     PlanRejected,
     SubtaskAssigned,
@@ -219,6 +221,70 @@ def _override_problems(s: PlannedSubtask, spec: AgentSpec) -> list[str]:
         if problem:
             problems.append(f"subtask {s.id!r}: default {problem}")
     return problems
+
+
+def clamp_plan(plan: Plan, wf: Workflow) -> tuple[Plan, list[PlanClamp]]:
+    """``plan`` within what the workflow lets a planner set, and what was cut.
+
+    A planned subtask's ``max_retries`` stays at or below its agent's; its ``on_failure``
+    must be one of the agent's ``plan_on_failure`` (else the agent's own policy stands, and
+    a ``default`` goes with a refused ``skip`` unless the agent's own policy is skip).
+    Agents the workflow does not have are left to ``plan_problems``.
+    """
+    clamps: list[PlanClamp] = []
+    subtasks: list[PlannedSubtask] = []
+    for s in plan.subtasks:
+        spec = wf.agents.get(s.agent)
+        if spec is None:
+            subtasks.append(s)
+            continue
+        data = s.model_dump(mode="json")
+        if s.max_retries is not None and s.max_retries > spec.max_retries:
+            data["max_retries"] = spec.max_retries
+            clamps.append(
+                PlanClamp(
+                    subtask=s.id,
+                    setting="max_retries",
+                    asked=s.max_retries,
+                    allowed=spec.max_retries,
+                    reason=f"agent {spec.name!r} allows at most {spec.max_retries} retries",
+                )
+            )
+        if s.on_failure is not None and s.on_failure not in spec.plan_on_failure:
+            del data["on_failure"]
+            clamps.append(
+                PlanClamp(
+                    subtask=s.id,
+                    setting="on_failure",
+                    asked=s.on_failure,
+                    allowed=spec.on_failure,
+                    reason=f"a plan may give {spec.name!r} only "
+                    f"{', '.join(spec.plan_on_failure)}; its own policy stands",
+                )
+            )
+            if "default" in data and spec.on_failure != "skip":
+                clamps.append(
+                    PlanClamp(
+                        subtask=s.id,
+                        setting="default",
+                        asked=data.pop("default"),
+                        allowed=None,
+                        reason=f"the subtask cannot be skipped ({spec.on_failure}): "
+                        "no default is used",
+                    )
+                )
+        changed = data != s.model_dump(mode="json")
+        subtasks.append(PlannedSubtask.model_validate(data) if changed else s)
+    if not clamps:
+        return plan, []
+    return plan.model_copy(update={"subtasks": subtasks}), clamps
+
+
+def clamped_event(cause: EventBase, scope: Scope, clamps: list[PlanClamp]) -> list[EventBase]:
+    """``[plan_clamped]`` when something was cut, else nothing."""
+    if not clamps:
+        return []
+    return [PlanClamped.caused_by(cause, agent=scope.planner, subtask_id=scope.key, clamps=clamps)]
 
 
 def default_problem(default: object, output_model: type[BaseModel] | None) -> str | None:

@@ -55,6 +55,7 @@ def build_runtime(
         prices = (
             PriceTable.from_file(settings.prices_file) if settings.prices_file else PriceTable()
         )
+    prices = prices.with_overrides(workflow.prices)  # the workflow's declared prices win
     sandbox = settings.sandbox_dir.resolve()
     sandbox.mkdir(parents=True, exist_ok=True)
     return Runtime(

@@ -18,15 +18,17 @@ from datetime import UTC, datetime
 import orjson
 from pydantic import BaseModel, JsonValue, ValidationError
 
-from agentledger.agents import aggregate, handoffs
+from agentledger.agents import aggregate, call_budget, handoffs
 from agentledger.agents.context import ProcessorContext
 from agentledger.agents.context_window import compact_if_needed
+from agentledger.agents.llm_attempts import attempt_events
 from agentledger.agents.plans import delegates
 from agentledger.agents.prompts import build_request, output_model_for
 from agentledger.agents.stops import stop
 from agentledger.agents.workflow import AgentSpec
 from agentledger.errors import ModelError
 from agentledger.llm.base import canonical_json
+from agentledger.llm.pricing import serving_settings
 from agentledger.projections.task_state import SubtaskState, tool_call_key
 from agentledger.schemas import (
     AgentOutputProduced,
@@ -130,6 +132,10 @@ class AgentStep:
         spec = self._spec(ctx, sub)
         model = ctx.runtime.models[spec.name]
         request = build_request(ctx, spec, sub)
+        serving = serving_settings(model, spec.model)
+        refused = call_budget.pre_call_stop(event, ctx, serving, request.model, sub.id)
+        if refused:
+            return refused
         if isinstance(event, AgentStepStarted):  # not again after a compaction: call then
             compacted = await compact_if_needed(event, ctx, spec, sub, request, model)
             if compacted:
@@ -150,6 +156,13 @@ class AgentStep:
             latency = (time.perf_counter() - started) * 1000
             return [
                 *admission.events,
+                *attempt_events(
+                    event,
+                    exc.trail,
+                    subtask_id=sub.id,
+                    iteration=sub.iteration,
+                    provider=model.provider,
+                ),
                 LlmCallFailed.caused_by(
                     event,
                     subtask_id=sub.id,
@@ -174,8 +187,16 @@ class AgentStep:
         content = response.content
         if content is not None and len(content) > MAX_CONTENT_CHARS:
             content = content[:MAX_CONTENT_CHARS]
+        price = ctx.runtime.prices.quote_response(serving, response)
         return [
             *admission.events,
+            *attempt_events(
+                event,
+                response.trail,
+                subtask_id=sub.id,
+                iteration=sub.iteration,
+                provider=model.provider,
+            ),
             LlmCallCompleted.caused_by(
                 event,
                 subtask_id=sub.id,
@@ -187,11 +208,14 @@ class AgentStep:
                 tool_calls=response.tool_calls,
                 finish_reason=response.finish_reason,
                 usage=response.usage,
-                cost_usd=ctx.runtime.prices.cost(response.model, response.usage),
+                cost_usd=price.cost_usd,
                 latency_ms=latency,
                 attempts=response.attempts,
                 fallback_from=spec.model.model if response.used_fallback else None,
                 raw_response=response.raw,
+                usage_source=response.usage_source,
+                unpriced=not price.priced,
+                priced_as=price.priced_as if price.priced_as != response.model else None,
             ),
             *breaker.record(event, breaker_settings, ok=True),
         ]
@@ -225,9 +249,14 @@ class AgentStep:
         sub = ctx.state.subtasks.get(event.subtask_id)
         if sub is None or sub.status != "running":
             return []
-        stop = self._budget_stop(event, ctx)
+        stop = self._budget_stop(event, ctx) or call_budget.unpriced_stop(event, ctx)
         if stop:
             return stop
+        return [*call_budget.unpriced_warning(event, ctx), *self._react(event, ctx, sub)]
+
+    def _react(
+        self, event: LlmCallCompleted, ctx: ProcessorContext, sub: SubtaskState
+    ) -> list[EventBase]:
         spec = self._spec(ctx, sub)
         if event.tool_calls:
             loop = self._loop_stop(event, spec, sub)

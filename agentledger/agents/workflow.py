@@ -48,12 +48,14 @@ from agentledger.agents.graph import AgentGraph, Edge
 from agentledger.agents.plans import default_problem, plan_problems
 from agentledger.errors import ConfigurationError, WorkflowError
 from agentledger.llm.base import ModelSettings
+from agentledger.llm.pricing import ModelPrice
 from agentledger.schemas import FailurePolicy, Plan, RunningBranches
 from agentledger.security.policy import SecurityPolicy, ToolPolicy, ToolPolicyEntry
 from agentledger.settings import Settings
 from agentledger.tools.registry import Tool, ToolRegistry, as_tool
 
 Pattern = Literal["orchestrated", "peer_to_peer"]
+UnpricedCalls = Literal["warn", "refuse"]
 
 
 class Limits(BaseModel):
@@ -70,6 +72,39 @@ class Limits(BaseModel):
     oscillation_cycles: int = Field(default=2, ge=1)
     max_handoff_rejections: int = Field(default=2, ge=0)
     max_replans: int = Field(default=2, ge=0)  # per planning scope, for on_failure: replan
+    # Task-wide ceilings that hold against any plan, repair or retry; None: the settings'
+    # (AGENTLEDGER_MAX_LLM_CALLS, AGENTLEDGER_MAX_EVENTS, AGENTLEDGER_UNPRICED_CALLS).
+    max_llm_calls: int | None = Field(default=None, ge=1)
+    max_events: int | None = Field(default=None, ge=1)
+    unpriced_calls: UnpricedCalls | None = None  # with max_cost_usd: warn once, or refuse
+
+    def with_settings(self, settings: Settings) -> Limits:
+        """These limits, with the settings' values where the workflow set none."""
+        update = {
+            name: getattr(settings, name)
+            for name in ("max_llm_calls", "max_events", "unpriced_calls")
+            if getattr(self, name) is None
+        }
+        return self.model_copy(update=update) if update else self
+
+    @property
+    def llm_call_ceiling(self) -> int:
+        return self.max_llm_calls or _SETTING_DEFAULTS["max_llm_calls"]
+
+    @property
+    def event_ceiling(self) -> int:
+        return self.max_events or _SETTING_DEFAULTS["max_events"]
+
+    @property
+    def unpriced_policy(self) -> UnpricedCalls:
+        return self.unpriced_calls or _SETTING_DEFAULTS["unpriced_calls"]
+
+
+_SETTING_DEFAULTS: dict[str, Any] = {
+    name: Settings.model_fields[name].default
+    for name in ("max_llm_calls", "max_events", "unpriced_calls")
+}
+_ALL_POLICIES: tuple[FailurePolicy, ...] = ("fail_task", "retry", "replan", "skip")
 
 
 @dataclass(frozen=True)
@@ -96,6 +131,8 @@ class AgentSpec:
     circuit_breaker: BreakerSettings | None = None  # None: the workflow's settings
     context: ContextSettings = field(default_factory=ContextSettings)
     max_rejected_calls: int = 5  # refused tool calls a subtask may get before it fails
+    # The failure policies a planner may give this agent's subtasks (others are clamped).
+    plan_on_failure: tuple[FailurePolicy, ...] = _ALL_POLICIES
 
 
 @dataclass(frozen=True)
@@ -117,6 +154,7 @@ class Workflow:
     circuit_breaker: BreakerSettings = field(default_factory=BreakerSettings)
     security: SecurityPolicy = field(default_factory=SecurityPolicy)
     tool_policies: Mapping[str, ToolPolicy] = field(default_factory=dict)  # by tool name
+    prices: Mapping[str, ModelPrice] = field(default_factory=dict)  # declared, by model name
 
     def present(self, result: Any) -> Any:
         """The part of a task's result a person wants to read (see ``result_field``)."""
@@ -204,6 +242,7 @@ class Workflow:
         circuit_breaker: BreakerSettings | None = None,
         security: SecurityPolicy | None = None,
         tool_policies: Mapping[str, ToolPolicy] | None = None,
+        prices: Mapping[str, ModelPrice] | None = None,
     ) -> Workflow:
         """Declare a workflow in Python; validated like a file."""
         specs = {a.name: a for a in agents}
@@ -223,6 +262,7 @@ class Workflow:
             circuit_breaker=circuit_breaker or BreakerSettings(),
             security=security or SecurityPolicy(),
             tool_policies=dict(tool_policies or {}),
+            prices=dict(prices or {}),
         )
         problems = wf.problems()
         if problems:
@@ -284,6 +324,7 @@ class _AgentEntry(BaseModel):
     circuit_breaker: _BreakerOverride | None = None
     context: ContextSettings = Field(default_factory=ContextSettings)
     max_rejected_calls: int = Field(default=5, ge=1)
+    plan_on_failure: list[FailurePolicy] | None = None
 
 
 class _WorkflowFile(BaseModel):
@@ -303,6 +344,7 @@ class _WorkflowFile(BaseModel):
     running_branches_on_failure: RunningBranches = "cancel"
     circuit_breaker: BreakerSettings = Field(default_factory=BreakerSettings)
     security: SecurityPolicy = Field(default_factory=SecurityPolicy)
+    prices: dict[str, ModelPrice] = Field(default_factory=dict)
 
     @model_validator(mode="after")
     def _who_starts(self) -> Self:
@@ -436,6 +478,9 @@ def load_workflow(path: str | Path, *, settings: Settings | None = None) -> Work
             ),
             context=entry.context,
             max_rejected_calls=entry.max_rejected_calls,
+            plan_on_failure=(
+                tuple(entry.plan_on_failure) if entry.plan_on_failure is not None else _ALL_POLICIES
+            ),
         )
     wf = Workflow(
         name=spec.name,
@@ -444,7 +489,7 @@ def load_workflow(path: str | Path, *, settings: Settings | None = None) -> Work
         entry=spec.entry or "",
         agents=agents,
         tools=registry,
-        limits=spec.limits,
+        limits=spec.limits.with_settings(settings),
         description=spec.description,
         source=path,
         digest=_digest(raw),
@@ -457,6 +502,7 @@ def load_workflow(path: str | Path, *, settings: Settings | None = None) -> Work
             update={"primary_log": spec.security.primary_log or settings.primary_log}
         ),
         tool_policies=policies,
+        prices=spec.prices,
     )
     problems.extend(wf.problems())
     if problems:

@@ -3,11 +3,14 @@
 Every query reads ``audit_events`` (one row per event however often it was delivered) and
 takes an optional time range: ``since`` inclusive, ``until`` exclusive, both UTC.
 
-* ``cost(store, by=...)`` — LLM spend and tokens per task, agent, model, workflow or day.
+* ``cost(store, by=...)`` — LLM spend and tokens per task, agent, model, workflow or day,
+  with the calls that had no known price (``unpriced_calls``: their cost is missing from
+  ``cost_usd``) and those whose tokens were counted locally (``estimated_calls``).
 * ``failures(store, by=...)`` — failure counts and rates per agent, tool or error kind.
-  An *outcome* is an event that ends a call or a piece of work (LLM call, tool call,
-  subtask, task, plan/output review); a *failure* is an outcome with status error or
-  rejected. The rate is failures / outcomes.
+  An *outcome* is an event that ends a call or a piece of work (LLM call, LLM attempt, tool
+  call, subtask, task, plan/output review); a *failure* is an outcome with status error or
+  rejected, so a 429 that a retry recovered from counts (as ``llm_attempt_failed``). The
+  rate is failures / outcomes.
 * ``latency(store)`` — p50/p95/p99 of call latency per agent, model and tool (exact
   quantiles, linear interpolation between ranks).
 * ``anomalies(store)`` — runs that call a tool far more often than the workflow's other
@@ -72,6 +75,8 @@ class CostRow:
     output_tokens: int
     cached_tokens: int
     cost_usd: float
+    unpriced_calls: int = 0  # calls whose model had no known price: their cost is not in cost_usd
+    estimated_calls: int = 0  # calls whose server sent no usage: tokens counted locally
 
 
 @dataclass(frozen=True, slots=True)
@@ -144,13 +149,16 @@ def cost(
     order = "key" if by == "day" else "cost_usd DESC, key"
     table = store.query(
         f"SELECT {key} AS key, count() AS calls, sum(input_tokens), sum(output_tokens), "
-        f"sum(cached_tokens), sum(cost_usd) AS cost_usd FROM {store.database}.audit_events "
+        f"sum(cached_tokens), sum(cost_usd) AS cost_usd, "
+        "countIf(JSONExtractBool(payload, 'unpriced')), "
+        "countIf(JSONExtractString(payload, 'usage_source') = 'estimated') "
+        f"FROM {store.database}.audit_events "
         f"WHERE type = 'llm_call_completed' AND {where} GROUP BY key ORDER BY {order}",
         params,
     )
     return [
-        CostRow(str(k), int(c), int(i), int(o), int(ca), float(u))
-        for k, c, i, o, ca, u in table.rows
+        CostRow(str(k), int(c), int(i), int(o), int(ca), float(u), int(n), int(e))
+        for k, c, i, o, ca, u, n, e in table.rows
     ]
 
 

@@ -29,8 +29,11 @@ from agentledger.schemas import (
     GoalSubmitted,
     InjectionSuspected,
     LimitReached,
+    LlmAttemptFailed,
     LlmCallCompleted,
     LlmCallFailed,
+    LlmFallbackUsed,
+    LlmOutputModeLowered,
     ToolCallCompleted,
     ToolCallFailed,
     ToolCallRejected,
@@ -85,6 +88,7 @@ CORRUPT_TYPE = "corrupt_record"
 _STATUS: dict[str, str] = {
     "llm_call_completed": "ok",
     "llm_call_failed": "error",
+    "llm_attempt_failed": "error",  # a failed attempt, even one a retry recovered from
     "tool_call_completed": "ok",
     "tool_call_failed": "error",
     "tool_call_rejected": "rejected",
@@ -189,6 +193,10 @@ def to_row(event: EventBase, *, workflow: str = "") -> AuditRow:
         cost, latency = event.cost_usd, event.latency_ms
     elif isinstance(event, LlmCallFailed):
         model, provider, latency = event.model, event.provider, event.latency_ms
+    elif isinstance(event, LlmAttemptFailed | LlmOutputModeLowered):
+        model, provider = event.model, event.provider
+    elif isinstance(event, LlmFallbackUsed):
+        model, provider = event.from_model, event.provider
     elif isinstance(event, ToolCallCompleted | ToolCallFailed):
         tool, latency = event.tool, event.latency_ms
     elif isinstance(

@@ -13,7 +13,7 @@ from typing import Any, Literal, Protocol, runtime_checkable
 import orjson
 from pydantic import BaseModel, ConfigDict, Field, JsonValue
 
-from agentledger.schemas.llm import RecordedToolCall, TokenUsage
+from agentledger.schemas.llm import RecordedToolCall, TokenUsage, UsageSource
 
 
 class Message(BaseModel):
@@ -81,6 +81,26 @@ class ModelRequest(BaseModel):
         return hashlib.sha256(orjson.dumps(body, option=orjson.OPT_SORT_KEYS)).hexdigest()[:32]
 
 
+class AttemptNote(BaseModel):
+    """One step inside a model call that did not end it: a failed attempt that was retried
+    (``failed``), a structured-output mode the server refused (``step_down``), or the switch
+    to the fallback model (``fallback``). The runtime records each as an event."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    kind: Literal["failed", "step_down", "fallback"]
+    model: str
+    attempt: int
+    error_kind: str = ""
+    status_code: int | None = None
+    retry_after_s: float | None = None
+    delay_s: float = 0.0
+    detail: str = ""  # the server's words or the reason, short
+    from_mode: str = ""  # step_down
+    to_mode: str = ""  # step_down
+    to_model: str = ""  # fallback
+
+
 class ModelResponse(BaseModel):
     """What came back: text and/or tool calls, usage, and the raw body for the record."""
 
@@ -94,6 +114,10 @@ class ModelResponse(BaseModel):
     attempts: int = 1
     used_fallback: bool = False
     raw: dict[str, JsonValue] | None = None
+    usage_source: UsageSource = "reported"
+    # The model the server says answered (on Azure: the model, not the deployment name).
+    reported_model: str | None = None
+    trail: list[AttemptNote] = Field(default_factory=list)
 
 
 @runtime_checkable

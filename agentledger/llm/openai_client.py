@@ -11,7 +11,11 @@ What it does beyond one HTTP call:
 
 * retries 429, 5xx, timeouts and connection errors itself (the openai client is built with
   ``max_retries=0``) with exponential backoff and jitter, honouring ``Retry-After``, so the
-  attempts are counted into ``ModelResponse.attempts``;
+  attempts are counted into ``ModelResponse.attempts`` and each one that failed, each
+  structured-output step-down and the switch to a fallback is an ``AttemptNote`` in
+  ``ModelResponse.trail`` (or ``ModelCallError.trail``), which the runtime records as events;
+* a server that sends no ``usage`` gets its tokens counted locally
+  (``usage_source="estimated"``), so budgets still hold;
 * after the retries are spent, tries ``settings.fallback_model`` once through the same
   policy (``used_fallback=True``), else raises ``ModelCallError(retryable=True)``;
 * structured output asks for ``response_format=json_schema``; a server that rejects it is
@@ -37,7 +41,7 @@ import os
 import random
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from types import TracebackType
@@ -50,6 +54,7 @@ from pydantic import JsonValue
 
 from agentledger.errors import ConfigurationError, ModelError
 from agentledger.llm.base import (
+    AttemptNote,
     Message,
     ModelRequest,
     ModelResponse,
@@ -57,6 +62,7 @@ from agentledger.llm.base import (
     ToolSpec,
     canonical_json,
 )
+from agentledger.llm.tokens import estimate_usage
 from agentledger.schemas.llm import RecordedToolCall, TokenUsage
 
 __all__ = ["ModelCallError", "OpenAIChatModel", "RetryPolicy", "parse_retry_after"]
@@ -162,6 +168,7 @@ class _Attempts:
     """HTTP requests made for one ``complete()``, across retries, step-downs and fallback."""
 
     count: int = 0
+    notes: list[AttemptNote] = field(default_factory=list)
 
 
 @dataclass
@@ -261,11 +268,31 @@ class OpenAIChatModel:
         attempts = _Attempts()
         try:
             body = await self._call_with_retries(primary, request, attempts)
-            return self._response(body, primary, request, attempts.count, used_fallback=False)
+            return self._response(body, primary, request, attempts, used_fallback=False)
         except ModelCallError as exc:
             fallback = self.settings.fallback_model
             if not exc.retryable or not fallback or fallback == primary:
+                exc.trail = attempts.notes
                 raise
+            detail = str(exc)[:300]
+            attempts.notes += [
+                AttemptNote(
+                    kind="failed",
+                    model=primary,
+                    attempt=attempts.count,
+                    error_kind=exc.kind,
+                    status_code=exc.status_code,
+                    detail=detail,
+                ),
+                AttemptNote(
+                    kind="fallback",
+                    model=primary,
+                    attempt=attempts.count,
+                    error_kind=exc.kind,
+                    to_model=fallback,
+                    detail=detail,
+                ),
+            ]
             log.warning(
                 "model %r at %s failed (%s) after %d attempts; trying fallback model %r",
                 primary,
@@ -277,15 +304,17 @@ class OpenAIChatModel:
             try:
                 body = await self._call_with_retries(fallback, request, attempts)
             except ModelCallError as fallback_exc:
-                raise ModelCallError(
+                error = ModelCallError(
                     f"{fallback_exc} (fallback after primary model {primary!r} failed: {exc})",
                     kind=fallback_exc.kind,
                     retryable=fallback_exc.retryable,
                     model=fallback,
                     attempts=attempts.count,
                     status_code=fallback_exc.status_code,
-                ) from None
-            return self._response(body, fallback, request, attempts.count, used_fallback=True)
+                )
+                error.trail = attempts.notes
+                raise error from None
+            return self._response(body, fallback, request, attempts, used_fallback=True)
 
     async def _call_with_retries(
         self, model: str, request: ModelRequest, attempts: _Attempts
@@ -300,7 +329,7 @@ class OpenAIChatModel:
                 )
             except openai.APIStatusError as exc:
                 if mode is not None and mode != "prompt" and _rejects_response_format(exc):
-                    self._step_down(mode, model, exc)
+                    attempts.notes.append(self._step_down(mode, model, exc, attempts.count))
                     continue
                 failure = self._classify_status(exc, model)
             except openai.APITimeoutError:
@@ -320,6 +349,18 @@ class OpenAIChatModel:
                 raise self._error(failure, model, attempts.count, gave_up=failure.retryable)
             retries += 1
             delay = self.retry.delay(retries, failure.retry_after)
+            attempts.notes.append(
+                AttemptNote(
+                    kind="failed",
+                    model=model,
+                    attempt=attempts.count,
+                    error_kind=failure.kind,
+                    status_code=failure.status_code,
+                    retry_after_s=failure.retry_after,
+                    delay_s=round(delay, 3),
+                    detail=failure.reason[:300],
+                )
+            )
             log.warning(
                 "model %r at %s: %s; retry %d of %d in %.2fs",
                 model,
@@ -331,17 +372,29 @@ class OpenAIChatModel:
             )
             await asyncio.sleep(delay)
 
-    def _step_down(self, mode: StructuredMode, model: str, exc: openai.APIStatusError) -> None:
+    def _step_down(
+        self, mode: StructuredMode, model: str, exc: openai.APIStatusError, attempt: int
+    ) -> AttemptNote:
         lower = _STEP_DOWN[mode]
         if _MODE_ORDER.index(lower) > _MODE_ORDER.index(self.structured_mode):
             self.structured_mode = lower
+        said = self._redact(_server_message(exc))[:200]
         log.warning(
             "model %r at %s rejected response_format %r (%s); using %r from now on",
             model,
             self._where,
             mode,
-            self._redact(_server_message(exc))[:200],
+            said,
             self.structured_mode,
+        )
+        return AttemptNote(
+            kind="step_down",
+            model=model,
+            attempt=attempt,
+            status_code=exc.status_code,
+            from_mode=mode,
+            to_mode=self.structured_mode,
+            detail=f"HTTP {exc.status_code}: {said}",
         )
 
     # -- request --
@@ -405,7 +458,7 @@ class OpenAIChatModel:
         body: dict[str, Any],
         model: str,
         request: ModelRequest,
-        attempts: int,
+        attempts: _Attempts,
         *,
         used_fallback: bool,
     ) -> ModelResponse:
@@ -423,16 +476,25 @@ class OpenAIChatModel:
             if isinstance(call, dict)
         ]
         finish = choice.get("finish_reason")
+        usage = _usage(body.get("usage"))
+        estimated = usage is None
+        if usage is None:  # some servers send none: count locally rather than go blind
+            usage = estimate_usage(request, content, calls)
+        reported = body.get("model")
         return ModelResponse(
             content=content,
             tool_calls=calls,
             finish_reason=finish if isinstance(finish, str) else None,
-            # The configured name, not the server's dated alias: prices are keyed by it.
+            # The configured name (an Azure deployment, a local alias); the server's own
+            # name for the model is ``reported_model``, which Azure calls are priced by.
             model=model,
-            usage=_usage(body.get("usage")),
-            attempts=attempts,
+            usage=usage,
+            usage_source="estimated" if estimated else "reported",
+            reported_model=reported if isinstance(reported, str) and reported else None,
+            attempts=attempts.count,
             used_fallback=used_fallback,
             raw=body,
+            trail=attempts.notes,
         )
 
     # -- errors --
@@ -682,9 +744,12 @@ def _object(value: Any) -> dict[str, Any]:
     return value if isinstance(value, dict) else {}
 
 
-def _usage(data: Any) -> TokenUsage:
-    if not isinstance(data, dict):
-        return TokenUsage()
+def _usage(data: Any) -> TokenUsage | None:
+    """The server's token counts; None when it sent no usable ``usage`` block."""
+    if not isinstance(data, dict) or not any(
+        isinstance(data.get(k), int) for k in ("prompt_tokens", "completion_tokens")
+    ):
+        return None
     details = data.get("prompt_tokens_details")
     cached = details.get("cached_tokens") if isinstance(details, dict) else None
     return TokenUsage(

@@ -8,7 +8,8 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from agentledger.llm.base import Message, canonical_json
+from agentledger.llm.base import Message, ModelRequest, canonical_json
+from agentledger.schemas.llm import RecordedToolCall, TokenUsage
 
 
 def estimate_tokens(text: str | None) -> int:
@@ -26,3 +27,18 @@ def estimate_message_tokens(message: Message) -> int:
 
 def estimate_messages_tokens(messages: Iterable[Message]) -> int:
     return sum(estimate_message_tokens(m) for m in messages)
+
+
+def estimate_usage(
+    request: ModelRequest, content: str | None, tool_calls: Iterable[RecordedToolCall]
+) -> TokenUsage:
+    """What a call cost in tokens when the server did not say: the prompt (messages, tool
+    schemas, output schema) in, the answer (text and tool calls) out."""
+    prompt = estimate_messages_tokens(request.messages)
+    prompt += sum(estimate_tokens(canonical_json(t.model_dump(mode="json"))) for t in request.tools)
+    if request.output_schema is not None:
+        prompt += estimate_tokens(canonical_json(request.output_schema))
+    answer = estimate_message_tokens(
+        Message(role="assistant", content=content, tool_calls=list(tool_calls))
+    )
+    return TokenUsage(input_tokens=prompt, output_tokens=answer)

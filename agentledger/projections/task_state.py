@@ -112,6 +112,7 @@ class TaskState:
     tokens_in: int = 0
     tokens_out: int = 0
     cost_usd: float = 0.0
+    unpriced_calls: int = 0  # LLM calls whose model had no known price (cost_usd 0 for them)
     tool_results: Mapping[str, JsonValue] = field(default_factory=dict)  # idempotency ledger
     tool_requests: Mapping[str, ToolCallRequested] = field(
         default_factory=dict
@@ -222,6 +223,7 @@ def evolve(state: TaskState, event: Event) -> TaskState:
                 tokens_in=state.tokens_in + event.usage.input_tokens,
                 tokens_out=state.tokens_out + event.usage.output_tokens,
                 cost_usd=round(state.cost_usd + event.cost_usd, 10),
+                unpriced_calls=state.unpriced_calls + (1 if event.unpriced else 0),
             )
             sub = state.subtasks.get(event.subtask_id)
             if sub is None:

@@ -44,6 +44,12 @@ from agentledger.schemas.handoffs import (
 from agentledger.schemas.hierarchy import SubtaskPlanned, SubtaskPlanRejected
 from agentledger.schemas.limits import LimitReached
 from agentledger.schemas.llm import LlmCallCompleted, LlmCallFailed, RecordedToolCall, TokenUsage
+from agentledger.schemas.llm_attempts import (
+    LlmAttemptFailed,
+    LlmFallbackUsed,
+    LlmOutputModeLowered,
+)
+from agentledger.schemas.plan_limits import PlanClamp, PlanClamped
 from agentledger.schemas.security import InjectionSuspected
 from agentledger.schemas.subtasks import (
     AgentOutputProduced,
@@ -87,11 +93,16 @@ __all__ = [
     "HandoffRequest",
     "InjectionSuspected",
     "LimitReached",
+    "LlmAttemptFailed",
     "LlmCallCompleted",
     "LlmCallFailed",
+    "LlmFallbackUsed",
+    "LlmOutputModeLowered",
     "OutputRejected",
     "OutputsAggregated",
     "Plan",
+    "PlanClamp",
+    "PlanClamped",
     "PlanRejected",
     "PlannedSubtask",
     "RecordedToolCall",

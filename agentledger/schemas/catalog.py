@@ -32,6 +32,12 @@ from agentledger.schemas.handoffs import HandoffAccepted, HandoffRejected, Outpu
 from agentledger.schemas.hierarchy import SubtaskPlanned, SubtaskPlanRejected
 from agentledger.schemas.limits import LimitReached
 from agentledger.schemas.llm import LlmCallCompleted, LlmCallFailed
+from agentledger.schemas.llm_attempts import (
+    LlmAttemptFailed,
+    LlmFallbackUsed,
+    LlmOutputModeLowered,
+)
+from agentledger.schemas.plan_limits import PlanClamped
 from agentledger.schemas.security import InjectionSuspected
 from agentledger.schemas.subtasks import (
     AgentOutputProduced,
@@ -85,7 +91,11 @@ Event: TypeAlias = Annotated[
     | CircuitStateChanged
     | ToolCallRetryScheduled
     | ContextSummarized
-    | InjectionSuspected,
+    | InjectionSuspected
+    | LlmAttemptFailed
+    | LlmOutputModeLowered
+    | LlmFallbackUsed
+    | PlanClamped,
     Field(discriminator="type"),
 ]
 

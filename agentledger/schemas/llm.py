@@ -2,9 +2,16 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal, TypeAlias
 
-from pydantic import BaseModel, ConfigDict, Field, JsonValue
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    JsonValue,
+    SerializerFunctionWrapHandler,
+    model_serializer,
+)
 
 from agentledger.schemas.envelope import EventBase
 
@@ -26,6 +33,13 @@ class TokenUsage(BaseModel):
     cached_tokens: int = 0
 
 
+UsageSource: TypeAlias = Literal["reported", "estimated"]
+"""Where token counts came from: the server's ``usage`` block, or counted locally."""
+
+# Written only when they say something, so ordinary calls encode as they always did.
+_QUIET_DEFAULTS: dict[str, object] = {"usage_source": "reported", "unpriced": False}
+
+
 class LlmCallCompleted(EventBase):
     type: Literal["llm_call_completed"] = "llm_call_completed"
     subtask_id: str
@@ -42,6 +56,19 @@ class LlmCallCompleted(EventBase):
     attempts: int = 1
     fallback_from: str | None = None  # the primary model, when a fallback model answered
     raw_response: dict[str, JsonValue] | None = None
+    usage_source: UsageSource = "reported"  # estimated: the server sent no usage
+    unpriced: bool = False  # no price known for the model: cost_usd is 0, not the cost
+    priced_as: str | None = None  # the model the price was looked up for, when not `model`
+
+    @model_serializer(mode="wrap")
+    def _omit_quiet_defaults(self, handler: SerializerFunctionWrapHandler) -> Any:
+        data = handler(self)
+        for name, default in _QUIET_DEFAULTS.items():
+            if data.get(name) == default:
+                data.pop(name, None)
+        if data.get("priced_as") is None:
+            data.pop("priced_as", None)
+        return data
 
 
 class LlmCallFailed(EventBase):

@@ -53,6 +53,13 @@ def test_run_against_an_openai_compatible_server_with_no_code_change(
         monkeypatch.setenv("AGENTLEDGER_MODEL_BASE_URL", server.base_url)
         monkeypatch.setenv("TEST_SECRET_KEY", "sk-test-abcdefghijklmnopqrstuvwxyz123456")
         monkeypatch.setenv("AGENTLEDGER_MODEL_API_KEY_ENV", "TEST_SECRET_KEY")
+        # A local server is not OpenAI: its gpt-4o-mini is priced only if someone says so.
+        prices = tmp_path / "prices.toml"
+        prices.write_text(
+            '[models."gpt-4o-mini"]\ninput_per_mtok = 0.15\noutput_per_mtok = 0.6\n'
+            "cached_input_per_mtok = 0.075\n"
+        )
+        monkeypatch.setenv("AGENTLEDGER_PRICES_FILE", str(prices))
         out, err = io.StringIO(), io.StringIO()
         code = main(["run", str(FIXTURE), "--goal", "deliver p1"], out=out, err=err)
         assert code == 0, err.getvalue()
@@ -74,7 +81,7 @@ def test_run_against_an_openai_compatible_server_with_no_code_change(
     assert [e["usage"]["input_tokens"] for e in llm] == [300, 200, 260, 150]
     assert llm[1]["attempts"] == 2  # the 429 was retried
     assert llm[2]["usage"]["cached_tokens"] == 100
-    # cost from the price table: gpt-4o-mini $0.15 / $0.60 per Mtok, cached input $0.075
+    # cost from the prices file: gpt-4o-mini $0.15 / $0.60 per Mtok, cached input $0.075
     assert llm[0]["cost_usd"] == pytest.approx((300 * 0.15 + 40 * 0.6) / 1e6)
     assert llm[2]["cost_usd"] == pytest.approx((160 * 0.15 + 100 * 0.075 + 12 * 0.6) / 1e6)
     # the full response is in the event, so replay never needs the model

@@ -27,6 +27,7 @@ from agentledger.llm import (
     ScriptedModel,
     ToolSpec,
 )
+from agentledger.llm.base import AttemptNote
 from agentledger.llm.factory import build_model, build_models
 from agentledger.llm.openai_client import (
     ModelCallError,
@@ -34,15 +35,16 @@ from agentledger.llm.openai_client import (
     RetryPolicy,
     parse_retry_after,
 )
+from agentledger.llm.tokens import estimate_usage
 from agentledger.schemas.llm import RecordedToolCall, TokenUsage
 from tests.support.openai_server import (
     OpenAIStubServer,
-    StubReply,
     answer,
     delayed,
     error,
     json_answer,
     malformed_body,
+    no_usage,
     rate_limited,
     server_error,
     tool_call_reply,
@@ -305,6 +307,10 @@ async def test_no_response_format_support_falls_back_to_prompting(
 
     assert response.attempts == 3
     assert model.structured_mode == "prompt"
+    assert [(n.kind, n.attempt, n.status_code, n.from_mode, n.to_mode) for n in response.trail] == [
+        ("step_down", 1, 400, "json_schema", "json_object"),
+        ("step_down", 2, 422, "json_object", "prompt"),
+    ]
     assert "response_format" not in server.bodies[2]
     assert "JSON Schema" in server.bodies[2]["messages"][0]["content"]
     assert response.content is not None
@@ -492,6 +498,24 @@ async def test_fallback_model_after_primary_exhausts_retries(
     assert response.content == "from the fallback"
     assert response.attempts == 3
     assert [body["model"] for body in server.bodies] == ["gpt-4o-mini", "gpt-4o-mini", "gpt-4o"]
+    failed, gave_up, fallback = response.trail
+    assert (failed.kind, failed.attempt, failed.status_code, failed.error_kind) == (
+        "failed",
+        1,
+        500,
+        "server_error",
+    )
+    assert failed.delay_s > 0
+    assert (gave_up.kind, gave_up.attempt, gave_up.delay_s) == ("failed", 2, 0.0)
+    assert fallback == AttemptNote(
+        kind="fallback",
+        model="gpt-4o-mini",
+        attempt=2,
+        error_kind="server_error",
+        to_model="gpt-4o",
+        detail=fallback.detail,
+    )
+    assert "HTTP 500" in fallback.detail
 
 
 async def test_fallback_failing_too_reports_both_models(
@@ -537,13 +561,28 @@ async def test_usage_cached_tokens_and_cost(
     assert PriceTable().cost(response.model, response.usage) == pytest.approx(expected)
 
 
-async def test_usage_missing_is_zero(server: OpenAIStubServer, make_model: ModelFactory) -> None:
-    reply = answer("ok")
-    server.enqueue(StubReply(body={k: v for k, v in reply.body.items() if k != "usage"}))
+async def test_usage_missing_is_counted_locally(
+    server: OpenAIStubServer, make_model: ModelFactory
+) -> None:
+    server.enqueue(no_usage(answer("Kafka is a distributed, partitioned commit log.")))
+    request = ask()
+
+    response = await make_model().complete(request)
+
+    assert response.usage_source == "estimated"
+    assert response.usage == estimate_usage(request, response.content, [])
+    assert response.usage.input_tokens > 0 and response.usage.output_tokens > 0
+
+
+async def test_usage_sent_is_reported_not_estimated(
+    server: OpenAIStubServer, make_model: ModelFactory
+) -> None:
+    server.enqueue(answer("ok", prompt_tokens=7, completion_tokens=0))
 
     response = await make_model().complete(ask())
 
-    assert response.usage == TokenUsage()
+    assert response.usage_source == "reported"
+    assert response.usage == TokenUsage(input_tokens=7, output_tokens=0)
 
 
 async def test_api_key_never_appears_in_raw_errors_or_logs(

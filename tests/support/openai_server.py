@@ -58,6 +58,7 @@ __all__ = [
     "error",
     "json_answer",
     "malformed_body",
+    "no_usage",
     "rate_limited",
     "server_error",
     "tool_call_reply",
@@ -225,6 +226,12 @@ def server_error(status: int = 500, message: str = "The server had an error") ->
 def delayed(reply: StubReply, seconds: float) -> StubReply:
     """``reply``, sent after ``seconds``."""
     return dataclasses.replace(reply, delay_s=seconds)
+
+
+def no_usage(reply: StubReply) -> StubReply:
+    """``reply`` without its ``usage`` block, as several OpenAI-compatible servers send it."""
+    body = {k: v for k, v in reply.body.items() if k != "usage"}
+    return dataclasses.replace(reply, body=body)
 
 
 def malformed_body(text: str = "<html>bad gateway</html>", status: int = 200) -> StubReply:

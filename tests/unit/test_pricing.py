@@ -1,4 +1,4 @@
-"""PriceTable: default prices, TOML overrides, cached-token pricing, unknown models."""
+"""PriceTable: genai-prices by where the call went, overrides, cached tokens, unpriced models."""
 
 from __future__ import annotations
 
@@ -13,10 +13,11 @@ from agentledger.schemas.llm import TokenUsage
 MILLION = 1_000_000
 
 
-def test_defaults_price_known_models() -> None:
+def test_known_openai_models_are_priced_from_the_price_database() -> None:
     table = PriceTable()
 
     assert all(table.known(name) for name in DEFAULT_PRICES)
+    assert all(table.known(name) for name in ("gpt-4o", "gpt-4.1-mini", "o4-mini"))
     usage = TokenUsage(input_tokens=MILLION, output_tokens=MILLION)
     assert table.cost("gpt-4o-mini", usage) == pytest.approx(0.15 + 0.6)
     assert table.cost("gpt-4o", usage) == pytest.approx(2.5 + 10.0)
@@ -79,7 +80,8 @@ def test_a_toml_file_over_an_explicit_base(tmp_path: Path) -> None:
     table = PriceTable.from_file(path, base={})
 
     assert table.known("extra")
-    assert not table.known("gpt-4o")
+    assert not table.known("scripted")  # the default override is gone with the base
+    assert table.known("gpt-4o")  # the price database is still there
 
 
 def test_a_bad_price_entry_is_rejected(tmp_path: Path) -> None:
@@ -90,16 +92,70 @@ def test_a_bad_price_entry_is_rejected(tmp_path: Path) -> None:
         PriceTable.from_file(path)
 
 
-def test_unknown_model_costs_zero_and_is_logged_once(caplog: pytest.LogCaptureFixture) -> None:
+def test_unknown_model_is_unpriced_costs_zero_and_is_logged_once(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
     caplog.set_level(logging.WARNING, logger="agentledger.llm.pricing")
     table = PriceTable()
     usage = TokenUsage(input_tokens=100, output_tokens=100)
 
-    costs = [table.cost("mystery-model", usage) for _ in range(3)]
+    quotes = [table.quote("mystery-model", usage) for _ in range(3)]
     table.cost("another-mystery", usage)
 
-    assert costs == [0.0, 0.0, 0.0]
+    assert {(q.cost_usd, q.priced, q.source) for q in quotes} == {(0.0, False, "")}
     messages = [r.getMessage() for r in caplog.records if r.name == "agentledger.llm.pricing"]
     assert len(messages) == 2
-    assert "mystery-model" in messages[0]
+    assert "mystery-model" in messages[0] and "unpriced" in messages[0]
     assert "another-mystery" in messages[1]
+
+
+def test_an_openai_model_name_served_elsewhere_is_not_charged_openais_price() -> None:
+    table = PriceTable()
+    usage = TokenUsage(input_tokens=MILLION, output_tokens=MILLION)
+
+    at_openai = table.quote("gpt-4o-mini", usage)
+    local = table.quote("gpt-4o-mini", usage, base_url="http://127.0.0.1:8000/v1")
+    proxy = table.quote("gpt-4o-mini", usage, base_url="http://litellm.internal:4000/v1")
+
+    assert (at_openai.priced, at_openai.source) == (True, "genai-prices")
+    assert at_openai.cost_usd == pytest.approx(0.15 + 0.6)
+    assert (local.priced, local.cost_usd) == (False, 0.0)
+    assert (proxy.priced, proxy.cost_usd) == (False, 0.0)
+    assert not table.known("gpt-4o-mini", base_url="http://127.0.0.1:8000/v1")
+    assert table.known("gpt-4o-mini")
+
+
+def test_a_declared_price_prices_an_alias_wherever_it_is_served() -> None:
+    table = PriceTable().with_overrides(
+        {"llama3.1:8b": ModelPrice(input_per_mtok=0.05, output_per_mtok=0.1)}
+    )
+    usage = TokenUsage(input_tokens=MILLION, output_tokens=MILLION)
+
+    quote = table.quote("llama3.1:8b", usage, base_url="http://127.0.0.1:11434/v1")
+
+    assert (quote.priced, quote.source, quote.priced_as) == (True, "override", "llama3.1:8b")
+    assert quote.cost_usd == pytest.approx(0.15)
+
+
+def test_azure_is_priced_by_the_model_the_response_reports() -> None:
+    table = PriceTable()
+    usage = TokenUsage(input_tokens=MILLION, output_tokens=MILLION)
+
+    by_response = table.quote(
+        "prod-chat-deployment", usage, provider="azure", reported_model="gpt-4o-mini-2024-07-18"
+    )
+    deployment_only = table.quote("prod-chat-deployment", usage, provider="azure")
+
+    assert by_response.priced and by_response.priced_as == "gpt-4o-mini-2024-07-18"
+    assert by_response.cost_usd == pytest.approx(0.15 + 0.6)
+    assert (deployment_only.priced, deployment_only.cost_usd) == (False, 0.0)
+
+
+def test_a_known_provider_is_recognised_by_its_base_url() -> None:
+    usage = TokenUsage(input_tokens=MILLION, output_tokens=MILLION)
+
+    quote = PriceTable().quote(
+        "llama-3.1-8b-instant", usage, base_url="https://api.groq.com/openai/v1"
+    )
+
+    assert quote.priced and quote.source == "genai-prices" and quote.cost_usd > 0
