@@ -14,7 +14,7 @@ from contextlib import suppress
 from agentledger.projections.task_state import TaskState, evolve
 from agentledger.streams.log import CorruptRecord, EventLog, Recorded
 
-log_ = logging.getLogger(__name__)
+logger = logging.getLogger(__name__)
 
 
 class RunIndex:
@@ -49,7 +49,7 @@ class RunIndex:
             except asyncio.CancelledError:
                 raise
             except Exception as exc:  # a transient read error must not end the console's view
-                log_.warning("console: reading the log failed (%s); retrying", exc)
+                logger.warning("console: reading the log failed (%s); retrying", exc)
                 await asyncio.sleep(1.0)
 
     async def _take(self, entries: list[Recorded | CorruptRecord]) -> None:

@@ -63,8 +63,10 @@ class Guard:
         return hmac.compare_digest(given.encode(), self.token.encode())
 
     def token_matches(self, given: str | None) -> bool:
-        return self.token is not None and given is not None and hmac.compare_digest(
-            given.encode(), self.token.encode()
+        return (
+            self.token is not None
+            and given is not None
+            and hmac.compare_digest(given.encode(), self.token.encode())
         )
 
     def decision_problem(self, headers: dict[str, str]) -> str | None:

@@ -183,7 +183,11 @@ def tool_calls(events: Sequence[Event]) -> list[dict[str, Any]]:
         elif isinstance(e, ApprovalRequested):
             by_approval[e.approval_id] = e.call_id
             if e.call_id in calls:
-                calls[e.call_id]["approval"] = {"id": e.approval_id, "status": "pending", "risk": e.risk}
+                calls[e.call_id]["approval"] = {
+                    "id": e.approval_id,
+                    "status": "pending",
+                    "risk": e.risk,
+                }
         elif isinstance(e, ApprovalGranted | ApprovalDenied):
             call = calls.get(by_approval.get(e.approval_id, ""))
             if call is not None and call["approval"] is not None:
@@ -193,12 +197,15 @@ def tool_calls(events: Sequence[Event]) -> list[dict[str, Any]]:
                     call["approval"] |= {"status": "denied", "by": e.denied_by, "text": e.reason}
         elif isinstance(e, ToolCallCompleted) and e.call_id in calls:
             calls[e.call_id] |= {
-                "status": "completed", "result": e.result, "latency_ms": e.latency_ms,
+                "status": "completed",
+                "result": e.result,
+                "latency_ms": e.latency_ms,
                 "replayed": e.replayed,
             }
         elif isinstance(e, ToolCallFailed) and e.call_id in calls:
             calls[e.call_id] |= {
-                "status": "failed", "result": f"{e.error_kind}: {e.message}",
+                "status": "failed",
+                "result": f"{e.error_kind}: {e.message}",
                 "latency_ms": e.latency_ms,
             }
     return list(calls.values())

@@ -62,7 +62,9 @@ def _when(text: str) -> datetime:
     try:
         at = datetime.fromisoformat(text)
     except ValueError:
-        raise UsageError(f"--since {text!r} is not a date or date-time (YYYY-MM-DD[THH:MM])") from None
+        raise UsageError(
+            f"--since {text!r} is not a date or date-time (YYYY-MM-DD[THH:MM])"
+        ) from None
     return at if at.tzinfo else at.replace(tzinfo=UTC)
 
 
@@ -124,7 +126,9 @@ async def cmd_follow(args: argparse.Namespace, settings: Settings, out: TextIO, 
             loop.add_signal_handler(sig, stop.set)
     print("exporting spans as the log grows; Ctrl-C stops", file=out, flush=True)
     try:
-        sent = await follow(log, sender, content=args.content, from_start=args.from_start, stop=stop)
+        sent = await follow(
+            log, sender, content=args.content, from_start=args.from_start, stop=stop
+        )
     finally:
         await log.close()
         sender.close()

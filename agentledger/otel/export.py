@@ -29,7 +29,9 @@ def _ns(at: datetime) -> int:
 
 
 def _context(trace_id: int, span_id: int) -> SpanContext:
-    return SpanContext(trace_id, span_id, is_remote=False, trace_flags=TraceFlags(TraceFlags.SAMPLED))
+    return SpanContext(
+        trace_id, span_id, is_remote=False, trace_flags=TraceFlags(TraceFlags.SAMPLED)
+    )
 
 
 def to_readable(span: SpanRecord, resource: Resource) -> ReadableSpan:

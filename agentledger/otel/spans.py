@@ -101,7 +101,6 @@ class SpanProjector:
         self.content = content
         self._open: dict[tuple[str, str], _Open] = {}  # (task, key) -> open span
         self._attempt: dict[tuple[str, str], str] = {}  # (task, subtask) -> its attempt's key
-        self._workflow: dict[str, str] = {}
         self._totals: dict[str, list[float]] = {}  # task -> [input, output, cost]
 
     def take(self, event: Event) -> list[SpanRecord]:
@@ -109,7 +108,6 @@ class SpanProjector:
         t, at = event.task_id, event.occurred_at
         match event:
             case GoalSubmitted():
-                self._workflow[t] = event.workflow.name
                 self._totals[t] = [0, 0, 0.0]
                 attrs: Attributes = {
                     "gen_ai.operation.name": "invoke_workflow",
@@ -142,9 +140,7 @@ class SpanProjector:
             case SubtaskCompleted() | SubtaskSkipped():
                 return self._close_attempt(t, event.subtask_id, at, None, None)
             case SubtaskFailed():
-                return self._close_attempt(
-                    t, event.subtask_id, at, event.error_kind, event.reason
-                )
+                return self._close_attempt(t, event.subtask_id, at, event.error_kind, event.reason)
             case LlmCallCompleted() | LlmCallFailed():
                 return [self._chat(event)]
             case ToolCallRequested():
@@ -158,8 +154,12 @@ class SpanProjector:
                 if self.content:
                     attrs["gen_ai.tool.call.arguments"] = _content(event.arguments)
                 self._start(
-                    t, f"tool:{event.call_id}", f"execute_tool {event.tool}", at,
-                    self._parent(t, event.subtask_id), attrs,
+                    t,
+                    f"tool:{event.call_id}",
+                    f"execute_tool {event.tool}",
+                    at,
+                    self._parent(t, event.subtask_id),
+                    attrs,
                 )
                 return []
             case ToolCallCompleted():
@@ -173,7 +173,11 @@ class SpanProjector:
                 key = f"tool:{event.call_id}"
                 if (t, key) not in self._open:
                     self._start(
-                        t, key, f"execute_tool {event.tool}", at, self._parent(t, event.subtask_id),
+                        t,
+                        key,
+                        f"execute_tool {event.tool}",
+                        at,
+                        self._parent(t, event.subtask_id),
                         {
                             "gen_ai.operation.name": "execute_tool",
                             "gen_ai.tool.name": event.tool,
@@ -199,14 +203,25 @@ class SpanProjector:
         return self._id(task_id, key) if key else self._id(task_id, "task")
 
     def _start(
-        self, task_id: str, key: str, name: str, at: datetime, parent: int | None,
-        attributes: Attributes, kind: str = "INTERNAL",
+        self,
+        task_id: str,
+        key: str,
+        name: str,
+        at: datetime,
+        parent: int | None,
+        attributes: Attributes,
+        kind: str = "INTERNAL",
     ) -> None:
         self._open[(task_id, key)] = _Open(key, name, at, parent, kind, attributes)
 
     def _finish(
-        self, task_id: str, key: str, at: datetime, error_type: str | None,
-        message: str | None, extra: Attributes | None = None,
+        self,
+        task_id: str,
+        key: str,
+        at: datetime,
+        error_type: str | None,
+        message: str | None,
+        extra: Attributes | None = None,
     ) -> list[SpanRecord]:
         span = self._open.pop((task_id, key), None)
         if span is None:  # its start is not in what we read (e.g. --since cut it off)
@@ -271,8 +286,12 @@ class SpanProjector:
                     parts.append({"type": "text", "content": e.content})
                 for call in e.tool_calls:
                     parts.append(
-                        {"type": "tool_call", "id": call.call_id, "name": call.tool,
-                         "arguments": call.arguments}
+                        {
+                            "type": "tool_call",
+                            "id": call.call_id,
+                            "name": call.tool,
+                            "arguments": call.arguments,
+                        }
                     )
                 attrs["gen_ai.output.messages"] = _content(
                     [{"role": "assistant", "parts": parts, "finish_reason": e.finish_reason}]
@@ -299,11 +318,15 @@ class SpanProjector:
     ) -> list[SpanRecord]:
         out: list[SpanRecord] = []
         # whatever is still open in this task ended with it
-        for (t, key) in [k for k in self._open if k[0] == task_id and k[1] != "task"]:
+        for t, key in [k for k in self._open if k[0] == task_id and k[1] != "task"]:
             out += self._finish(t, key, at, error or "unfinished", message)
         totals = self._totals.get(task_id, [0, 0, 0.0])
         out += self._finish(
-            task_id, "task", at, error, message,
+            task_id,
+            "task",
+            at,
+            error,
+            message,
             {
                 "gen_ai.usage.input_tokens": int(totals[0]),
                 "gen_ai.usage.output_tokens": int(totals[1]),
@@ -312,7 +335,6 @@ class SpanProjector:
         )
         for k in [k for k in self._attempt if k[0] == task_id]:
             del self._attempt[k]
-        self._workflow.pop(task_id, None)
         self._totals.pop(task_id, None)
         return out
 

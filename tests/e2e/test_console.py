@@ -64,6 +64,11 @@ async def test_run_page_follows_a_live_run_then_replays_it(home: Path) -> None:
                 await page.goto(console.url + "/")
                 row = page.locator(f'.run-row[data-task="{task_id}"]')
                 await expect(row).to_contain_text("console-demo")
+                await page.locator("#search").fill("no such run")
+                await expect(row).to_have_count(0)
+                await page.locator("#search").fill("count the")
+                await page.locator("#status-filter").select_option("running")
+                await expect(row).to_have_count(1)
                 await row.click()
 
                 # mid-run: gather done (green), write running, the timeline so far

@@ -26,14 +26,18 @@ def request(
     try:
         with urllib.request.urlopen(req, timeout=10) as r:
             raw = r.read()
-            return r.status, json.loads(raw) if r.headers.get_content_type() == "application/json" else raw.decode()
+            return r.status, json.loads(
+                raw
+            ) if r.headers.get_content_type() == "application/json" else raw.decode()
     except urllib.error.HTTPError as exc:
         return exc.code, json.loads(exc.read() or b"null")
 
 
 def test_refuses_a_non_loopback_host_without_a_token(tmp_path: Path) -> None:
     err = io.StringIO()
-    code = main(["--db", str(tmp_path / "l.db"), "ui", "--host", "0.0.0.0"], out=io.StringIO(), err=err)
+    code = main(
+        ["--db", str(tmp_path / "l.db"), "ui", "--host", "0.0.0.0"], out=io.StringIO(), err=err
+    )
     assert code == 2
     assert "refusing to bind the console to 0.0.0.0" in err.getvalue()
     assert "--token" in err.getvalue()
@@ -47,25 +51,43 @@ def test_decisions_need_the_csrf_value_and_a_loopback_host(tmp_path: Path) -> No
         status, body = request(console.url + "/api/runs", headers={"Host": "evil.example:80"})
         assert status == 403
         # no CSRF header: refused before anything is looked up
-        status, body = request(console.url + "/api/approvals/ap-1", method="POST",
-                               body={"decision": "approve", "task_id": "t"})
+        status, body = request(
+            console.url + "/api/approvals/ap-1",
+            method="POST",
+            body={"decision": "approve", "task_id": "t"},
+        )
         assert status == 403 and "CSRF" in body["error"]
         page = request(console.url + "/")[1]
         csrf = page.split('name="csrf-token" content="')[1].split('"')[0]
         headers = {"X-CSRF-Token": csrf, "Content-Type": "application/json"}
-        status, body = request(console.url + "/api/approvals/ap-1", method="POST",
-                               headers=headers | {"Origin": "http://evil.example"},
-                               body={"decision": "approve"})
+        status, body = request(
+            console.url + "/api/approvals/ap-1",
+            method="POST",
+            headers=headers | {"Origin": "http://evil.example"},
+            body={"decision": "approve"},
+        )
         assert status == 403 and "cross-origin" in body["error"]
         # with the CSRF value, bad input gets a clear answer, not a crash
-        status, body = request(console.url + "/api/approvals/ap-1", method="POST",
-                               headers=headers, body={"decision": "maybe"})
+        status, body = request(
+            console.url + "/api/approvals/ap-1",
+            method="POST",
+            headers=headers,
+            body={"decision": "maybe"},
+        )
         assert status == 400 and "approve" in body["error"]
-        status, body = request(console.url + "/api/approvals/ap-1", method="POST",
-                               headers=headers, body={"decision": "deny"})
+        status, body = request(
+            console.url + "/api/approvals/ap-1",
+            method="POST",
+            headers=headers,
+            body={"decision": "deny"},
+        )
         assert status == 400 and "reason" in body["error"]
-        status, body = request(console.url + "/api/approvals/ap-1", method="POST",
-                               headers=headers, body={"decision": "approve"})
+        status, body = request(
+            console.url + "/api/approvals/ap-1",
+            method="POST",
+            headers=headers,
+            body={"decision": "approve"},
+        )
         assert status == 409 and "no approval 'ap-1'" in body["error"]
         status, body = request(console.url + "/api/runs/nope?until=x")
         assert status == 404
@@ -76,9 +98,12 @@ def test_with_a_token_every_request_needs_it(tmp_path: Path) -> None:
     with start_console(tmp_path, "--token", "s3cret-token") as console:
         assert request(console.url + "/api/runs")[0] == 403
         assert request(console.url + "/")[0] == 403
-        assert request(console.url + "/api/runs", headers={"Authorization": "Bearer wrong"})[0] == 403
-        status, body = request(console.url + "/api/runs",
-                               headers={"Authorization": "Bearer s3cret-token"})
+        assert (
+            request(console.url + "/api/runs", headers={"Authorization": "Bearer wrong"})[0] == 403
+        )
+        status, body = request(
+            console.url + "/api/runs", headers={"Authorization": "Bearer s3cret-token"}
+        )
         assert status == 200 and body["runs"] == []
         # opening /?token=... once sets an HttpOnly cookie and drops the token from the URL
         opener = urllib.request.build_opener(urllib.request.HTTPCookieProcessor())

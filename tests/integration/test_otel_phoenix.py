@@ -53,8 +53,17 @@ def test_export_of_a_past_run_has_the_genai_spans_parents_and_attributes(
     assert code == 0, err
     task_id = out.strip().splitlines()[-1].split()[1]
     project = f"t-{uuid.uuid4().hex[:8]}"
-    args = ["--db", db, "otel", "export", task_id, "--endpoint", phoenix.traces_endpoint,
-            "--resource", f"openinference.project.name={project}"]
+    args = [
+        "--db",
+        db,
+        "otel",
+        "export",
+        task_id,
+        "--endpoint",
+        phoenix.traces_endpoint,
+        "--resource",
+        f"openinference.project.name={project}",
+    ]
     code, out, err = cli(*args)
     assert code == 0, err
     assert "exported 9 spans" in out  # 1 workflow + 3 agent attempts + 4 chats + 1 tool
@@ -62,8 +71,12 @@ def test_export_of_a_past_run_has_the_genai_spans_parents_and_attributes(
     spans = phoenix.wait_spans(project, 9)
     names = by_name(spans)
     assert sorted(names) == [
-        "chat scripted", "execute_tool count_rows", "invoke_agent gatherer",
-        "invoke_agent planner", "invoke_agent writer", "invoke_workflow console-demo",
+        "chat scripted",
+        "execute_tool count_rows",
+        "invoke_agent gatherer",
+        "invoke_agent planner",
+        "invoke_agent writer",
+        "invoke_workflow console-demo",
     ]
     assert len(names["chat scripted"]) == 4 and len(names["invoke_agent planner"]) == 1
     trace = f"{trace_id_of(task_id):032x}"
@@ -99,8 +112,9 @@ def test_export_of_a_past_run_has_the_genai_spans_parents_and_attributes(
     assert chat["agentledger.cost_usd"] == 0.0
     assert "gen_ai.output.messages" not in chat
     # times come from the events: the children sit inside the workflow span
-    assert all(root["start_time"] <= s["start_time"] <= s["end_time"] <= root["end_time"]
-               for s in spans)
+    assert all(
+        root["start_time"] <= s["start_time"] <= s["end_time"] <= root["end_time"] for s in spans
+    )
 
     # a second export of the same run sends the very same spans (same ids)
     code, _, err = cli(*args)
@@ -116,9 +130,19 @@ def test_content_is_off_by_default_and_masked_when_on(tmp_path: Path, phoenix: P
     assert code == 0, err
     task_id = out.strip().splitlines()[-1].split()[1]
     project = f"c-{uuid.uuid4().hex[:8]}"
-    code, _, err = cli("--db", db, "otel", "export", "--since", "2000-01-01", "--content",
-                       "--endpoint", phoenix.traces_endpoint,
-                       "--resource", f"openinference.project.name={project}")
+    code, _, err = cli(
+        "--db",
+        db,
+        "otel",
+        "export",
+        "--since",
+        "2000-01-01",
+        "--content",
+        "--endpoint",
+        phoenix.traces_endpoint,
+        "--resource",
+        f"openinference.project.name={project}",
+    )
     assert code == 0, err
     stored = phoenix.wait_spans(project, 9)
     assert {s["context"]["trace_id"] for s in stored} == {f"{trace_id_of(task_id):032x}"}
@@ -139,14 +163,18 @@ async def test_follow_exports_spans_live_and_marks_errors(tmp_path: Path, phoeni
 
     log = SqliteEventLog(tmp_path / "ledger.db")
     project = f"f-{uuid.uuid4().hex[:8]}"
-    sender = SpanSender(phoenix.traces_endpoint,
-                        resource_attributes={"openinference.project.name": project})
+    sender = SpanSender(
+        phoenix.traces_endpoint, resource_attributes={"openinference.project.name": project}
+    )
     stop = asyncio.Event()
-    exporter = asyncio.create_task(follow(log, sender, content=False, stop=stop, poll_interval=0.05))
+    exporter = asyncio.create_task(
+        follow(log, sender, content=False, stop=stop, poll_interval=0.05)
+    )
     try:
         workflow = load_workflow(WORKFLOW)
-        runner = EmbeddedRunner(log, make_runtime(workflow, ScriptedModel(failing_writer),
-                                                  sandbox=tmp_path / "sandbox"))
+        runner = EmbeddedRunner(
+            log, make_runtime(workflow, ScriptedModel(failing_writer), sandbox=tmp_path / "sandbox")
+        )
         task_id = await runner.submit("count orders")
         state = await runner.run(task_id)
         assert state.status == "failed"

@@ -85,7 +85,8 @@ async def chromium_page() -> AsyncIterator[Any]:
         browser = await p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
         try:
             page = await browser.new_page(viewport={"width": 1280, "height": 860})
-            page.set_default_timeout(20_000)
+            # generous: a wait ends as soon as the DOM matches; CI machines are shared and slow
+            page.set_default_timeout(45_000)
             yield page
         finally:
             await browser.close()

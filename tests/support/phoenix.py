@@ -22,7 +22,9 @@ from typing import Any
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
-PHOENIX = Path(os.environ.get("AGENTLEDGER_PHOENIX_VENV", ROOT / ".venv-phoenix")) / "bin" / "phoenix"
+PHOENIX = (
+    Path(os.environ.get("AGENTLEDGER_PHOENIX_VENV", ROOT / ".venv-phoenix")) / "bin" / "phoenix"
+)
 START_TIMEOUT_S = 180.0
 
 
@@ -106,7 +108,9 @@ def phoenix(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Phoenix]:
                 break
             except (urllib.error.URLError, ConnectionError, OSError):
                 if time.monotonic() > deadline:
-                    pytest.fail(f"Phoenix did not answer on {server.url} in {START_TIMEOUT_S:.0f} s")
+                    pytest.fail(
+                        f"Phoenix did not answer on {server.url} in {START_TIMEOUT_S:.0f} s"
+                    )
                 time.sleep(0.3)
         yield server
     finally:
