@@ -77,7 +77,9 @@ def start_console(home: Path, *extra: str, timeout_s: float = 30.0) -> Iterator[
 @asynccontextmanager
 async def chromium_page() -> AsyncIterator[Any]:
     """A page of a fresh headless Chromium; fails (never skips) when Chromium is missing."""
-    from playwright.async_api import async_playwright
+    from playwright.async_api import async_playwright, expect
+
+    expect.set_options(timeout=45_000)  # expect() has its own timeout (5 s by default)
 
     if not CHROMIUM_FOUND:
         pytest.fail(f"Chromium is not installed at {CHROMIUM} (apt-get install -y chromium)")
