@@ -151,12 +151,33 @@ async def test_approve_in_the_inbox_finishes_the_task_and_charts_render(home: Pa
             await page.goto(console.url + "/#/approvals")
             await expect(page.locator("#no-approvals")).to_be_visible()
 
+            # a second run: deny with a reason, recorded as `agentledger deny` records it
+            code, out, err = await asyncio.to_thread(
+                cli, "run", str(APPROVALS_WORKFLOW), "--goal", "weekly maintenance"
+            )
+            assert code == 3, err
+            denied_task = out.splitlines()[0].split()[1]
+            denied_id = next(w for w in out.split() if w.startswith("ap-"))
+            item = page.locator(f'#approvals .approval[data-approval="{denied_id}"]')
+            await item.locator(".deny-reason").fill("not during business hours")
+            await item.locator("button.deny").click()
+            await expect(item.locator(".decision-message")).to_contain_text(
+                f"approval {denied_id} denied"
+            )
+            await page.goto(f"{console.url}/#/runs/{denied_task}")
+            await expect(page.locator("#tool-calls .tool-call")).to_contain_text(
+                "not during business hours"
+            )
+            await expect(page.locator('[data-node="wipe"]')).to_have_attribute(
+                "data-status", "failed"
+            )
+
             await page.goto(console.url + "/#/analytics")
             bars = page.locator('[data-chart="Tokens by agent"] rect.bar')
             await expect(bars).to_have_count(3)  # planner, janitor, scribe
             await expect(page.locator('[data-chart="Cost by model"] rect.bar')).to_have_count(1)
 
     wipes = (home / "sandbox" / "wipes.log").read_text().splitlines()
-    assert len(wipes) == 1  # the approved call ran once
+    assert len(wipes) == 1  # the approved call ran once, the denied one never
     code, out, _ = await asyncio.to_thread(cli, "status", task_id, "--json")
     assert code == 0 and '"status": "completed"' in out
