@@ -118,7 +118,10 @@ def build_app(
 
     async def run_stream(request: Request) -> Response:
         task_id = request.path_params["task_id"]
-        after = int(request.query_params.get("after", "0") or 0)
+        try:
+            after = int(request.query_params.get("after") or 0)
+        except ValueError:
+            return _json({"error": "after must be a seq number"}, 400)
 
         async def body() -> AsyncIterator[bytes]:
             sent = after
@@ -157,10 +160,16 @@ def build_app(
             return _json({"error": "decision must be 'approve' or 'deny'"}, 400)
         if verdict == "deny" and not (isinstance(text, str) and text.strip()):
             return _json({"error": "a denial needs a reason"}, 400)
+        approval_id = request.path_params["approval_id"]
+        task = body.get("task_id") if isinstance(body.get("task_id"), str) else None
+        if task is None:  # the index knows which task holds it
+            task = next((s.task_id for s in index.runs() if approval_id in s.approvals), None)
+        if task is None:
+            return _json({"error": f"no approval {approval_id!r} in this log"}, 409)
         try:
             message = await desk.decide(
-                request.path_params["approval_id"],
-                task=body.get("task_id") if isinstance(body.get("task_id"), str) else None,
+                approval_id,
+                task=task,
                 granted=verdict == "approve",
                 text=text if isinstance(text, str) and text.strip() else None,
             )

@@ -30,7 +30,7 @@ class DecisionDesk:
     async def decide(
         self, approval_id: str, *, task: str | None, granted: bool, text: str | None
     ) -> str:
-        """Record the decision; return what the CLI would have printed."""
+        """Record the decision on ``approval_id`` of ``task``; return what the CLI printed."""
         from agentledger.approvals_cli import cmd_decide
 
         if not granted and not text:
@@ -49,12 +49,9 @@ class DecisionDesk:
         )
         out, err = io.StringIO(), io.StringIO()
         await cmd_decide(args, self.source.settings, out, err)
-        message = out.getvalue().strip()
-        if not self.source.brokers:
-            task_id = message.rsplit("(task ", 1)[-1].rstrip(")") if "(task " in message else task
-            if task_id:
-                self._drive(task_id)
-        return message
+        if not self.source.brokers and task:
+            self._drive(task)
+        return out.getvalue().strip()
 
     def _drive(self, task_id: str) -> None:
         running = self._drives.get(task_id)

@@ -89,8 +89,17 @@ def test_decisions_need_the_csrf_value_and_a_loopback_host(tmp_path: Path) -> No
             body={"decision": "approve"},
         )
         assert status == 409 and "no approval 'ap-1'" in body["error"]
+        status, body = request(
+            console.url + "/api/approvals/ap-1",
+            method="POST",
+            headers=headers,
+            body={"decision": "approve", "task_id": "nope"},
+        )
+        assert status == 409 and "nope" in body["error"]
         status, body = request(console.url + "/api/runs/nope?until=x")
         assert status == 404
+        status, body = request(console.url + "/api/runs/nope/stream?after=x")
+        assert status == 400 and "seq" in body["error"]
         assert console.process.poll() is None  # still serving
 
 
