@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from agentledger.console.security import Guard, check_bind
+from agentledger.errors import UsageError
 from agentledger.settings import Settings
 
 EXIT_OK = 0
@@ -68,7 +69,15 @@ async def cmd_ui(args: argparse.Namespace, settings: Settings, out: TextIO, err:
     )
     sock = socket.socket(socket.AF_INET6 if ":" in args.host else socket.AF_INET)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind((args.host, args.port))
+    try:
+        sock.bind((args.host, args.port))
+    except OSError as exc:
+        sock.close()
+        await source.close()
+        raise UsageError(
+            f"cannot serve the console on {args.host}:{args.port}: {exc.strerror}; "
+            "pick another --port (0 takes a free one)"
+        ) from None
     sock.listen(128)  # connections queue from now on, so the announced address answers
     port = sock.getsockname()[1]
     shown = f"[{args.host}]" if ":" in args.host else args.host
