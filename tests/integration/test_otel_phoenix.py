@@ -187,8 +187,6 @@ async def test_follow_exports_spans_live_and_marks_errors(tmp_path: Path, phoeni
     finally:
         stop.set()
         sent = await asyncio.wait_for(exporter, 30)
-        sender.close()
-        await log.close()
     assert sent == len(spans)
     names = by_name(spans)
     root = names["invoke_workflow console-demo"][0]
@@ -196,3 +194,65 @@ async def test_follow_exports_spans_live_and_marks_errors(tmp_path: Path, phoeni
     assert root["attributes"]["error.type"] == failed[0].error_kind
     writer = names["invoke_agent writer"]
     assert any(w["status_code"] == "ERROR" and w["attributes"].get("error.type") for w in writer)
+
+    # a restart resumes from the stored position: spans opened before it (the workflow and
+    # the writer's attempt) are rebuilt from the log and finished, nothing is sent twice
+    gate = asyncio.Event()
+
+    async def gated(request: ModelRequest) -> ModelResponse:
+        if request.agent == "writer":
+            await gate.wait()
+        return respond(request)
+
+    runner = EmbeddedRunner(
+        log, make_runtime(workflow, ScriptedModel(gated), sandbox=tmp_path / "sandbox")
+    )
+    second = await runner.submit("count orders again")
+    running = asyncio.create_task(runner.run(second))
+    stop = asyncio.Event()
+    exporter = asyncio.create_task(
+        follow(log, sender, content=False, stop=stop, poll_interval=0.05)
+    )
+    try:
+        for _ in range(1500):  # poll the log (30 s at most) until the follower is idle there
+            writer_waits = any(
+                e.type == "agent_step_started" and e.agent == "writer"
+                for e in await task_events(log, second)
+            )
+            if writer_waits and await log.get_position("otel-export") >= await log.last_offset():
+                break
+            await asyncio.sleep(0.02)
+        else:
+            pytest.fail("the follower never caught up with the paused run")
+        stop.set()
+        before_restart = await asyncio.wait_for(exporter, 30)
+        assert before_restart == 6  # planner (attempt, chat), gatherer (attempt, 2 chats, tool)
+        gate.set()
+        assert (await running).status == "completed"
+        stop = asyncio.Event()
+        exporter = asyncio.create_task(
+            follow(log, sender, content=False, stop=stop, poll_interval=0.05)
+        )
+        trace = f"{trace_id_of(second):032x}"
+        deadline = asyncio.get_running_loop().time() + 30
+        while True:
+            mine = [
+                s
+                for s in await asyncio.to_thread(phoenix.spans, project)
+                if s["context"]["trace_id"] == trace
+            ]
+            if any(s["name"].startswith("invoke_workflow") for s in mine):
+                break
+            assert asyncio.get_running_loop().time() < deadline, mine
+            await asyncio.sleep(0.1)
+    finally:
+        gate.set()
+        stop.set()
+        after_restart = await asyncio.wait_for(exporter, 30)
+        await asyncio.wait_for(running, 30)
+        sender.close()
+        await log.close()
+    assert after_restart == 3  # the writer's chat and attempt, and the workflow
+    assert len(mine) == 9
+    root = by_name(mine)["invoke_workflow console-demo"][0]
+    assert all(root["start_time"] <= s["start_time"] for s in mine)
