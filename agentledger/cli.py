@@ -130,11 +130,21 @@ async def cmd_run(args: argparse.Namespace, settings: Settings, out: TextIO, err
         runner = EmbeddedRunner(log, runtime, on_event=_Progress(out, args.quiet))
         task_id = await runner.submit(args.goal, inputs=inputs, submitted_by="cli")
         print(f"task {task_id} ({workflow.name}) — ledger {log.path}", file=out, flush=True)
+        _print_console_link(settings, log.path, task_id, out)
         state = await runner.run(task_id)
     finally:
         await runtime.aclose()
         await log.close()
     return _finish(state, out, err, args.output, workflow)
+
+
+def _print_console_link(settings: Settings, ledger: Path, task_id: str, out: TextIO) -> None:
+    """When `agentledger ui` shows this ledger, where to watch the run."""
+    from agentledger.console.discovery import run_link
+
+    link = run_link(settings.home, ledger, task_id)
+    if link:
+        print(f"watch it live: {link}", file=out, flush=True)
 
 
 async def cmd_resume(args: argparse.Namespace, settings: Settings, out: TextIO, err: TextIO) -> int:
@@ -426,6 +436,8 @@ def _register_optional(sub: Any) -> None:
         "agentledger.streams.kafka_cli",
         "agentledger.tools.cli",
         "agentledger.approvals_cli",
+        "agentledger.console.cli",
+        "agentledger.otel.cli",
     ):
         try:
             mod = importlib.import_module(module)
