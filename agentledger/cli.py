@@ -24,7 +24,7 @@ from agentledger.schemas import TERMINAL_TYPES, Event, GoalSubmitted
 from agentledger.schemas.codec import to_dict
 from agentledger.security.logs import install_log_redaction
 from agentledger.settings import Settings
-from agentledger.streams.log import CorruptRecord, EventLog, LogEntry, Recorded
+from agentledger.streams.log import UNKNOWN_TIME, CorruptRecord, EventLog, LogEntry, Recorded
 from agentledger.streams.sqlite import SqliteEventLog
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_UNFINISHED, EXIT_LOG = 0, 1, 2, 3, 4
@@ -310,10 +310,8 @@ async def cmd_tasks(args: argparse.Namespace, settings: Settings, out: TextIO, e
     finally:
         await log.close()
     for t in rows:
-        print(
-            f"{t.task_id}  {t.events:>5} events  last {t.last_at:%Y-%m-%d %H:%M:%S}  {t.last_type}",
-            file=out,
-        )
+        last = "(unreadable time)" if t.last_at == UNKNOWN_TIME else f"{t.last_at:%Y-%m-%d %H:%M:%S}"
+        print(f"{t.task_id}  {t.events:>5} events  last {last}  {t.last_type}", file=out)
     if not rows:
         print("no tasks in this ledger", file=err)
     return EXIT_OK

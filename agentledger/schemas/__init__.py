@@ -44,6 +44,7 @@ from agentledger.schemas.handoffs import (
 from agentledger.schemas.hierarchy import SubtaskPlanned, SubtaskPlanRejected
 from agentledger.schemas.limits import LimitReached
 from agentledger.schemas.llm import LlmCallCompleted, LlmCallFailed, RecordedToolCall, TokenUsage
+from agentledger.schemas.ownership import RunInterrupted, TaskLeaseTakenOver
 from agentledger.schemas.security import InjectionSuspected
 from agentledger.schemas.subtasks import (
     AgentOutputProduced,
@@ -95,6 +96,7 @@ __all__ = [
     "PlanRejected",
     "PlannedSubtask",
     "RecordedToolCall",
+    "RunInterrupted",
     "RunningBranches",
     "SubtaskAssigned",
     "SubtaskCompleted",
@@ -105,6 +107,7 @@ __all__ = [
     "TaskCancelled",
     "TaskCompleted",
     "TaskFailed",
+    "TaskLeaseTakenOver",
     "TaskPlanned",
     "TokenUsage",
     "ToolCallCompleted",
