@@ -41,6 +41,17 @@ class Settings(BaseSettings):
     warn_iterations: int = 10
     max_iterations: int = 15
 
+    # Ownership and shutdown of a run (docs/operations.md).
+    lease_stale_after_s: float = Field(
+        default=30.0, gt=0, description="a task lease not renewed for this long may be taken"
+    )
+    shutdown_grace_s: float = Field(
+        default=10.0, ge=0, description="on SIGTERM/SIGINT, how long in-flight calls may finish"
+    )
+    max_goal_chars: int = Field(
+        default=20_000, ge=1, le=200_000, description="the longest goal `run` accepts"
+    )
+
     @property
     def ledger_path(self) -> Path:
         return self.db if self.db is not None else self.home / "ledger.db"
