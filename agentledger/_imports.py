@@ -29,8 +29,7 @@ def load_object(ref: str, *, base_dir: Path | None = None, what: str = "object")
         ) from exc
     except Exception as exc:  # the module itself raised while importing: its bug, named
         raise ConfigurationError(
-            f"importing {module_name!r} for {what} {ref!r} failed: "
-            f"{type(exc).__name__}: {exc}"
+            f"importing {module_name!r} for {what} {ref!r} failed: {type(exc).__name__}: {exc}"
         ) from exc
     for part in attr.split("."):
         try:

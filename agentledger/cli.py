@@ -50,7 +50,12 @@ def _open_log(
 ) -> SqliteEventLog:
     """The ledger; only ``run`` creates a missing one (a read of a wrong path is exit 4)."""
     path = Path(args.db) if args.db else settings.ledger_path
-    return SqliteEventLog(path, synchronous=settings.sqlite_synchronous, create=create)
+    return SqliteEventLog(
+        path,
+        synchronous=settings.sqlite_synchronous,
+        create=create,
+        busy_timeout_s=settings.sqlite_busy_timeout_s,
+    )
 
 
 def _runner_options(settings: Settings, take_over: bool = False) -> dict[str, Any]:
@@ -387,7 +392,9 @@ async def cmd_tasks(args: argparse.Namespace, settings: Settings, out: TextIO, e
     finally:
         await log.close()
     for t in rows:
-        last = "(unreadable time)" if t.last_at == UNKNOWN_TIME else f"{t.last_at:%Y-%m-%d %H:%M:%S}"
+        last = (
+            "(unreadable time)" if t.last_at == UNKNOWN_TIME else f"{t.last_at:%Y-%m-%d %H:%M:%S}"
+        )
         print(f"{t.task_id}  {t.events:>5} events  last {last}  {t.last_type}", file=out)
     if not rows:
         print("no tasks in this ledger", file=err)

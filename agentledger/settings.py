@@ -18,6 +18,9 @@ class Settings(BaseSettings):
     )
     db: Path | None = Field(default=None, description="the SQLite ledger (default: HOME/ledger.db)")
     sqlite_synchronous: Literal["FULL", "NORMAL"] = "FULL"
+    sqlite_busy_timeout_s: float = Field(
+        default=30.0, ge=0, description="how long to wait for a ledger another process locks"
+    )
     sandbox: Path | None = Field(
         default=None, description="tools' file sandbox (default: HOME/sandbox)"
     )

@@ -77,7 +77,12 @@ class SqliteEventLog:
     """Durable event log in one SQLite file. Use one instance per process."""
 
     def __init__(
-        self, path: str | Path, *, synchronous: Synchronous = "FULL", create: bool = True
+        self,
+        path: str | Path,
+        *,
+        synchronous: Synchronous = "FULL",
+        create: bool = True,
+        busy_timeout_s: float = 30.0,
     ) -> None:
         self.path = Path(path)
         if not create and not self.path.is_file():
@@ -92,11 +97,11 @@ class SqliteEventLog:
             ) from exc
         try:
             self._db = sqlite3.connect(
-                self.path, isolation_level=None, check_same_thread=False, timeout=30.0
+                self.path, isolation_level=None, check_same_thread=False, timeout=busy_timeout_s
             )
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.execute(f"PRAGMA synchronous={synchronous}")
-            self._db.execute("PRAGMA busy_timeout=30000")
+            self._db.execute(f"PRAGMA busy_timeout={int(busy_timeout_s * 1000)}")
             exists = self._db.execute(
                 "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'events'"
             ).fetchone()
