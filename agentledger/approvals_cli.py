@@ -238,11 +238,20 @@ async def cmd_decide(args: argparse.Namespace, settings: Settings, out: TextIO, 
 
 
 def refuse_if_leased(log: SqliteEventLog, task_id: str, settings: Settings) -> None:
-    """``--drive`` would drive the task: refuse before deciding if another process does."""
+    """Deciding would also drive the task (the default): refuse before deciding anything
+    if another live process drives it."""
     held = log.leases.get(task_id)
     now = time.time()
     if held is not None and held.staleness(now, settings.lease_stale_after_s) is None:
-        raise TaskLeasedError(task_id, held.owner, held.pid, held.host, held.age(now))
+        raise TaskLeasedError(
+            task_id,
+            held.owner,
+            held.pid,
+            held.host,
+            held.age(now),
+            hint="nothing was decided. Decide with --no-continue: that process takes the "
+            "decision in and continues the task",
+        )
 
 
 async def _open(args: argparse.Namespace, settings: Settings) -> EventLog:

@@ -132,12 +132,20 @@ class QuarantinedTaskError(CorruptEventError):
 class TaskLeasedError(UsageError):
     """Another live process holds the task's lease (it is driving the task)."""
 
-    def __init__(self, task_id: str, owner: str, pid: int, host: str, age_s: float) -> None:
+    def __init__(
+        self,
+        task_id: str,
+        owner: str,
+        pid: int,
+        host: str,
+        age_s: float,
+        hint: str = "wait for it to end, or stop it first. Use --take-over only if that "
+        "process is hung",
+    ) -> None:
         self.task_id, self.owner, self.pid, self.host = task_id, owner, pid, host
         super().__init__(
             f"task {task_id} is being driven by another process (pid {pid} on {host}, "
-            f"heartbeat {age_s:.0f}s ago); wait for it to end, or stop it first. "
-            "Use --take-over only if that process is hung"
+            f"heartbeat {age_s:.0f}s ago); {hint}"
         )
 
 

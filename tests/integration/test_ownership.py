@@ -222,3 +222,32 @@ def test_a_ledger_unlinked_mid_run_stops_the_run_with_exit_4(al: Agentledger):
     assert "was deleted or replaced while this process used it (its inode changed)" in message
     assert "Traceback" not in message
     assert "completed" not in out.read_text().splitlines()[-1]
+
+
+def test_approve_refuses_to_drive_a_task_another_process_drives_before_deciding(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+):
+    import io
+
+    from agentledger.cli import main
+
+    def cli(*argv: str) -> tuple[int, str, str]:
+        out, err = io.StringIO(), io.StringIO()
+        return main(list(argv), out=out, err=err), out.getvalue(), err.getvalue()
+
+    monkeypatch.setenv("AGENTLEDGER_HOME", str(tmp_path))
+    workflow = Path(__file__).parent.parent / "fixtures" / "approvals" / "workflow.yaml"
+    code, out, err = cli("run", str(workflow), "--goal", "nightly maintenance")
+    assert code == 3, err  # paused for the approval
+    task_id = out.splitlines()[0].split()[1]
+    approval_id = next(w for w in out.split() if w.startswith("ap-"))
+    _plant_lease(tmp_path / "ledger.db", task_id, host="elsewhere", age_s=0)
+    count = len(Agentledger(tmp_path).events())
+    code, _, err = cli("approve", approval_id)  # decide, then drive the task on
+    assert code == 5
+    assert f"task {task_id} is being driven by another process (pid 999999 on elsewhere" in err
+    assert "nothing was decided. Decide with --no-continue" in err
+    assert len(Agentledger(tmp_path).events()) == count
+    code, out, err = cli("approve", approval_id, "--no-continue")  # the owner takes it in
+    assert code == 0, err
+    assert Agentledger(tmp_path).types()[-1] == "approval_granted"
