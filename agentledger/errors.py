@@ -6,11 +6,15 @@
     ├── UsageError                   misuse: the caller must change something
     │   ├── WorkflowError            an invalid workflow file or agent graph
     │   ├── UnknownTaskError         no events exist for a task id
-    │   └── ConfigurationError       bad settings, missing optional component
+    │   ├── ConfigurationError       bad settings, missing optional component
+    │   └── TaskLeasedError          another live process drives the task (its lease)
     └── RuntimeFailure               something failed while running
         ├── EventLogError            the log could not be read or written
         │   ├── CorruptEventError    a stored event could not be decoded (carries its offset)
-        │   └── SequenceConflictError  two writers appended the same (task, seq)
+        │   │   └── QuarantinedTaskError  an unfinished task holds one: it is not driven
+        │   ├── SequenceConflictError  two writers appended the same (task, seq)
+        │   ├── LeaseLostError       another process took this runner's task over
+        │   └── LedgerReplacedError  the ledger file was deleted or replaced under us
         ├── ModelError               the LLM failed (retryable or not)
         └── ToolError                a tool failed while executing
             └── TransientToolError   ...in a way worth retrying (retryable=True)
