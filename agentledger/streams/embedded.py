@@ -134,19 +134,24 @@ class EmbeddedRunner:
         TaskLeasedError when another live process drives it, LeaseLostError when another
         process takes it over meanwhile (``--take-over``).
         """
-        entries = await self.log.read_task(task_id)
-        if not entries:
-            raise UnknownTaskError(task_id)
-        history: list[Event] = []
-        corrupt: list[CorruptRecord] = []
-        for entry in entries:
-            if isinstance(entry, Recorded):
-                history.append(entry.event)
-            else:
-                log.error("task %s: %s", task_id, entry.error())
-                corrupt.append(entry)
-                if self.on_corrupt is not None:
-                    self.on_corrupt(entry)
+        history = await self._history(task_id)
+        takeover: Takeover | None = None
+        if not _finished(history):
+            takeover = self._take_lease(task_id)
+            # Read again under the lease: the previous owner may have written meanwhile.
+            try:
+                history = await self._history(task_id)
+            except BaseException:
+                self._release(task_id)
+                raise
+            if _finished(history):
+                self._release(task_id)
+        if _finished(history):
+            state = fold(task_id, history)  # nothing to drive
+            if self.on_event is not None:
+                for event in history:
+                    self.on_event(event, False)
+            return state
 
         queue: deque[tuple[Event, bool]] = deque((e, False) for e in history)
         wake = self._wake = asyncio.Event()
@@ -170,12 +175,6 @@ class EmbeddedRunner:
 
         driver = TaskDriver(self.runtime, task_id, sink)
         driver.load(history)
-        if corrupt and not _finished(history):
-            bad = corrupt[0]
-            raise QuarantinedTaskError(task_id, bad.offset, bad.seq, bad.reason)
-        if _finished(history):
-            return fold(task_id, history)  # nothing to drive, nothing to own
-        takeover = self._take_lease(task_id)
         lost: list[LeaseLostError] = []
         heartbeat = asyncio.create_task(self._heartbeat(task_id, lost, wake), name="lease")
         try:
@@ -218,11 +217,32 @@ class EmbeddedRunner:
         finally:
             heartbeat.cancel()
             await driver.cancel()
-            if self.leases is not None and not lost:
-                self.leases.release(task_id, self.owner)
+            if not lost:
+                self._release(task_id)
         if isinstance(self.log, SqliteEventLog):
             self.log.check_file()  # never report an outcome written into a vanished file
         return driver.state
+
+    async def _history(self, task_id: str) -> list[Event]:
+        """The task's events; raises QuarantinedTaskError when an unfinished task holds a
+        record that cannot be decoded (a finished one is only reported)."""
+        entries = await self.log.read_task(task_id)
+        if not entries:
+            raise UnknownTaskError(task_id)
+        history = [e.event for e in entries if isinstance(e, Recorded)]
+        corrupt = [e for e in entries if isinstance(e, CorruptRecord)]
+        for bad in corrupt:
+            log.error("task %s: %s", task_id, bad.error())
+            if self.on_corrupt is not None:
+                self.on_corrupt(bad)
+        if corrupt and not _finished(history):
+            first = corrupt[0]
+            raise QuarantinedTaskError(task_id, first.offset, first.seq, first.reason)
+        return history
+
+    def _release(self, task_id: str) -> None:
+        if self.leases is not None:
+            self.leases.release(task_id, self.owner)
 
     def _take_lease(self, task_id: str) -> Takeover | None:
         if self.leases is None:
