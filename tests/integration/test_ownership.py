@@ -251,3 +251,24 @@ def test_approve_refuses_to_drive_a_task_another_process_drives_before_deciding(
     code, out, err = cli("approve", approval_id, "--no-continue")  # the owner takes it in
     assert code == 0, err
     assert Agentledger(tmp_path).types()[-1] == "approval_granted"
+
+
+def test_a_forced_takeover_stops_the_previous_owner_at_its_next_heartbeat(tmp_path: Path):
+    al = Agentledger(tmp_path / "home", AGENTLEDGER_LEASE_STALE_AFTER_S="1.5")  # beat: 0.5 s
+    run, _, err, task_id = _start_held(al)
+    try:
+        code, _, resume_err = al.run("resume", task_id, "--take-over")
+        assert code == 0, resume_err
+        assert run.wait(timeout=60) == 4
+    finally:
+        if run.poll() is None:
+            run.kill()
+    assert f"task {task_id} was taken over" in err.read_text()
+    assert "this process stopped driving it" in err.read_text()
+    assert "Traceback" not in err.read_text()
+    takeover = next(e for e in al.events() if e["type"] == "task_lease_taken_over")
+    assert (takeover["reason"], takeover["previous_pid"]) == ("forced", run.pid)
+    # forcing is the operator's call: the live call it took over is reported, not re-run
+    unknown = [e for e in al.events() if e.get("error_kind") == "outcome_unknown"]
+    assert len(unknown) == 1 and len(al.executions()) == 1
+    assert al.types()[-1] == "task_completed"
