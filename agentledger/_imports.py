@@ -27,6 +27,10 @@ def load_object(ref: str, *, base_dir: Path | None = None, what: str = "object")
         raise ConfigurationError(
             f"cannot import {module_name!r} for {what} {ref!r}{where}: {exc}"
         ) from exc
+    except Exception as exc:  # the module itself raised while importing: its bug, named
+        raise ConfigurationError(
+            f"importing {module_name!r} for {what} {ref!r} failed: {type(exc).__name__}: {exc}"
+        ) from exc
     for part in attr.split("."):
         try:
             obj = getattr(obj, part)

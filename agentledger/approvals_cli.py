@@ -18,18 +18,20 @@ from __future__ import annotations
 
 import argparse
 import getpass
+import time
 from datetime import datetime
 from typing import Any, TextIO
 
 import orjson
 
-from agentledger.errors import SequenceConflictError, UsageError
+from agentledger.errors import SequenceConflictError, TaskLeasedError, UsageError
 from agentledger.projections.approvals import ApprovalState
 from agentledger.projections.task_state import TaskState, fold
 from agentledger.schemas import TERMINAL_TYPES, ApprovalDenied, ApprovalGranted, Event, utc_now
 from agentledger.settings import Settings
 from agentledger.streams.kafka_cli import add_connection_options, open_kafka_log
 from agentledger.streams.log import EventLog, Recorded
+from agentledger.streams.sqlite import SqliteEventLog
 
 Sent = dict[str, ApprovalGranted | ApprovalDenied]
 """Decisions produced to Kafka that no worker has stamped yet, by approval id."""
@@ -207,6 +209,8 @@ async def cmd_decide(args: argparse.Namespace, settings: Settings, out: TextIO, 
     try:
         for attempt in range(3):  # the task may gain an event between reading and appending
             state, _ = await _find(log, args.approval_id, args.task)
+            if args.drive and isinstance(log, SqliteEventLog):
+                refuse_if_leased(log, state.task_id, settings)
             event = decision(state, args.approval_id, granted=args.granted, by=by, text=text)
             try:
                 await log.append([event.model_copy(update={"seq": state.last_seq + 1})])
@@ -223,9 +227,31 @@ async def cmd_decide(args: argparse.Namespace, settings: Settings, out: TextIO, 
     if not args.drive:
         return EXIT_OK
     resume = argparse.Namespace(
-        db=args.db, task=state.task_id, workflow=args.workflow, output=args.output, quiet=args.quiet
+        db=args.db,
+        task=state.task_id,
+        workflow=args.workflow,
+        output=args.output,
+        quiet=args.quiet,
+        take_over=False,
     )
     return int(await cmd_resume(resume, settings, out, err))
+
+
+def refuse_if_leased(log: SqliteEventLog, task_id: str, settings: Settings) -> None:
+    """Deciding would also drive the task (the default): refuse before deciding anything
+    if another live process drives it."""
+    held = log.leases.get(task_id)
+    now = time.time()
+    if held is not None and held.staleness(now, settings.lease_stale_after_s) is None:
+        raise TaskLeasedError(
+            task_id,
+            held.owner,
+            held.pid,
+            held.host,
+            held.age(now),
+            hint="nothing was decided. Decide with --no-continue: that process takes the "
+            "decision in and continues the task",
+        )
 
 
 async def _open(args: argparse.Namespace, settings: Settings) -> EventLog:

@@ -1,16 +1,23 @@
 """The ``agentledger`` command: a thin layer over the library. ``main(argv) -> exit code``.
 
 Exit codes: 0 success; 1 the task failed or was cancelled; 2 bad usage or input;
-3 the task is not finished (it waits, e.g. for an approval); 4 the ledger could not be
-read or written.
+3 the task is not finished (it waits, e.g. for an approval, or the run was stopped by a
+signal); 4 the ledger could not be read or written (missing, read-only, locked, malformed,
+replaced) or the task is quarantined; 5 another live process drives the task (its lease).
+No path ends in a traceback unless ``--debug`` asks for one.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import logging
+import os
+import signal
+import sqlite3
 import sys
+import traceback
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, TextIO
@@ -18,21 +25,82 @@ from typing import Any, TextIO
 import orjson
 
 from agentledger import timeline
-from agentledger.errors import AgentLedgerError, EventLogError, UnknownTaskError, UsageError
+from agentledger.cli_input import non_negative_int, positive_int, read_goal
+from agentledger.errors import (
+    AgentLedgerError,
+    EventLogError,
+    TaskLeasedError,
+    UnknownTaskError,
+    UsageError,
+)
 from agentledger.projections.task_state import TaskState, fold
 from agentledger.schemas import TERMINAL_TYPES, Event, GoalSubmitted
 from agentledger.schemas.codec import to_dict
 from agentledger.security.logs import install_log_redaction
 from agentledger.settings import Settings
-from agentledger.streams.log import CorruptRecord, EventLog, LogEntry, Recorded
+from agentledger.streams.log import UNKNOWN_TIME, CorruptRecord, EventLog, LogEntry, Recorded
 from agentledger.streams.sqlite import SqliteEventLog
+from agentledger.terminal import TerminalText
 
-EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_UNFINISHED, EXIT_LOG = 0, 1, 2, 3, 4
+EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_UNFINISHED, EXIT_LOG, EXIT_LEASED = 0, 1, 2, 3, 4, 5
 
 
-def _open_log(args: argparse.Namespace, settings: Settings) -> SqliteEventLog:
+def _open_log(
+    args: argparse.Namespace, settings: Settings, *, create: bool = False
+) -> SqliteEventLog:
+    """The ledger; only ``run`` creates a missing one (a read of a wrong path is exit 4)."""
     path = Path(args.db) if args.db else settings.ledger_path
-    return SqliteEventLog(path, synchronous=settings.sqlite_synchronous)
+    return SqliteEventLog(
+        path,
+        synchronous=settings.sqlite_synchronous,
+        create=create,
+        busy_timeout_s=settings.sqlite_busy_timeout_s,
+    )
+
+
+def _runner_options(settings: Settings, take_over: bool = False) -> dict[str, Any]:
+    return {
+        "lease_stale_after_s": settings.lease_stale_after_s,
+        "grace_s": settings.shutdown_grace_s,
+        "take_over": take_over,
+    }
+
+
+async def _drive(runner: Any, task_id: str, err: TextIO) -> TaskState:
+    """``runner.run`` with SIGTERM/SIGINT turned into a graceful stop (grace, then exit 3)."""
+    loop = asyncio.get_running_loop()
+    installed = []
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        try:
+            loop.add_signal_handler(sig, _on_signal, runner, sig, err)
+            installed.append(sig)
+        except (NotImplementedError, RuntimeError, ValueError):  # not the main thread
+            continue
+    try:
+        state: TaskState = await runner.run(task_id)
+        return state
+    finally:
+        for sig in installed:
+            loop.remove_signal_handler(sig)
+
+
+def _on_signal(runner: Any, sig: signal.Signals, err: TextIO) -> None:
+    print(
+        f"{sig.name}: no new work starts; in-flight calls get {runner.grace_s:g}s to finish "
+        "(signal again to stop now)",
+        file=err,
+        flush=True,
+    )
+    runner.request_stop(sig.name)
+
+
+def _interrupted(task_id: str, err: TextIO) -> int:
+    print(
+        f"task {task_id} stopped by a signal before it ended; "
+        f"`agentledger resume {task_id}` continues from the log",
+        file=err,
+    )
+    return EXIT_UNFINISHED
 
 
 async def _resolve_task(log: EventLog, task: str) -> str:
@@ -116,6 +184,7 @@ async def cmd_run(args: argparse.Namespace, settings: Settings, out: TextIO, err
     from agentledger.agents.workflow import load_workflow
     from agentledger.streams.embedded import EmbeddedRunner
 
+    goal = read_goal(args.goal, args.goal_file, settings.max_goal_chars)
     workflow = load_workflow(args.workflow, settings=settings)
     inputs: dict[str, Any] = {}
     for item in args.input or []:
@@ -124,17 +193,23 @@ async def cmd_run(args: argparse.Namespace, settings: Settings, out: TextIO, err
             raise UsageError(f"--input {item!r} must look like key=value")
         inputs[key] = value
     _notice_scripted(workflow, err)
-    log = _open_log(args, settings)
-    runtime = build_runtime(workflow, settings)
+    log = _open_log(args, settings, create=True)
     try:
-        runner = EmbeddedRunner(log, runtime, on_event=_Progress(out, args.quiet))
-        task_id = await runner.submit(args.goal, inputs=inputs, submitted_by="cli")
-        print(f"task {task_id} ({workflow.name}) — ledger {log.path}", file=out, flush=True)
-        _print_console_link(settings, log.path, task_id, out)
-        state = await runner.run(task_id)
+        runtime = build_runtime(workflow, settings)
+        try:
+            runner = EmbeddedRunner(
+                log, runtime, on_event=_Progress(out, args.quiet), **_runner_options(settings)
+            )
+            task_id = await runner.submit(goal, inputs=inputs, submitted_by="cli")
+            print(f"task {task_id} ({workflow.name}) — ledger {log.path}", file=out, flush=True)
+            _print_console_link(settings, log.path, task_id, out)
+            state = await _drive(runner, task_id, err)
+        finally:
+            await runtime.aclose()
     finally:
-        await runtime.aclose()
         await log.close()
+    if runner.interrupted is not None:
+        return _interrupted(task_id, err)
     return _finish(state, out, err, args.output, workflow)
 
 
@@ -173,12 +248,19 @@ async def cmd_resume(args: argparse.Namespace, settings: Settings, out: TextIO, 
         print(f"resuming task {task_id} from seq {state.last_seq}", file=out, flush=True)
         runtime = build_runtime(workflow, settings)
         try:
-            runner = EmbeddedRunner(log, runtime, on_event=_Progress(out, args.quiet))
-            state = await runner.run(task_id)
+            runner = EmbeddedRunner(
+                log,
+                runtime,
+                on_event=_Progress(out, args.quiet),
+                **_runner_options(settings, getattr(args, "take_over", False)),
+            )
+            state = await _drive(runner, task_id, err)
         finally:
             await runtime.aclose()
     finally:
         await log.close()
+    if runner.interrupted is not None:
+        return _interrupted(task_id, err)
     return _finish(state, out, err, args.output, workflow)
 
 
@@ -321,10 +403,10 @@ async def cmd_tasks(args: argparse.Namespace, settings: Settings, out: TextIO, e
     finally:
         await log.close()
     for t in rows:
-        print(
-            f"{t.task_id}  {t.events:>5} events  last {t.last_at:%Y-%m-%d %H:%M:%S}  {t.last_type}",
-            file=out,
+        last = (
+            "(unreadable time)" if t.last_at == UNKNOWN_TIME else f"{t.last_at:%Y-%m-%d %H:%M:%S}"
         )
+        print(f"{t.task_id}  {t.events:>5} events  last {last}  {t.last_type}", file=out)
     if not rows:
         print("no tasks in this ledger", file=err)
     return EXIT_OK
@@ -367,11 +449,18 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--db", help="the SQLite ledger (default: $AGENTLEDGER_HOME/ledger.db)")
     parser.add_argument("-v", "--verbose", action="store_true", help="log debug detail to stderr")
+    parser.add_argument(
+        "--debug", action="store_true", help="show a traceback when a command fails unexpectedly"
+    )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     p = sub.add_parser("run", help="run a goal through a workflow, showing each step")
     p.add_argument("workflow", help="workflow file (YAML or TOML)")
-    p.add_argument("--goal", required=True)
+    goal = p.add_mutually_exclusive_group(required=True)
+    goal.add_argument("--goal", help="what the task is to achieve")
+    goal.add_argument(
+        "--goal-file", metavar="PATH", help="read the goal from a UTF-8 file (- for stdin)"
+    )
     p.add_argument(
         "--input", action="append", metavar="KEY=VALUE", help="extra input for the planner"
     )
@@ -386,6 +475,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--workflow", help="workflow file (default: the one the task recorded)")
     p.add_argument("--output", "-o")
     p.add_argument("--quiet", "-q", action="store_true")
+    p.add_argument(
+        "--take-over",
+        action="store_true",
+        help="take the task even if another process's lease on it is live (it must be hung)",
+    )
     p.set_defaults(func=cmd_resume)
 
     p = sub.add_parser("status", help="a task's state, rebuilt from its events")
@@ -404,13 +498,16 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("replay", help="a readable timeline and the state as it was at a point")
     p.add_argument("task")
     p.add_argument(
-        "--until", type=int, metavar="SEQ", help="stop after this seq (default: the end)"
+        "--until",
+        type=non_negative_int,
+        metavar="SEQ",
+        help="stop after this seq (default: the end)",
     )
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_replay)
 
     p = sub.add_parser("tasks", help="the most recent tasks in the ledger")
-    p.add_argument("--limit", type=int, default=20)
+    p.add_argument("--limit", type=positive_int, default=20)
     p.set_defaults(func=cmd_tasks)
 
     p = sub.add_parser("validate", help="load and validate a workflow file")
@@ -438,6 +535,7 @@ def _register_optional(sub: Any) -> None:
         "agentledger.approvals_cli",
         "agentledger.console.cli",
         "agentledger.otel.cli",
+        "agentledger.doctor",
     ):
         try:
             mod = importlib.import_module(module)
@@ -454,19 +552,37 @@ def main(
     out = out or sys.stdout
     err = err or sys.stderr
     parser = build_parser()
-    args = parser.parse_args(argv)
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exc:  # argparse has printed its one-line reason (or --help)
+        return exc.code if isinstance(exc.code, int) else EXIT_USAGE
     logging.basicConfig(
         level=logging.DEBUG if args.verbose else logging.WARNING,
         format="%(levelname)s %(name)s: %(message)s",
         stream=err,
     )
     install_log_redaction()  # no personal data or secret reaches a log handler
-    settings = Settings()
+    # Untrusted text (goals, model output, tool results) reaches these streams: no control
+    # sequence gets through to a terminal. JSON output is already escaped by the encoder.
+    err = TerminalText(err)  # type: ignore[assignment]
+    if not getattr(args, "json", False):
+        out = TerminalText(out)  # type: ignore[assignment]
     try:
+        return _call(args, out, err)
+    except BrokenPipeError:
+        return _closed_stdout()
+
+
+def _call(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
+    try:
+        settings = Settings()
         result = args.func(args, settings, out, err) if _takes_io(args.func) else args.func(args)
         if asyncio.iscoroutine(result):
             result = asyncio.run(result)
         return int(result)
+    except TaskLeasedError as exc:
+        print(f"error: {exc}", file=err)
+        return EXIT_LEASED
     except UsageError as exc:
         print(f"error: {exc}", file=err)
         return EXIT_USAGE
@@ -479,6 +595,37 @@ def main(
     except KeyboardInterrupt:
         print("interrupted; `agentledger resume TASK` continues from the log", file=err)
         return 130
+    except BrokenPipeError:
+        raise
+    except sqlite3.Error as exc:  # the ledger or vault file itself: read-only, locked, ...
+        _debug(args, err)
+        print(f"error: the ledger could not be used: {exc} ({_ledger(args)})", file=err)
+        return EXIT_LOG
+    except Exception as exc:  # one clear line, not a traceback; --debug shows it
+        _debug(args, err)
+        kind = "bad input" if isinstance(exc, ValueError | OSError) else "unexpected error"
+        print(f"error: {kind}: {type(exc).__name__}: {exc}", file=err)
+        if not args.debug:
+            print("(run again with --debug for the traceback)", file=err)
+        return EXIT_USAGE if kind == "bad input" else EXIT_FAILED
+
+
+def _ledger(args: argparse.Namespace) -> str:
+    return f"--db {args.db}" if getattr(args, "db", None) else "check AGENTLEDGER_HOME / --db"
+
+
+def _debug(args: argparse.Namespace, err: TextIO) -> None:
+    if getattr(args, "debug", False):
+        traceback.print_exc(file=err)
+
+
+def _closed_stdout() -> int:
+    """The reader went away (``events --json | head``): stop quietly, like other tools.
+    Point stdout at /dev/null so the interpreter's final flush does not complain."""
+    with contextlib.suppress(OSError, ValueError):
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    return EXIT_OK
 
 
 def _takes_io(func: Any) -> bool:

@@ -6,11 +6,15 @@
     ├── UsageError                   misuse: the caller must change something
     │   ├── WorkflowError            an invalid workflow file or agent graph
     │   ├── UnknownTaskError         no events exist for a task id
-    │   └── ConfigurationError       bad settings, missing optional component
+    │   ├── ConfigurationError       bad settings, missing optional component
+    │   └── TaskLeasedError          another live process drives the task (its lease)
     └── RuntimeFailure               something failed while running
         ├── EventLogError            the log could not be read or written
         │   ├── CorruptEventError    a stored event could not be decoded (carries its offset)
-        │   └── SequenceConflictError  two writers appended the same (task, seq)
+        │   │   └── QuarantinedTaskError  an unfinished task holds one: it is not driven
+        │   ├── SequenceConflictError  two writers appended the same (task, seq)
+        │   ├── LeaseLostError       another process took this runner's task over
+        │   └── LedgerReplacedError  the ledger file was deleted or replaced under us
         ├── ModelError               the LLM failed (retryable or not)
         └── ToolError                a tool failed while executing
             └── TransientToolError   ...in a way worth retrying (retryable=True)
@@ -114,3 +118,48 @@ class TransientToolError(ToolError):
 
     def __init__(self, message: str, *, kind: str = "transient") -> None:
         super().__init__(message, kind=kind, retryable=True)
+
+
+class QuarantinedTaskError(CorruptEventError):
+    """A task holds a record that cannot be decoded, so it is not driven: driving it from a
+    partial history could repeat a side effect or fail a task that could still finish."""
+
+    def __init__(self, task_id: str, offset: int, seq: int | None, reason: str) -> None:
+        super().__init__(offset, reason)
+        self.task_id = task_id
+        self.seq = seq
+        where = f"offset {offset}" + (f" (seq {seq})" if seq is not None else "")
+        Exception.__init__(
+            self,
+            f"task {task_id} is quarantined: its record at {where} cannot be decoded: {reason}. "
+            "It is not driven, so nothing recorded runs twice; `agentledger doctor` checks the "
+            "whole ledger, `agentledger events` shows the records around it",
+        )
+
+
+class TaskLeasedError(UsageError):
+    """Another live process holds the task's lease (it is driving the task)."""
+
+    def __init__(
+        self,
+        task_id: str,
+        owner: str,
+        pid: int,
+        host: str,
+        age_s: float,
+        hint: str = "wait for it to end, or stop it first. Use --take-over only if that "
+        "process is hung",
+    ) -> None:
+        self.task_id, self.owner, self.pid, self.host = task_id, owner, pid, host
+        super().__init__(
+            f"task {task_id} is being driven by another process (pid {pid} on {host}, "
+            f"heartbeat {age_s:.0f}s ago); {hint}"
+        )
+
+
+class LeaseLostError(EventLogError):
+    """This runner's lease was taken over by another process; it stopped driving the task."""
+
+
+class LedgerReplacedError(EventLogError):
+    """The ledger file was deleted or replaced under this process (its inode changed)."""

@@ -18,6 +18,9 @@ class Settings(BaseSettings):
     )
     db: Path | None = Field(default=None, description="the SQLite ledger (default: HOME/ledger.db)")
     sqlite_synchronous: Literal["FULL", "NORMAL"] = "FULL"
+    sqlite_busy_timeout_s: float = Field(
+        default=30.0, ge=0, description="how long to wait for a ledger another process locks"
+    )
     sandbox: Path | None = Field(
         default=None, description="tools' file sandbox (default: HOME/sandbox)"
     )
@@ -45,6 +48,17 @@ class Settings(BaseSettings):
     max_events: int = Field(default=5000, ge=1)
     # A task with a cost budget making a call no price is known for: warn once, or refuse.
     unpriced_calls: Literal["warn", "refuse"] = "warn"
+
+    # Ownership and shutdown of a run (docs/operations.md).
+    lease_stale_after_s: float = Field(
+        default=30.0, gt=0, description="a task lease not renewed for this long may be taken"
+    )
+    shutdown_grace_s: float = Field(
+        default=10.0, ge=0, description="on SIGTERM/SIGINT, how long in-flight calls may finish"
+    )
+    max_goal_chars: int = Field(
+        default=20_000, ge=1, le=200_000, description="the longest goal `run` accepts"
+    )
 
     @property
     def ledger_path(self) -> Path:

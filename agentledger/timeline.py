@@ -31,6 +31,7 @@ from agentledger.schemas import (
     OutputsAggregated,
     PlanClamped,
     PlanRejected,
+    RunInterrupted,
     SubtaskAssigned,
     SubtaskCompleted,
     SubtaskFailed,
@@ -40,6 +41,7 @@ from agentledger.schemas import (
     TaskCancelled,
     TaskCompleted,
     TaskFailed,
+    TaskLeaseTakenOver,
     TaskPlanned,
     ToolCallCompleted,
     ToolCallFailed,
@@ -220,6 +222,14 @@ def describe(event: Event) -> str:
                 f"injection suspected in {event.source} ({', '.join(event.rules)}), "
                 f"{event.action}: {_short(event.excerpt, 80)}"
             )
+        case TaskLeaseTakenOver():
+            return (
+                f"took the task over from {event.previous_owner} ({event.reason}, "
+                f"last heartbeat {event.previous_heartbeat_age_s:.0f}s ago)"
+            )
+        case RunInterrupted():
+            left = ", ".join(event.cut_short) or "nothing"
+            return f"{event.signal}: run stopped; cut short after {event.grace_s:g}s: {left}"
     return event.type
 
 

@@ -49,6 +49,7 @@ from agentledger.schemas.llm_attempts import (
     LlmFallbackUsed,
     LlmOutputModeLowered,
 )
+from agentledger.schemas.ownership import RunInterrupted, TaskLeaseTakenOver
 from agentledger.schemas.plan_limits import PlanClamp, PlanClamped
 from agentledger.schemas.security import InjectionSuspected
 from agentledger.schemas.subtasks import (
@@ -106,6 +107,7 @@ __all__ = [
     "PlanRejected",
     "PlannedSubtask",
     "RecordedToolCall",
+    "RunInterrupted",
     "RunningBranches",
     "SubtaskAssigned",
     "SubtaskCompleted",
@@ -116,6 +118,7 @@ __all__ = [
     "TaskCancelled",
     "TaskCompleted",
     "TaskFailed",
+    "TaskLeaseTakenOver",
     "TaskPlanned",
     "TokenUsage",
     "ToolCallCompleted",

@@ -37,6 +37,7 @@ from agentledger.schemas.llm_attempts import (
     LlmFallbackUsed,
     LlmOutputModeLowered,
 )
+from agentledger.schemas.ownership import RunInterrupted, TaskLeaseTakenOver
 from agentledger.schemas.plan_limits import PlanClamped
 from agentledger.schemas.security import InjectionSuspected
 from agentledger.schemas.subtasks import (
@@ -95,7 +96,9 @@ Event: TypeAlias = Annotated[
     | LlmAttemptFailed
     | LlmOutputModeLowered
     | LlmFallbackUsed
-    | PlanClamped,
+    | PlanClamped
+    | TaskLeaseTakenOver
+    | RunInterrupted,
     Field(discriminator="type"),
 ]
 

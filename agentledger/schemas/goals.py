@@ -64,7 +64,8 @@ class Plan(BaseModel):
 
 class GoalSubmitted(EventBase):
     type: Literal["goal_submitted"] = "goal_submitted"
-    goal: str = Field(min_length=1, max_length=20_000)
+    # The hard ceiling; the CLI's limit is the setting AGENTLEDGER_MAX_GOAL_CHARS (20,000).
+    goal: str = Field(min_length=1, max_length=200_000)
     workflow: WorkflowRef
     inputs: dict[str, JsonValue] = Field(default_factory=dict)
     submitted_by: str | None = None

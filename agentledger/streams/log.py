@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Protocol, runtime_checkable
 
 from agentledger.errors import CorruptEventError
@@ -50,16 +50,49 @@ LogEntry = Recorded | CorruptRecord
 class TaskSummary:
     task_id: str
     events: int
-    first_at: datetime
+    first_at: datetime  # UNKNOWN_TIME when the stored timestamp is unreadable
     last_at: datetime
     last_type: str
 
 
-def decode_entry(offset: int, task_id: str, seq: int | None, data: bytes) -> LogEntry:
+UNKNOWN_TIME = datetime.min.replace(tzinfo=UTC)
+"""Stands for a stored timestamp that cannot be read (a corrupt row): sorts first."""
+
+
+def decode_entry(offset: int, task_id: str, seq: object, data: object) -> LogEntry:
+    """One stored record as a ``LogEntry``. Never raises: whatever the record holds (TEXT or
+    NULL where bytes belong, a seq that is not a number, bytes that are not JSON), the
+    answer is a ``CorruptRecord`` saying why, at its offset."""
+    row_seq = seq if isinstance(seq, int) else None
+    if seq is not None and row_seq is None:
+        raw = data.encode("utf-8", "surrogatepass") if isinstance(data, str) else b""
+        return CorruptRecord(offset, str(task_id), None, f"seq stored as {seq!r}", raw)
+    if isinstance(data, str):
+        raw = data.encode("utf-8", "surrogatepass")
+        return CorruptRecord(offset, str(task_id), row_seq, "data stored as TEXT, not BLOB", raw)
+    if not isinstance(data, bytes | bytearray | memoryview):
+        kind = "NULL" if data is None else type(data).__name__
+        return CorruptRecord(offset, str(task_id), row_seq, f"data stored as {kind}", b"")
+    raw = bytes(data)
     try:
-        return Recorded(offset, decode(data))
+        return Recorded(offset, decode(raw))
     except EventDecodeError as exc:
-        return CorruptRecord(offset, task_id, seq, exc.reason, bytes(data))
+        return CorruptRecord(offset, str(task_id), row_seq, exc.reason, raw)
+
+
+def decode_row(offset: int, task_id: str, seq: object, data: object) -> LogEntry:
+    """``decode_entry`` for a store whose row columns are authoritative (SQLite): an event
+    that disagrees with its own row about its task or seq is corrupt too, since the driver
+    would otherwise stamp and skip by the wrong position."""
+    entry = decode_entry(offset, task_id, seq, data)
+    if isinstance(entry, Recorded) and (entry.event.task_id, entry.event.seq) != (task_id, seq):
+        reason = (
+            f"the row says task {task_id} seq {seq}, "
+            f"the event inside says task {entry.event.task_id} seq {entry.event.seq}"
+        )
+        raw = bytes(data) if isinstance(data, bytes | bytearray | memoryview) else b""
+        return CorruptRecord(offset, task_id, seq if isinstance(seq, int) else None, reason, raw)
+    return entry
 
 
 @runtime_checkable

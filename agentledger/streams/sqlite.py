@@ -10,16 +10,24 @@ faster.
 from __future__ import annotations
 
 import asyncio
+import os
 import sqlite3
 from collections.abc import AsyncIterator, Sequence
 from datetime import datetime
 from pathlib import Path
 from typing import Literal
 
-from agentledger.errors import EventLogError, SequenceConflictError
+from agentledger.errors import EventLogError, LedgerReplacedError, SequenceConflictError
 from agentledger.schemas import EventBase
 from agentledger.schemas.codec import encode
-from agentledger.streams.log import LogEntry, Recorded, TaskSummary, decode_entry
+from agentledger.streams.lease import LEASES_SCHEMA, SqliteLeases
+from agentledger.streams.log import (
+    UNKNOWN_TIME,
+    LogEntry,
+    Recorded,
+    TaskSummary,
+    decode_row,
+)
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS events (
@@ -47,26 +55,76 @@ INSERT OR IGNORE INTO meta (key, value) VALUES ('format', '1');
 Synchronous = Literal["FULL", "NORMAL"]
 
 
+def _identity(path: Path) -> tuple[int, int] | None:
+    try:
+        st = os.stat(path)
+    except FileNotFoundError:
+        return None
+    return (st.st_dev, st.st_ino)
+
+
+def _stored_time(value: object) -> datetime:
+    """A stored ``occurred_at``, or UNKNOWN_TIME when the row holds something unreadable."""
+    if not isinstance(value, str):
+        return UNKNOWN_TIME
+    try:
+        return datetime.fromisoformat(value)
+    except ValueError:
+        return UNKNOWN_TIME
+
+
 class SqliteEventLog:
     """Durable event log in one SQLite file. Use one instance per process."""
 
-    def __init__(self, path: str | Path, *, synchronous: Synchronous = "FULL") -> None:
+    def __init__(
+        self,
+        path: str | Path,
+        *,
+        synchronous: Synchronous = "FULL",
+        create: bool = True,
+        busy_timeout_s: float = 30.0,
+    ) -> None:
         self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        if not create and not self.path.is_file():
+            raise EventLogError(
+                f"no ledger at {self.path}; check --db / AGENTLEDGER_HOME (a run creates it)"
+            )
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise EventLogError(
+                f"cannot create the ledger's folder {self.path.parent}: {exc}"
+            ) from exc
         try:
             self._db = sqlite3.connect(
-                self.path, isolation_level=None, check_same_thread=False, timeout=30.0
+                self.path, isolation_level=None, check_same_thread=False, timeout=busy_timeout_s
             )
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.execute(f"PRAGMA synchronous={synchronous}")
-            self._db.execute("PRAGMA busy_timeout=30000")
+            self._db.execute(f"PRAGMA busy_timeout={int(busy_timeout_s * 1000)}")
             exists = self._db.execute(
                 "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'events'"
             ).fetchone()
             if exists is None:  # readers of an existing ledger never take the write lock
-                self._db.executescript(_SCHEMA)
-        except sqlite3.DatabaseError as exc:
+                self._db.executescript(_SCHEMA + LEASES_SCHEMA)
+            self._identity = _identity(self.path)
+        except (sqlite3.DatabaseError, OSError) as exc:
             raise EventLogError(f"cannot open event log {self.path}: {exc}") from exc
+
+    @property
+    def leases(self) -> SqliteLeases:
+        """The task leases kept in this ledger (streams/lease.py)."""
+        return SqliteLeases(self._db)
+
+    def check_file(self) -> None:
+        """Raise LedgerReplacedError if the ledger file was deleted or replaced since this
+        process opened it: appends would go to a file no one will ever read again."""
+        if _identity(self.path) != self._identity:
+            raise LedgerReplacedError(
+                f"the ledger {self.path} was deleted or replaced while this process used it "
+                "(its inode changed); stopped rather than write into a file no one can read. "
+                "Restore the file, then `agentledger resume` the task"
+            )
 
     async def append(self, events: Sequence[EventBase]) -> list[Recorded]:
         rows = [
@@ -82,6 +140,7 @@ class SqliteEventLog:
             for e in events
         ]
         db = self._db
+        self.check_file()  # one stat per batch: cheap beside the commit (benchmarks/)
         try:
             db.execute("BEGIN IMMEDIATE")
             try:
@@ -135,14 +194,14 @@ class SqliteEventLog:
             "ORDER BY seq",
             (task_id, after_seq),
         ).fetchall()
-        return [decode_entry(*row) for row in rows]
+        return [decode_row(*row) for row in rows]
 
     async def read_from(self, after: int = 0, *, limit: int | None = None) -> list[LogEntry]:
         rows = self._db.execute(
             "SELECT offset, task_id, seq, data FROM events WHERE offset > ? ORDER BY offset LIMIT ?",
             (after, -1 if limit is None else limit),
         ).fetchall()
-        return [decode_entry(*row) for row in rows]
+        return [decode_row(*row) for row in rows]
 
     async def follow(
         self, after: int = 0, *, task_id: str | None = None, poll_interval: float = 0.05
@@ -157,7 +216,7 @@ class SqliteEventLog:
                     "ORDER BY offset LIMIT 1000",
                     (position, task_id),
                 ).fetchall()
-                batch = [decode_entry(*row) for row in rows]
+                batch = [decode_row(*row) for row in rows]
             for entry in batch:
                 position = entry.offset
                 yield entry
@@ -180,13 +239,7 @@ class SqliteEventLog:
                 "SELECT type FROM events WHERE offset = ?", (last_offset,)
             ).fetchone()
             out.append(
-                TaskSummary(
-                    task_id,
-                    count,
-                    datetime.fromisoformat(first),
-                    datetime.fromisoformat(last),
-                    last_type,
-                )
+                TaskSummary(task_id, count, _stored_time(first), _stored_time(last), str(last_type))
             )
         return out
 

@@ -79,7 +79,7 @@ def test_replay_until_shows_the_state_as_it_was(finished_task: str):
     assert body["state"]["status"] == "running" and len(body["events"]) == planned
 
 
-def test_unknown_task_is_a_clear_usage_error(home: Path):
+def test_unknown_task_is_a_clear_usage_error(finished_task: str):
     code, _, err = cli("status", "no-such-task")
     assert code == 2
     assert "no events for task 'no-such-task'" in err
