@@ -3,6 +3,7 @@
 ::
 
     agentledger kafka init --brokers B [--prefix P] [--partitions N]
+    agentledger kafka check --brokers B [--prefix P]
     agentledger worker WORKFLOW --brokers B [--prefix P]
     agentledger submit --brokers B --goal "..." --workflow NAME_OR_FILE [--input k=v]
     agentledger dlq list --brokers B [--json]
@@ -29,7 +30,7 @@ from agentledger.streams.kafka_topics import DEFAULT_PARTITIONS, DEFAULT_PREFIX
 if TYPE_CHECKING:
     from agentledger.streams.kafka import KafkaEventLog
 
-EXIT_OK, EXIT_USAGE = 0, 2
+EXIT_OK, EXIT_PROBLEM, EXIT_USAGE = 0, 1, 2
 
 
 def add_connection_options(p: argparse.ArgumentParser, *, required: bool = True) -> None:
@@ -73,6 +74,11 @@ def register(sub: Any) -> None:
     k.add_argument("--partitions", type=int, default=DEFAULT_PARTITIONS)
     k.add_argument("--replication", type=int, default=1)
     k.set_defaults(func=cmd_kafka_init)
+    k = ksub.add_parser(
+        "check", help="verify the topics' settings (retention, size limit); exit 1 if wrong"
+    )
+    add_connection_options(k)
+    k.set_defaults(func=cmd_kafka_check)
     for name, helptext in (
         ("status", "a task's state, rebuilt from its events on Kafka"),
         ("events", "a task's events on Kafka, in order"),
@@ -149,6 +155,22 @@ async def cmd_kafka_init(
     return EXIT_OK
 
 
+async def cmd_kafka_check(
+    args: argparse.Namespace, settings: Settings, out: TextIO, err: TextIO
+) -> int:
+    """Exit 0 when the layout's topics exist with settings that keep the log; else 1."""
+    from agentledger.streams.kafka_topics import TOPIC_SETTINGS, check_topics
+
+    problems = await check_topics(args.brokers, args.prefix)
+    for problem in problems:
+        print(f"problem: {problem}", file=out)
+    if problems:
+        return EXIT_PROBLEM
+    wanted = ", ".join(f"{k}={v}" for k, v in TOPIC_SETTINGS.items() if k != "max.message.bytes")
+    print(f"topics under prefix {args.prefix!r} on {args.brokers} are durable ({wanted})", file=out)
+    return EXIT_OK
+
+
 def cmd_worker(args: argparse.Namespace, settings: Settings, out: TextIO, err: TextIO) -> int:
     from agentledger.agents.workflow import load_workflow
     from agentledger.streams.kafka_runner import WorkerConfig, run_worker
@@ -218,8 +240,7 @@ async def cmd_dlq_list(
 async def cmd_dlq_redrive(
     args: argparse.Namespace, settings: Settings, out: TextIO, err: TextIO
 ) -> int:
-    from aiokafka import AIOKafkaProducer
-
+    from agentledger.streams.kafka_clients import event_producer
     from agentledger.streams.kafka_dlq import read_dead_letters, redrive
     from agentledger.streams.kafka_topics import TopicLayout
 
@@ -232,9 +253,7 @@ async def cmd_dlq_redrive(
         raise UsageError(
             f"no dead letters at offsets {sorted(unknown)}; see `agentledger dlq list`"
         )
-    producer = AIOKafkaProducer(
-        bootstrap_servers=args.brokers, acks="all", enable_idempotence=False
-    )
+    producer = event_producer(args.brokers, client_id="agentledger-redrive")
     await producer.start()
     try:
         for letter in chosen:

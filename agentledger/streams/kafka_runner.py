@@ -78,7 +78,12 @@ from pydantic import JsonValue
 from agentledger.agents.approvals import EXTERNAL_DECISIONS, expired_approvals
 from agentledger.agents.context import Runtime
 from agentledger.agents.workflow import Workflow
-from agentledger.errors import ConfigurationError, EventLogError, UsageError
+from agentledger.errors import (
+    ConfigurationError,
+    EventLogError,
+    RecordTooLargeError,
+    UsageError,
+)
 from agentledger.schemas import (
     ApprovalRequested,
     Event,
@@ -99,12 +104,21 @@ from agentledger.streams.kafka import (
     KafkaEventLog,
     KafkaRecord,
 )
-from agentledger.streams.kafka_dlq import dead_letter
+from agentledger.streams.kafka_clients import dead_letter_producer, event_producer
+from agentledger.streams.kafka_dlq import (
+    dead_letter,
+    dead_letter_reference,
+    park_whole,
+    record_size,
+)
 from agentledger.streams.kafka_topics import (
     DEFAULT_PREFIX,
+    MAX_RECORD_BYTES,
     TopicLayout,
     partition_counts,
     require_topic,
+    settings_problems,
+    topic_settings,
 )
 from agentledger.streams.log import CorruptRecord, Recorded
 
@@ -228,6 +242,7 @@ class WorkerCore:
         # Reactions that finished without their output in the log (the append failed).
         self._unrecorded: weakref.WeakSet[asyncio.Future[None]] = weakref.WeakSet()
         self.dead_letters = 0
+        self.skipped_records = 0  # could not even be parked: logged, skipped, counted
         self.goals_started = 0
         self.tasks_finished = 0
 
@@ -242,11 +257,9 @@ class WorkerCore:
             if self._producer is not None:
                 return
             await self.log.start()
-            producer = AIOKafkaProducer(
-                bootstrap_servers=self.config.bootstrap,
+            producer = dead_letter_producer(
+                self.config.bootstrap,
                 client_id=f"agentledger-worker-dlq-{os.getpid()}",
-                acks="all",
-                enable_idempotence=False,  # not available on every Kafka-protocol broker
                 request_timeout_ms=int(self.config.request_timeout_s * 1000),
             )
             try:
@@ -315,6 +328,8 @@ class WorkerCore:
     async def on_goal(self, record: KafkaRecord) -> None:
         """Start the task of a submitted goal (seq 1 on the events topic), once."""
         await self.start()
+        if await self._refused_oversize(record, self.layout.goals):
+            return
         entry = record.entry()
         if isinstance(entry, CorruptRecord):
             await self._dead_letter(record, self.layout.goals, f"invalid goal: {entry.reason}")
@@ -337,7 +352,11 @@ class WorkerCore:
             return
         goal = event if event.seq == 1 else event.model_copy(update={"seq": 1})
         admitted = admit_goal(goal, self.runtime)  # screened and masked before it is written
-        await self._retrying(lambda: self.log.append(admitted))
+        try:
+            await self._retrying(lambda: self.log.append(admitted))
+        except RecordTooLargeError as exc:
+            await self._dead_letter(record, self.layout.goals, f"oversize goal: {exc}")
+            return
         self.goals_started += 1
 
     async def on_event(self, record: KafkaRecord) -> set[asyncio.Future[None]] | None:
@@ -350,6 +369,8 @@ class WorkerCore:
         way) and must not be acknowledged; it is delivered again once the rebalance settles.
         """
         await self.start()
+        if await self._refused_oversize(record, self.layout.events):
+            return set()
         entry = record.entry()
         if isinstance(entry, CorruptRecord):
             await self._dead_letter(record, self.layout.events, f"invalid event: {entry.reason}")
@@ -532,7 +553,8 @@ class WorkerCore:
             f"workflow={self.workflow.name} goals={_parts(goals)} events={_parts(events)} "
             f"tasks_active={active} reactions_inflight={inflight} "
             f"tasks_finished={self.tasks_finished} goals_started={self.goals_started} "
-            f"dead_letters={self.dead_letters} approvals_waiting={waiting}"
+            f"dead_letters={self.dead_letters} skipped_records={self.skipped_records} "
+            f"approvals_waiting={waiting}"
         )
 
     def print_health(self, what: str = "health", *, extra: str = "") -> None:
@@ -676,40 +698,88 @@ class WorkerCore:
         if self._appends:
             await asyncio.wait(set(self._appends), timeout=self.config.request_timeout_s)
 
+    async def _refused_oversize(self, record: KafkaRecord, source: str) -> bool:
+        """Dead-letter a record larger than the events topic takes; True if it was one.
+
+        Such a record can only come from a producer whose limit was raised beyond ours (and a
+        topic to match): it could never be appended, and retrying would block its partition.
+        """
+        size = record_size(record)
+        if size <= MAX_RECORD_BYTES:
+            return False
+        await self._dead_letter(
+            record,
+            source,
+            f"oversize record: {size} bytes, more than the {MAX_RECORD_BYTES} an event may "
+            "take; send it smaller (large data belongs in a file or store the event names)",
+        )
+        return True
+
     async def _dead_letter(self, record: KafkaRecord, source: str, reason: str) -> None:
+        """Park ``record`` on the DLQ: whole if it fits, else as a reference; if even the
+        reference cannot be parked, log it, count it in ``skipped_records`` and move on,
+        so no record blocks its partition."""
         producer = self._producer
         if producer is None:
             raise UsageError("the worker is not started")
-        log.warning(
-            "dead letter from %s[%d]@%d: %s", source, record.partition, record.kafka_offset, reason
-        )
-
-        async def park() -> object:
-            return await dead_letter(
-                producer,
-                self.layout.dlq,
-                record.value,
-                record.key,
-                reason,
-                source,
-                record.partition,
-                record.kafka_offset,
-                headers=record.headers,
-            )
-
+        where = f"{source}[{record.partition}]@{record.kafka_offset}"
+        # One line per dead letter, whatever the reason holds (validation errors span lines).
+        log.warning("dead letter from %s: %s", where, " ".join(reason.split()))
         if record.value is None and record.key is None:
             return  # nothing to park (an empty tombstone); skipping it loses nothing
-        await self._retrying(park)
+        if park_whole(record):
+            try:
+                await self._retrying(lambda: self._park(producer, record, source, reason))
+                self.dead_letters += 1
+                return
+            except RecordTooLargeError as exc:
+                log.warning("dead letter from %s: parking a reference instead (%s)", where, exc)
+        try:
+            await self._retrying(
+                lambda: dead_letter_reference(producer, self.layout.dlq, record, reason, source),
+                attempts=5,
+            )
+        except EventLogError as exc:
+            self.skipped_records += 1
+            log.error(
+                "record %s skipped: not even a reference could be parked on %s (%s); "
+                "reason it was refused: %s",
+                where,
+                self.layout.dlq,
+                " ".join(str(exc).split()),
+                " ".join(reason.split()),
+            )
+            return
         self.dead_letters += 1
 
-    async def _retrying(self, operation: Callable[[], Any]) -> Any:
-        """Run a Kafka operation, retrying broker trouble with backoff while not stopping."""
+    async def _park(
+        self, producer: AIOKafkaProducer, record: KafkaRecord, source: str, reason: str
+    ) -> object:
+        return await dead_letter(
+            producer,
+            self.layout.dlq,
+            record.value,
+            record.key,
+            reason,
+            source,
+            record.partition,
+            record.kafka_offset,
+            headers=record.headers,
+        )
+
+    async def _retrying(self, operation: Callable[[], Any], *, attempts: int = 0) -> Any:
+        """Run a Kafka operation, retrying broker trouble with backoff while not stopping
+        (at most ``attempts`` times if given). A record too large is not retried."""
         delay = 0.2
+        tried = 0
         while True:
             try:
                 return await operation()
+            except RecordTooLargeError:
+                raise
             except EventLogError as exc:
-                if self._stopping:
+                tried += 1
+                if self._stopping or (attempts and tried >= attempts):
                     raise
                 log.error("Kafka operation failed (%s); retrying in %.1f s", exc, delay)
                 await asyncio.sleep(delay)
@@ -827,7 +897,8 @@ def _guard_commits() -> _FirstOffsets:
 
 
 async def check_topics(bootstrap: str, prefix: str, *, request_timeout_s: float = 30.0) -> None:
-    """Raise ConfigurationError unless the goals, events and dead-letter topics exist."""
+    """Raise ConfigurationError unless the goals, events and dead-letter topics exist with
+    settings that cannot lose the log (``kafka_topics.settings_problems``)."""
     layout = TopicLayout(prefix)
     admin = AIOKafkaAdminClient(
         bootstrap_servers=bootstrap, request_timeout_ms=int(request_timeout_s * 1000)
@@ -835,6 +906,7 @@ async def check_topics(bootstrap: str, prefix: str, *, request_timeout_s: float 
     try:
         await admin.start()
         counts = await partition_counts(admin, layout.names())
+        settings = await topic_settings(admin, list(counts)) if counts else {}
     except KafkaError as exc:
         raise EventLogError(f"cannot reach Kafka at {bootstrap}: {exc}") from exc
     finally:
@@ -844,6 +916,14 @@ async def check_topics(bootstrap: str, prefix: str, *, request_timeout_s: float 
         raise ConfigurationError(
             f"topics {', '.join(missing)} do not exist on {bootstrap}; create them first with "
             f"`agentledger kafka init --brokers {bootstrap} --prefix {prefix}`"
+        )
+    problems = settings_problems(layout, settings)
+    if problems:
+        raise ConfigurationError(
+            f"the topics under prefix {prefix!r} on {bootstrap} could lose the event log or "
+            f"refuse its records: {'; '.join(problems)}. Fix them with kafka-configs "
+            "(--alter --add-config retention.ms=-1,...), or create a new prefix with "
+            "`agentledger kafka init`; `agentledger kafka check` lists what is wrong"
         )
 
 
@@ -1044,10 +1124,9 @@ async def submit_goal(
         (HEADER_SEQ, b"1"),
         (HEADER_TYPE, b"goal_submitted"),
     ]
-    producer = AIOKafkaProducer(
-        bootstrap_servers=bootstrap,
-        acks="all",
-        enable_idempotence=False,
+    producer = event_producer(
+        bootstrap,
+        client_id="agentledger-submit",
         request_timeout_ms=int(request_timeout_s * 1000),
     )
     try:

@@ -193,7 +193,9 @@ async def _settled_partition_counts(
         await asyncio.sleep(0.1)  # metadata propagation: no event to wait on
 
 
-async def topic_settings(admin: AIOKafkaAdminClient, topics: list[str]) -> dict[str, dict[str, str]]:
+async def topic_settings(
+    admin: AIOKafkaAdminClient, topics: list[str]
+) -> dict[str, dict[str, str]]:
     """The current value of each of ``TOPIC_SETTINGS``' keys, per topic."""
     responses = await admin.describe_configs(
         [ConfigResource(ConfigResourceType.TOPIC, t, None) for t in topics]

@@ -26,7 +26,7 @@ import orjson
 import pytest
 from aiokafka import AIOKafkaProducer
 
-from agentledger.schemas import Event, TaskCancelled
+from agentledger.schemas import Event, GoalSubmitted, TaskCancelled, WorkflowRef
 from agentledger.schemas.codec import encode
 from agentledger.streams import Recorded
 from agentledger.streams.kafka import KafkaEventLog, partition_for_key
@@ -343,6 +343,12 @@ def test_bad_records_are_dead_lettered_and_the_workers_keep_going(shared: Cluste
         orjson.loads(line) for line in cli("dlq", "list", "--json", env=shared.env).splitlines()
     ]
     assert sorted(row["key"] for row in listed) == sorted(by_key)
+    # Each dead letter is one warning line on stderr, never a logging-error traceback.
+    err = "".join(w.stderr.read_text() for w in shared.workers)
+    assert "Logging error" not in err and "Traceback" not in err, err[-3000:]
+    warned = [line for line in err.splitlines() if "dead letter from" in line]
+    assert len(warned) == 5, err[-3000:]
+    assert any("unknown event type 'made_up'" in line for line in warned), warned
 
 
 def test_sigkill_of_a_worker_mid_task_loses_nothing_and_repeats_no_delivery(
@@ -431,7 +437,8 @@ def test_workers_joining_and_leaving_mid_task_hand_tasks_over_cleanly(
     """A join revokes partitions from a busy worker (a short grace cancels reactions in
     flight), then that worker leaves on SIGTERM; the tasks still end well formed, with no
     delivery run twice."""
-    env = {"DELIVERIES_MODEL_DELAY": "2.5"}  # after the first delivery, 5 s of model calls
+    # After the first delivery, 8 s of model calls: time for a worker to start and join.
+    env = {"DELIVERIES_MODEL_DELAY": "4"}
     with running_cluster(kafka_broker, tmp_path, workers=1, env=env, revoke_grace="0.1") as cluster:
         task_ids = [
             asyncio.run(
@@ -532,3 +539,83 @@ def test_cli_refuses_a_prefix_without_topics(kafka_broker: str) -> None:
     assert code == 2 and "agentledger kafka init" in err
     code, _, err = main_cli("submit", "--goal", "g", "--workflow", "deliveries", *conn)
     assert code == 2 and "agentledger kafka init" in err
+
+
+def test_an_oversize_goal_is_parked_as_a_reference_and_its_partition_moves_on(
+    shared: Cluster,
+) -> None:
+    """A 2 MB goal, from a producer and a topic whose limits were raised past ours, never
+    blocks its partition: it is parked as a reference, and the next goal there completes."""
+    layout = shared.layout
+    big_id = f"big-{uuid.uuid4().hex[:8]}"
+    partition = partition_for_key(big_id.encode(), PARTITIONS)
+    n = 0
+    while partition_for_key(f"after-big-{n}".encode(), PARTITIONS) != partition:
+        n += 1
+    next_id = f"after-big-{n}"
+    limit = 4 * 1024 * 1024
+
+    async def produce_big() -> None:
+        from aiokafka.admin import AIOKafkaAdminClient
+        from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
+
+        admin = AIOKafkaAdminClient(bootstrap_servers=shared.bootstrap)
+        await admin.start()
+        try:  # an operator raising the goals topic's limit, as the issue found possible
+            await admin.alter_configs(
+                [
+                    ConfigResource(
+                        ConfigResourceType.TOPIC, layout.goals, {"max.message.bytes": str(limit)}
+                    )
+                ]
+            )
+        finally:
+            await admin.close()
+        goal = GoalSubmitted(
+            task_id=big_id, seq=1, goal="deliver", workflow=WorkflowRef(name="deliveries")
+        )
+        # Another language's client need not know our field limits: 2 MB of input data.
+        big = {**orjson.loads(encode(goal)), "inputs": {"blob": "x" * 2_000_000}}
+        producer = AIOKafkaProducer(
+            bootstrap_servers=shared.bootstrap, max_request_size=limit, acks="all"
+        )
+        await producer.start()
+        try:
+            await producer.send_and_wait(layout.goals, orjson.dumps(big), key=big_id.encode())
+        finally:
+            await producer.stop()
+
+    asyncio.run(produce_big())
+    asyncio.run(
+        submit_goal(
+            shared.bootstrap, "deliver", workflow=FIXTURE, prefix=shared.prefix, task_id=next_id
+        )
+    )
+    events = shared.wait_terminal(next_id)
+    assert events[-1].type == "task_completed"
+
+    def parked() -> list[DeadLetter] | None:
+        found = [x for x in shared.dead_letters() if x.key == big_id.encode()]
+        return found or None
+
+    (letter,) = wait_for(parked, 30, "the oversize goal on the DLQ\n" + shared.describe())
+    assert letter.reference and letter.source_topic == layout.goals
+    assert letter.source_partition == partition
+    assert "oversize record" in letter.reason
+    body = orjson.loads(letter.value or b"")
+    assert body["reference"] is True and body["topic"] == layout.goals
+    assert body["partition"] == partition and body["offset"] == letter.source_offset
+    assert body["size"] > 2_000_000 and len(body["preview"]) <= 512
+    assert len(letter.value or b"") < 4096
+    assert shared.task_events(big_id) == []
+    shared.assert_alive()
+    code, _, err = main_cli(
+        "dlq",
+        "redrive",
+        str(letter.offset),
+        "--brokers",
+        shared.bootstrap,
+        "--prefix",
+        shared.prefix,
+    )
+    assert code == 2 and "is a reference" in err
