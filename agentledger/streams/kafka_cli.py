@@ -103,6 +103,14 @@ def register(sub: Any) -> None:
     p.add_argument("--shutdown-timeout", type=float, default=30.0, metavar="SECONDS")
     p.add_argument("--health-interval", type=float, default=30.0, metavar="SECONDS")
     p.add_argument(
+        "--broker-lost-exit",
+        type=float,
+        default=60.0,
+        metavar="SECONDS",
+        help="exit with code 4 after this long without the broker (0: never; default "
+        "%(default)s); health says status=degraded within about a second",
+    )
+    p.add_argument(
         "--approval-check-interval",
         type=float,
         default=1.0,
@@ -185,6 +193,7 @@ def cmd_worker(args: argparse.Namespace, settings: Settings, out: TextIO, err: T
         shutdown_timeout_s=args.shutdown_timeout,
         health_interval_s=args.health_interval,
         approval_check_interval_s=args.approval_check_interval,
+        broker_lost_exit_s=args.broker_lost_exit,
         log_level="DEBUG" if getattr(args, "verbose", False) else "WARN",
     )
     return run_worker(workflow, settings, config, out=out)

@@ -66,7 +66,7 @@ import weakref
 from collections import OrderedDict
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TextIO
 
@@ -124,6 +124,10 @@ from agentledger.streams.log import CorruptRecord, Recorded
 
 log = logging.getLogger(__name__)
 
+EXIT_BROKER_LOST = 4
+"""The worker's exit code after ``broker_lost_exit_s`` without its broker (the CLI's
+EXIT_LOG: the event log is unreachable)."""
+
 _REMEMBERED = 10_000
 """Finished and rejected task ids kept, so their stray records are skipped cheaply."""
 
@@ -156,6 +160,11 @@ class WorkerConfig:
     approval_check_interval_s: float = 1.0
     """How often the worker looks for approval deadlines that passed, in the tasks it drives."""
     request_timeout_s: float = 30.0
+    broker_probe_interval_s: float = 1.0
+    """How often the worker asks the broker for metadata, to notice it is gone."""
+    broker_lost_exit_s: float = 60.0
+    """After this long without a broker (or without the layout's topics) the worker exits
+    with EXIT_BROKER_LOST, so a supervisor restarts it; 0: never."""
     log_level: str = "WARN"
 
 
@@ -243,6 +252,8 @@ class WorkerCore:
         self._unrecorded: weakref.WeakSet[asyncio.Future[None]] = weakref.WeakSet()
         self.dead_letters = 0
         self.skipped_records = 0  # could not even be parked: logged, skipped, counted
+        self.degraded_since: datetime | None = None  # when the broker was last seen lost
+        self.degraded_reason = ""
         self.goals_started = 0
         self.tasks_finished = 0
 
@@ -554,8 +565,60 @@ class WorkerCore:
             f"tasks_active={active} reactions_inflight={inflight} "
             f"tasks_finished={self.tasks_finished} goals_started={self.goals_started} "
             f"dead_letters={self.dead_letters} skipped_records={self.skipped_records} "
-            f"approvals_waiting={waiting}"
+            f"approvals_waiting={waiting} {self._status()}"
         )
+
+    def _status(self) -> str:
+        if self.degraded_since is None:
+            return "status=ok"
+        since = self.degraded_since.isoformat(timespec="seconds").replace("+00:00", "Z")
+        reason = " ".join(self.degraded_reason.split()).replace('"', "'")
+        return f'status=degraded since={since} reason="{reason}"'
+
+    async def probe_broker(self, now: datetime | None = None) -> bool:
+        """Ask the broker for metadata; note (and print) a loss or a recovery.
+
+        Degraded: the broker does not answer within the probe interval (at least 1 s), or
+        it answers without the layout's topics (an empty broker came back). Returns whether
+        the broker is healthy.
+        """
+        timeout = max(1.0, self.config.broker_probe_interval_s * 2)
+        problem = ""
+        try:
+            if self._producer is None:
+                await asyncio.wait_for(self.start(), timeout)
+            assert self._producer is not None
+            client = self._producer.client
+            metadata = await asyncio.wait_for(client.fetch_all_metadata(), timeout)
+            missing = [t for t in self.layout.names() if t not in metadata.topics()]
+            if missing:
+                problem = f"topics missing on {self.config.bootstrap}: {', '.join(missing)}"
+        except (KafkaError, EventLogError, OSError, TimeoutError) as exc:
+            problem = f"broker {self.config.bootstrap} unreachable: {exc or type(exc).__name__}"
+        at = now or datetime.now(UTC)
+        if not problem:
+            if self.degraded_since is not None:
+                lost = (at - self.degraded_since).total_seconds()
+                self.degraded_since, self.degraded_reason = None, ""
+                _quiet_clients(False)
+                log.warning("broker back after %.1f s", lost)
+                self.print_health("recovered")
+            return True
+        self.degraded_reason = problem
+        if self.degraded_since is None:
+            self.degraded_since = at
+            log.error("broker lost: %s", problem)
+            # aiokafka logs every failed connection, several times a second per client;
+            # the health line says it once. Muted until the broker is back.
+            _quiet_clients(True)
+            self.print_health("degraded")
+        return False
+
+    def broker_lost_for(self, now: datetime | None = None) -> float:
+        """Seconds since the broker was found lost (0 while it is healthy)."""
+        if self.degraded_since is None:
+            return 0.0
+        return ((now or datetime.now(UTC)) - self.degraded_since).total_seconds()
 
     def print_health(self, what: str = "health", *, extra: str = "") -> None:
         line = f"worker {what}: {self.health()}" + (f" {extra}" if extra else "")
@@ -807,6 +870,11 @@ class WorkerCore:
         task.add_done_callback(self._background.discard)
 
 
+def _quiet_clients(quiet: bool) -> None:
+    """Mute (or restore) the Kafka client library's own connection-error logging."""
+    logging.getLogger("aiokafka").setLevel(logging.CRITICAL if quiet else logging.NOTSET)
+
+
 def _parts(partitions: Sequence[int]) -> str:
     return "[" + ",".join(str(p) for p in partitions) + "]"
 
@@ -958,6 +1026,8 @@ def run_worker(
     offsets = _guard_commits()
     runtime = runtime or build_runtime(workflow, settings)
     core = WorkerCore(runtime, config, out=out)
+    # Connected before consuming, so the broker probe has a client from the first tick.
+    loop.run_until_complete(core.start())
     layout = core.layout
     heartbeat = config.heartbeat_interval_s or config.session_timeout_s / 5
     rebalance = config.rebalance_timeout_s or config.session_timeout_s + config.revoke_grace_s
@@ -1032,6 +1102,7 @@ def run_worker(
             await core.on_assigned(by_topic)
 
         async def before_shutdown(sender: Any, **_: Any) -> None:
+            watcher.cancel()
             await core.shutdown()
 
         async def health() -> None:
@@ -1048,6 +1119,37 @@ def run_worker(
         app.on_before_shutdown.connect(before_shutdown)
         app.timer(config.health_interval_s)(health)
         app.timer(config.approval_check_interval_s)(expire)
+
+        async def watch_broker() -> None:
+            # A task of our own, not a faust timer: faust starts its timers only once the
+            # first assignment has fully settled, which never happens if the broker dies
+            # during it.
+            while True:
+                await asyncio.sleep(config.broker_probe_interval_s)
+                try:
+                    await probe()
+                except Exception:  # the watch must keep running; the next tick tries again
+                    log.exception("probing the broker failed")
+
+        async def probe() -> None:
+            await core.probe_broker()
+            lost = core.broker_lost_for()
+            if config.broker_lost_exit_s and lost >= config.broker_lost_exit_s:
+                core.print_health("exiting", extra=f"broker_lost_s={lost:.1f}")
+                log.error(
+                    "no broker for %.1f s (--broker-lost-exit %g); exiting with code %d so a "
+                    "supervisor restarts the worker; unfinished work is redone from the log",
+                    lost,
+                    config.broker_lost_exit_s,
+                    EXIT_BROKER_LOST,
+                )
+                # Like a crash, on purpose: a clean shutdown would wait on the lost broker
+                # (commits, flushes), and nothing here needs it: the log is the truth.
+                sys.stdout.flush()
+                sys.stderr.flush()
+                os._exit(EXIT_BROKER_LOST)
+
+        watcher = loop.create_task(watch_broker())
 
         print(
             f"worker starting: pid={os.getpid()} workflow={workflow.name} "
