@@ -40,8 +40,8 @@ Bad input never stops the worker: undecodable records, unknown event types, inva
 events, goals that are not ``goal_submitted``, events of a task without a goal, and tasks
 of another workflow go to ``<prefix>.dlq`` (``kafka_dlq.dead_letter``) with the reason.
 
-Why faust: it is the consumer-group runtime the architecture names, it works against the
-test broker (tansu) once its hard-coded 1.5 s fetch wait is lowered, and its manual
+Why faust: it is the consumer-group runtime the architecture names, it works against
+Apache Kafka once its hard-coded 1.5 s fetch wait is lowered, and its manual
 acknowledgements commit only gap-free prefixes, which is the offset rule above. Everything
 that decides what to do with a record lives in ``WorkerCore``, which knows nothing of faust.
 
@@ -150,7 +150,7 @@ class WorkerConfig:
     rebalance_timeout_s: float | None = None
     """How long members may take to rejoin; default: the session timeout plus revoke grace."""
     fetch_max_wait_ms: int = 100
-    """Broker-side fetch wait. Every hop of a task waits up to this (tansu: about half)."""
+    """Broker-side fetch wait: how long an idle poll waits (data ends the wait at once)."""
     commit_interval_s: float = 1.0
     revoke_grace_s: float = 5.0
     """On a rebalance, how long reactions in flight may finish before they are cancelled."""
