@@ -412,7 +412,7 @@ def test_commits_never_pass_a_record_whose_reactions_are_unfinished(
     from faust.types import TP
     from intervaltree import IntervalTree
 
-    from agentledger.streams.kafka_runner import _guard_commits
+    from agentledger.streams.kafka_faust import _guard_commits
 
     monkeypatch.setattr(Consumer, "_new_offset", Consumer._new_offset)
     monkeypatch.setattr(Consumer, "_agentledger_new_offset", None, raising=False)
