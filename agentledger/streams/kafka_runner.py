@@ -157,6 +157,9 @@ class WorkerConfig:
     approval_check_interval_s: float = 1.0
     """How often the worker looks for approval deadlines that passed, in the tasks it drives."""
     request_timeout_s: float = 30.0
+    park_attempts: int = 5
+    """Tries to park a dead letter whole, then as many as a reference, before the record is
+    skipped (logged with its coordinates and counted in ``skipped_records``)."""
     broker_probe_interval_s: float = 1.0
     """How often the worker asks the broker for metadata, to notice it is gone."""
     broker_lost_exit_s: float = 60.0
@@ -776,9 +779,10 @@ class WorkerCore:
         return True
 
     async def _dead_letter(self, record: KafkaRecord, source: str, reason: str) -> None:
-        """Park ``record`` on the DLQ: whole if it fits, else as a reference; if even the
-        reference cannot be parked, log it, count it in ``skipped_records`` and move on,
-        so no record blocks its partition."""
+        """Park ``record`` on the DLQ: whole if it fits and the DLQ takes it, else as a
+        reference; if even the reference cannot be parked, log it, count it in
+        ``skipped_records`` and move on, so no record blocks its partition. (The record
+        itself stays in its source topic, which keeps records forever.)"""
         producer = self._producer
         if producer is None:
             raise UsageError("the worker is not started")
@@ -787,17 +791,24 @@ class WorkerCore:
         log.warning("dead letter from %s: %s", where, " ".join(reason.split()))
         if record.value is None and record.key is None:
             return  # nothing to park (an empty tombstone); skipping it loses nothing
+        attempts = max(1, self.config.park_attempts)
         if park_whole(record):
             try:
-                await self._retrying(lambda: self._park(producer, record, source, reason))
+                await self._retrying(
+                    lambda: self._park(producer, record, source, reason), attempts=attempts
+                )
                 self.dead_letters += 1
                 return
-            except RecordTooLargeError as exc:
-                log.warning("dead letter from %s: parking a reference instead (%s)", where, exc)
+            except EventLogError as exc:  # too large, or refused attempts times
+                log.warning(
+                    "dead letter from %s: parking a reference instead (%s)",
+                    where,
+                    " ".join(str(exc).split()),
+                )
         try:
             await self._retrying(
                 lambda: dead_letter_reference(producer, self.layout.dlq, record, reason, source),
-                attempts=5,
+                attempts=attempts,
             )
         except EventLogError as exc:
             self.skipped_records += 1
