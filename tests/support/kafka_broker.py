@@ -28,6 +28,7 @@ import base64
 import collections
 import concurrent.futures
 import contextlib
+import ctypes
 import fcntl
 import hashlib
 import os
@@ -293,6 +294,13 @@ def _command(jars: Path, log_config: Path, heap: str, main: str) -> list[str]:
     ]
 
 
+def _die_with_parent() -> None:
+    """In the child, before exec: SIGTERM when the process that started the broker dies,
+    so a killed test session never leaves a 512 MB JVM behind on a shared machine."""
+    if sys.platform == "linux":
+        ctypes.CDLL(None).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+
+
 def _launch(command: list[str], port: int, data: Path, *, owns_data: bool) -> RunningBroker:
     process = subprocess.Popen(
         command,
@@ -300,6 +308,7 @@ def _launch(command: list[str], port: int, data: Path, *, owns_data: bool) -> Ru
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         start_new_session=True,  # a Ctrl-C in the terminal reaches pytest, which stops us
+        preexec_fn=_die_with_parent,
     )
     broker = RunningBroker(port, process, data, owns_data)
     broker._reader = threading.Thread(target=broker._drain, name=f"kafka-{port}", daemon=True)
