@@ -3,7 +3,7 @@
 ::
 
     agentledger kafka init --brokers B [--prefix P] [--partitions N]
-    agentledger kafka check --brokers B [--prefix P]
+    agentledger kafka check --brokers B [--prefix P] [--fix]
     agentledger worker WORKFLOW --brokers B [--prefix P]
     agentledger submit --brokers B --goal "..." --workflow NAME_OR_FILE [--input k=v]
     agentledger dlq list --brokers B [--json]
@@ -78,6 +78,11 @@ def register(sub: Any) -> None:
         "check", help="verify the topics' settings (retention, size limit); exit 1 if wrong"
     )
     add_connection_options(k)
+    k.add_argument(
+        "--fix",
+        action="store_true",
+        help="give existing topics the durable settings (other topic settings are kept)",
+    )
     k.set_defaults(func=cmd_kafka_check)
     for name, helptext in (
         ("status", "a task's state, rebuilt from its events on Kafka"),
@@ -167,9 +172,13 @@ async def cmd_kafka_check(
     args: argparse.Namespace, settings: Settings, out: TextIO, err: TextIO
 ) -> int:
     """Exit 0 when the layout's topics exist with settings that keep the log; else 1."""
-    from agentledger.streams.kafka_topics import TOPIC_SETTINGS, check_topics
+    from agentledger.streams.kafka_topics import TOPIC_SETTINGS, check_topics, repair_topics
 
     problems = await check_topics(args.brokers, args.prefix)
+    if problems and args.fix:
+        for change in await repair_topics(args.brokers, args.prefix):
+            print(f"changed: {change}", file=out)
+        problems = await check_topics(args.brokers, args.prefix)
     for problem in problems:
         print(f"problem: {problem}", file=out)
     if problems:

@@ -912,9 +912,8 @@ async def check_topics(bootstrap: str, prefix: str, *, request_timeout_s: float 
     if problems:
         raise ConfigurationError(
             f"the topics under prefix {prefix!r} on {bootstrap} could lose the event log or "
-            f"refuse its records: {'; '.join(problems)}. Fix them with kafka-configs "
-            "(--alter --add-config retention.ms=-1,...), or create a new prefix with "
-            "`agentledger kafka init`; `agentledger kafka check` lists what is wrong"
+            f"refuse its records: {'; '.join(problems)}. Fix them in place with "
+            f"`agentledger kafka check --fix --brokers {bootstrap} --prefix {prefix}`"
         )
 
 

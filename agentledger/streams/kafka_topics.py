@@ -268,6 +268,73 @@ async def check_topics(
     return settings_problems(layout, actual)
 
 
+_DYNAMIC_TOPIC_CONFIG = 1
+"""DescribeConfigs ``config_source`` of a setting made on the topic itself."""
+
+
+async def repair_topics(
+    bootstrap: str, prefix: str = DEFAULT_PREFIX, *, request_timeout_ms: int = 30_000
+) -> list[str]:
+    """Give the layout's existing topics the settings of ``TOPIC_SETTINGS``; return what
+    changed (``"topic: key old -> new"``).
+
+    Other settings made on a topic are kept (AlterConfigs replaces a topic's whole set, so
+    they are sent again); a larger ``max.message.bytes`` is kept. Missing topics are left
+    to ``init_topics``. Refuses (EventLogError) a topic with a sensitive setting, whose
+    value the broker does not reveal and which would otherwise be lost.
+    """
+    layout = TopicLayout(prefix)
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=request_timeout_ms)
+    changes: list[str] = []
+    try:
+        await admin.start()
+        existing = set(await admin.list_topics())
+        present = [t for t in layout.names() if t in existing]
+        if not present:
+            return []
+        responses = await admin.describe_configs(
+            [ConfigResource(ConfigResourceType.TOPIC, t, None) for t in present]
+        )
+        resources = [r for response in responses for r in response.to_object()["resources"]]
+        updates = []
+        for resource in resources:
+            topic = resource["resource_name"]
+            entries = resource["config_entries"]
+            current = {e["config_names"]: e["config_value"] for e in entries}
+            own = [e for e in entries if e["config_source"] == _DYNAMIC_TOPIC_CONFIG]
+            if any(e["is_sensitive"] for e in own):
+                raise EventLogError(
+                    f"{topic} has a sensitive setting the broker does not reveal; set "
+                    "retention.ms=-1, retention.bytes=-1, cleanup.policy=delete with "
+                    "kafka-configs.sh --alter --add-config instead"
+                )
+            wanted = dict(layout.settings(topic))
+            limit = max(
+                int(current.get("max.message.bytes") or 0), int(wanted["max.message.bytes"])
+            )
+            wanted["max.message.bytes"] = str(limit)
+            changed = {k: v for k, v in wanted.items() if current.get(k) != v}
+            if not changed:
+                continue
+            changes += [f"{topic}: {k} {current.get(k)} -> {v}" for k, v in changed.items()]
+            merged = {e["config_names"]: e["config_value"] for e in own} | wanted
+            updates.append(ConfigResource(ConfigResourceType.TOPIC, topic, merged))
+        if updates:
+            for response in await admin.alter_configs(updates):
+                for resource in response.to_object()["resources"]:
+                    if resource["error_code"] != 0:
+                        raise EventLogError(
+                            f"changing the settings of {resource['resource_name']} failed: "
+                            f"{for_code(resource['error_code']).__name__} "
+                            f"({resource.get('error_message') or ''})"
+                        )
+    except KafkaError as exc:
+        raise EventLogError(f"cannot change topic settings on {bootstrap}: {exc}") from exc
+    finally:
+        await admin.close()
+    return changes
+
+
 async def require_topic(bootstrap: str, topic: str, *, prefix: str, timeout_s: float = 30.0) -> int:
     """``topic``'s partition count; refuses clearly when it is missing (without letting the
     broker auto-create it)."""

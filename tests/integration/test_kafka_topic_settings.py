@@ -9,6 +9,7 @@ from collections.abc import AsyncIterator
 
 import pytest
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 
 from agentledger.cli import main
 from agentledger.errors import ConfigurationError
@@ -87,3 +88,27 @@ async def test_topics_on_the_broker_default_retention_are_refused(
         cli, "kafka", "check", "--brokers", kafka_broker, "--prefix", kafka_prefix
     )
     assert code == 1 and f"problem: {layout.events} has retention.ms=604800000" in out
+
+
+async def test_check_fix_makes_existing_topics_durable_and_keeps_their_other_settings(
+    kafka_broker: str, kafka_prefix: str, admin: AIOKafkaAdminClient
+) -> None:
+    """Topics made before `kafka init` set retention (the tansu era) are repaired in place."""
+    layout = TopicLayout(kafka_prefix)
+    custom = {"segment.bytes": "10485760"}
+    await admin.create_topics(
+        [NewTopic(t, 1, 1, topic_configs=dict(custom)) for t in layout.names()]
+    )
+    assert await check_topics(kafka_broker, kafka_prefix)  # broker defaults: 7 days' retention
+    code, out, err = await asyncio.to_thread(
+        cli, "kafka", "check", "--fix", "--brokers", kafka_broker, "--prefix", kafka_prefix
+    )
+    assert code == 0, (out, err)
+    assert f"changed: {layout.events}: retention.ms 604800000 -> -1" in out
+    assert "durable" in out
+    assert await check_topics(kafka_broker, kafka_prefix) == []
+    responses = await admin.describe_configs(
+        [ConfigResource(ConfigResourceType.TOPIC, layout.events, None)]
+    )
+    entries = responses[0].to_object()["resources"][0]["config_entries"]
+    assert {e["config_names"]: e["config_value"] for e in entries}["segment.bytes"] == "10485760"
