@@ -76,6 +76,10 @@ class CorruptEventError(EventLogError):
         super().__init__(f"event at offset {offset} cannot be decoded: {reason}")
 
 
+class RecordTooLargeError(EventLogError):
+    """A record is larger than a producer sends or a topic takes; retrying cannot help."""
+
+
 class SequenceConflictError(EventLogError):
     def __init__(self, task_id: str, seq: int) -> None:
         self.task_id = task_id

@@ -29,7 +29,9 @@ class _Masking:
             message = record.getMessage()
         except Exception:  # a bad format string: let the handler report it as usual
             return record
-        record.msg, record.args = redact_text(message), None
+        # args=() rather than None: formatters that re-wrap args (faust's mode turns None
+        # into (None,)) would then try "msg % (None,)" and print a logging-error traceback.
+        record.msg, record.args = redact_text(message), ()
         if record.exc_info and record.exc_info[1] is not None:
             record.exc_text = redact_text(logging.Formatter().formatException(record.exc_info))
         if record.stack_info:

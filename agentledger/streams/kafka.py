@@ -63,6 +63,7 @@ from aiokafka.partitioner import murmur2
 from agentledger.errors import ConfigurationError, EventLogError, SequenceConflictError, UsageError
 from agentledger.schemas import EventBase
 from agentledger.schemas.codec import encode
+from agentledger.streams.kafka_clients import event_producer
 from agentledger.streams.kafka_topics import DEFAULT_PREFIX, TopicLayout, partition_counts
 from agentledger.streams.log import CorruptRecord, LogEntry, Recorded, TaskSummary, decode_entry
 
@@ -275,15 +276,9 @@ class KafkaEventLog:
                 f"(prefix {self.layout.prefix!r})"
             )
         self._partitions = counts[self.topic]
-        producer = AIOKafkaProducer(
-            bootstrap_servers=self.bootstrap,
+        producer = event_producer(
+            self.bootstrap,
             client_id=self._client_id,
-            acks="all",
-            # Not enabled on purpose: the log must not depend on idempotent or
-            # transactional producers (several Kafka-protocol brokers lack them).
-            enable_idempotence=False,
-            linger_ms=0,
-            max_batch_size=self._max_batch_bytes,
             max_request_size=self._max_batch_bytes,
             request_timeout_ms=self._request_timeout_ms,
         )

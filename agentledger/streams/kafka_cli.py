@@ -3,6 +3,7 @@
 ::
 
     agentledger kafka init --brokers B [--prefix P] [--partitions N]
+    agentledger kafka check --brokers B [--prefix P] [--fix]
     agentledger worker WORKFLOW --brokers B [--prefix P]
     agentledger submit --brokers B --goal "..." --workflow NAME_OR_FILE [--input k=v]
     agentledger dlq list --brokers B [--json]
@@ -29,7 +30,7 @@ from agentledger.streams.kafka_topics import DEFAULT_PARTITIONS, DEFAULT_PREFIX
 if TYPE_CHECKING:
     from agentledger.streams.kafka import KafkaEventLog
 
-EXIT_OK, EXIT_USAGE = 0, 2
+EXIT_OK, EXIT_PROBLEM, EXIT_USAGE = 0, 1, 2
 
 
 def add_connection_options(p: argparse.ArgumentParser, *, required: bool = True) -> None:
@@ -73,6 +74,16 @@ def register(sub: Any) -> None:
     k.add_argument("--partitions", type=int, default=DEFAULT_PARTITIONS)
     k.add_argument("--replication", type=int, default=1)
     k.set_defaults(func=cmd_kafka_init)
+    k = ksub.add_parser(
+        "check", help="verify the topics' settings (retention, size limit); exit 1 if wrong"
+    )
+    add_connection_options(k)
+    k.add_argument(
+        "--fix",
+        action="store_true",
+        help="give existing topics the durable settings (other topic settings are kept)",
+    )
+    k.set_defaults(func=cmd_kafka_check)
     for name, helptext in (
         ("status", "a task's state, rebuilt from its events on Kafka"),
         ("events", "a task's events on Kafka, in order"),
@@ -96,6 +107,14 @@ def register(sub: Any) -> None:
     p.add_argument("--revoke-grace", type=float, default=5.0, metavar="SECONDS")
     p.add_argument("--shutdown-timeout", type=float, default=30.0, metavar="SECONDS")
     p.add_argument("--health-interval", type=float, default=30.0, metavar="SECONDS")
+    p.add_argument(
+        "--broker-lost-exit",
+        type=float,
+        default=60.0,
+        metavar="SECONDS",
+        help="exit with code 4 after this long without the broker (0: never; default "
+        "%(default)s); health says status=degraded within about a second",
+    )
     p.add_argument(
         "--approval-check-interval",
         type=float,
@@ -149,6 +168,26 @@ async def cmd_kafka_init(
     return EXIT_OK
 
 
+async def cmd_kafka_check(
+    args: argparse.Namespace, settings: Settings, out: TextIO, err: TextIO
+) -> int:
+    """Exit 0 when the layout's topics exist with settings that keep the log; else 1."""
+    from agentledger.streams.kafka_topics import TOPIC_SETTINGS, check_topics, repair_topics
+
+    problems = await check_topics(args.brokers, args.prefix)
+    if problems and args.fix:
+        for change in await repair_topics(args.brokers, args.prefix):
+            print(f"changed: {change}", file=out)
+        problems = await check_topics(args.brokers, args.prefix)
+    for problem in problems:
+        print(f"problem: {problem}", file=out)
+    if problems:
+        return EXIT_PROBLEM
+    wanted = ", ".join(f"{k}={v}" for k, v in TOPIC_SETTINGS.items() if k != "max.message.bytes")
+    print(f"topics under prefix {args.prefix!r} on {args.brokers} are durable ({wanted})", file=out)
+    return EXIT_OK
+
+
 def cmd_worker(args: argparse.Namespace, settings: Settings, out: TextIO, err: TextIO) -> int:
     from agentledger.agents.workflow import load_workflow
     from agentledger.streams.kafka_runner import WorkerConfig, run_worker
@@ -163,6 +202,7 @@ def cmd_worker(args: argparse.Namespace, settings: Settings, out: TextIO, err: T
         shutdown_timeout_s=args.shutdown_timeout,
         health_interval_s=args.health_interval,
         approval_check_interval_s=args.approval_check_interval,
+        broker_lost_exit_s=args.broker_lost_exit,
         log_level="DEBUG" if getattr(args, "verbose", False) else "WARN",
     )
     return run_worker(workflow, settings, config, out=out)
@@ -218,8 +258,7 @@ async def cmd_dlq_list(
 async def cmd_dlq_redrive(
     args: argparse.Namespace, settings: Settings, out: TextIO, err: TextIO
 ) -> int:
-    from aiokafka import AIOKafkaProducer
-
+    from agentledger.streams.kafka_clients import event_producer
     from agentledger.streams.kafka_dlq import read_dead_letters, redrive
     from agentledger.streams.kafka_topics import TopicLayout
 
@@ -232,9 +271,7 @@ async def cmd_dlq_redrive(
         raise UsageError(
             f"no dead letters at offsets {sorted(unknown)}; see `agentledger dlq list`"
         )
-    producer = AIOKafkaProducer(
-        bootstrap_servers=args.brokers, acks="all", enable_idempotence=False
-    )
+    producer = event_producer(args.brokers, client_id="agentledger-redrive")
     await producer.start()
     try:
         for letter in chosen:

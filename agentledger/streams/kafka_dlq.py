@@ -14,6 +14,13 @@ bytes, key and headers to the source topic again) gives back the record as it wa
 re-driven event that had been stored after all is a duplicate; readers dedupe on
 ``event_id``.
 
+A record too large to park whole (``park_whole``: more than ``MAX_RECORD_BYTES``) is
+parked as a *reference* instead (``dead_letter_reference``): the value is a small JSON
+object naming the source topic, partition, offset and size, a masked preview of the first
+bytes and the reason, with the header ``x-agentledger-parked: reference``. The original
+stays where it was (topics keep records forever, see kafka_topics); a reference cannot be
+re-driven, only inspected (``kcat -C -t TOPIC -p P -o OFFSET -c 1``).
+
 Example::
 
     await dead_letter(producer, layout.dlq, record.value, record.key, "not JSON: ...",
@@ -28,18 +35,22 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
+import orjson
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
-from aiokafka.errors import KafkaError
+from aiokafka.errors import KafkaError, MessageSizeTooLargeError, RecordTooLargeError
 
 from agentledger.errors import EventLogError, UsageError
+from agentledger.errors import RecordTooLargeError as TooLarge
+from agentledger.redaction import redact_text
 from agentledger.streams.kafka import KafkaRecord, deadline, read_partitions
-from agentledger.streams.kafka_topics import require_topic
+from agentledger.streams.kafka_topics import MAX_RECORD_BYTES, require_topic
 
 HEADER_REASON = "x-agentledger-reason"
 HEADER_SOURCE_TOPIC = "x-agentledger-source-topic"
 HEADER_SOURCE_PARTITION = "x-agentledger-source-partition"
 HEADER_SOURCE_OFFSET = "x-agentledger-source-offset"
 HEADER_FAILED_AT = "x-agentledger-failed-at"
+HEADER_PARKED = "x-agentledger-parked"
 DLQ_HEADERS = frozenset(
     {
         HEADER_REASON,
@@ -47,8 +58,11 @@ DLQ_HEADERS = frozenset(
         HEADER_SOURCE_PARTITION,
         HEADER_SOURCE_OFFSET,
         HEADER_FAILED_AT,
+        HEADER_PARKED,
     }
 )
+PREVIEW_BYTES = 512
+"""How much of an oversize record a reference shows (masked)."""
 
 Headers = Sequence[tuple[str, bytes]]
 
@@ -80,6 +94,8 @@ class DeadLetter:
     source_partition: int | None
     source_offset: int | None
     failed_at: datetime | None
+    reference: bool = False
+    """The value is a reference to the source record (too large to park), not the record."""
 
     @classmethod
     def of(cls, record: KafkaRecord) -> DeadLetter:
@@ -94,6 +110,7 @@ class DeadLetter:
             source_partition=_int(record.header(HEADER_SOURCE_PARTITION)),
             source_offset=_int(record.header(HEADER_SOURCE_OFFSET)),
             failed_at=_time(record.header(HEADER_FAILED_AT)),
+            reference=record.header(HEADER_PARKED) == "reference",
         )
 
 
@@ -120,6 +137,7 @@ async def dead_letter(
     *,
     headers: Headers = (),
     failed_at: datetime | None = None,
+    reference: bool = False,
 ) -> Placed:
     """Park a record on the dead-letter ``topic``; wait until the broker has it.
 
@@ -136,16 +154,75 @@ async def dead_letter(
         (HEADER_SOURCE_OFFSET, str(offset).encode()),
         (HEADER_FAILED_AT, at.isoformat().encode()),
     ]
+    if reference:
+        parked.append((HEADER_PARKED, b"reference"))
     try:
         metadata = await producer.send_and_wait(
             topic, value=raw_value, key=key, headers=own + parked
         )
+    except (MessageSizeTooLargeError, RecordTooLargeError) as exc:
+        raise TooLarge(
+            f"a record from {source_topic}[{partition}]@{offset} is too large to park on "
+            f"{topic}: {exc}; park a reference to it instead (dead_letter_reference)"
+        ) from exc
     except KafkaError as exc:
         raise EventLogError(
             f"parking a record from {source_topic}[{partition}]@{offset} on {topic} failed: "
             f"{exc}; it was not acknowledged, so do not commit past it"
         ) from exc
     return Placed(topic, int(metadata.partition), int(metadata.offset))
+
+
+def record_size(record: KafkaRecord) -> int:
+    """Bytes of a record's key, value and headers (what counts against size limits)."""
+    headers = sum(len(k) + len(v) for k, v in record.headers)
+    return len(record.key or b"") + len(record.value or b"") + headers
+
+
+def park_whole(record: KafkaRecord) -> bool:
+    """Whether ``record`` can be parked as it is (the DLQ takes twice this, headers included)."""
+    return record_size(record) <= MAX_RECORD_BYTES
+
+
+async def dead_letter_reference(
+    producer: AIOKafkaProducer,
+    topic: str,
+    record: KafkaRecord,
+    reason: str,
+    source_topic: str,
+    *,
+    failed_at: datetime | None = None,
+) -> Placed:
+    """Park a small reference to ``record`` (left in ``source_topic``) on ``topic``.
+
+    The value is JSON: ``{"reference": true, "topic", "partition", "offset", "size",
+    "preview", "reason"}``; the preview (the first ``PREVIEW_BYTES`` bytes as text) is
+    masked like any log line. The key is the original key (truncated to 256 bytes).
+    """
+    preview = (record.value or b"")[:PREVIEW_BYTES].decode("utf-8", "replace")
+    value = orjson.dumps(
+        {
+            "reference": True,
+            "topic": source_topic,
+            "partition": record.partition,
+            "offset": record.kafka_offset,
+            "size": record_size(record),
+            "preview": redact_text(preview),
+            "reason": reason,
+        }
+    )
+    return await dead_letter(
+        producer,
+        topic,
+        value,
+        (record.key or b"")[:256] or None,
+        reason,
+        source_topic,
+        record.partition,
+        record.kafka_offset,
+        failed_at=failed_at,
+        reference=True,
+    )
 
 
 async def read_dead_letters(
@@ -205,6 +282,13 @@ async def redrive(
         )
     if letter.value is None and letter.key is None:
         raise UsageError(f"dead letter {letter.partition}@{letter.offset} has no key or value")
+    if letter.reference:
+        raise UsageError(
+            f"dead letter {letter.partition}@{letter.offset} is a reference to a record too "
+            f"large to park ({letter.source_topic}[{letter.source_partition}]"
+            f"@{letter.source_offset}); it cannot be re-driven: fix the producer, and submit "
+            "a smaller record"
+        )
     partition = None
     if letter.key is None and target == letter.source_topic:
         partition = letter.source_partition

@@ -40,8 +40,8 @@ Bad input never stops the worker: undecodable records, unknown event types, inva
 events, goals that are not ``goal_submitted``, events of a task without a goal, and tasks
 of another workflow go to ``<prefix>.dlq`` (``kafka_dlq.dead_letter``) with the reason.
 
-Why faust: it is the consumer-group runtime the architecture names, it works against the
-test broker (tansu) once its hard-coded 1.5 s fetch wait is lowered, and its manual
+Why faust: it is the consumer-group runtime the architecture names, it works against
+Apache Kafka once its hard-coded 1.5 s fetch wait is lowered, and its manual
 acknowledgements commit only gap-free prefixes, which is the offset rule above. Everything
 that decides what to do with a record lives in ``WorkerCore``, which knows nothing of faust.
 
@@ -57,16 +57,14 @@ from __future__ import annotations
 
 import asyncio
 import functools
-import importlib
 import logging
 import os
 import sys
-import tempfile
 import weakref
 from collections import OrderedDict
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TextIO
 
@@ -78,7 +76,12 @@ from pydantic import JsonValue
 from agentledger.agents.approvals import EXTERNAL_DECISIONS, expired_approvals
 from agentledger.agents.context import Runtime
 from agentledger.agents.workflow import Workflow
-from agentledger.errors import ConfigurationError, EventLogError, UsageError
+from agentledger.errors import (
+    ConfigurationError,
+    EventLogError,
+    RecordTooLargeError,
+    UsageError,
+)
 from agentledger.schemas import (
     ApprovalRequested,
     Event,
@@ -89,7 +92,6 @@ from agentledger.schemas import (
 )
 from agentledger.schemas.codec import encode
 from agentledger.security.guard import admit_goal
-from agentledger.security.logs import install_log_redaction
 from agentledger.settings import Settings
 from agentledger.streams.driver import TaskDriver
 from agentledger.streams.kafka import (
@@ -99,16 +101,29 @@ from agentledger.streams.kafka import (
     KafkaEventLog,
     KafkaRecord,
 )
-from agentledger.streams.kafka_dlq import dead_letter
+from agentledger.streams.kafka_clients import dead_letter_producer, event_producer
+from agentledger.streams.kafka_dlq import (
+    dead_letter,
+    dead_letter_reference,
+    park_whole,
+    record_size,
+)
 from agentledger.streams.kafka_topics import (
     DEFAULT_PREFIX,
+    MAX_RECORD_BYTES,
     TopicLayout,
     partition_counts,
     require_topic,
+    settings_problems,
+    topic_settings,
 )
 from agentledger.streams.log import CorruptRecord, Recorded
 
 log = logging.getLogger(__name__)
+
+EXIT_BROKER_LOST = 4
+"""The worker's exit code after ``broker_lost_exit_s`` without its broker (the CLI's
+EXIT_LOG: the event log is unreachable)."""
 
 _REMEMBERED = 10_000
 """Finished and rejected task ids kept, so their stray records are skipped cheaply."""
@@ -132,7 +147,7 @@ class WorkerConfig:
     rebalance_timeout_s: float | None = None
     """How long members may take to rejoin; default: the session timeout plus revoke grace."""
     fetch_max_wait_ms: int = 100
-    """Broker-side fetch wait. Every hop of a task waits up to this (tansu: about half)."""
+    """Broker-side fetch wait: how long an idle poll waits (data ends the wait at once)."""
     commit_interval_s: float = 1.0
     revoke_grace_s: float = 5.0
     """On a rebalance, how long reactions in flight may finish before they are cancelled."""
@@ -142,6 +157,14 @@ class WorkerConfig:
     approval_check_interval_s: float = 1.0
     """How often the worker looks for approval deadlines that passed, in the tasks it drives."""
     request_timeout_s: float = 30.0
+    park_attempts: int = 5
+    """Tries to park a dead letter whole, then as many as a reference, before the record is
+    skipped (logged with its coordinates and counted in ``skipped_records``)."""
+    broker_probe_interval_s: float = 1.0
+    """How often the worker asks the broker for metadata, to notice it is gone."""
+    broker_lost_exit_s: float = 60.0
+    """After this long without a broker (or without the layout's topics) the worker exits
+    with EXIT_BROKER_LOST, so a supervisor restarts it; 0: never."""
     log_level: str = "WARN"
 
 
@@ -228,6 +251,9 @@ class WorkerCore:
         # Reactions that finished without their output in the log (the append failed).
         self._unrecorded: weakref.WeakSet[asyncio.Future[None]] = weakref.WeakSet()
         self.dead_letters = 0
+        self.skipped_records = 0  # could not even be parked: logged, skipped, counted
+        self.degraded_since: datetime | None = None  # when the broker was last seen lost
+        self.degraded_reason = ""
         self.goals_started = 0
         self.tasks_finished = 0
 
@@ -242,11 +268,9 @@ class WorkerCore:
             if self._producer is not None:
                 return
             await self.log.start()
-            producer = AIOKafkaProducer(
-                bootstrap_servers=self.config.bootstrap,
+            producer = dead_letter_producer(
+                self.config.bootstrap,
                 client_id=f"agentledger-worker-dlq-{os.getpid()}",
-                acks="all",
-                enable_idempotence=False,  # not available on every Kafka-protocol broker
                 request_timeout_ms=int(self.config.request_timeout_s * 1000),
             )
             try:
@@ -315,6 +339,8 @@ class WorkerCore:
     async def on_goal(self, record: KafkaRecord) -> None:
         """Start the task of a submitted goal (seq 1 on the events topic), once."""
         await self.start()
+        if await self._refused_oversize(record, self.layout.goals):
+            return
         entry = record.entry()
         if isinstance(entry, CorruptRecord):
             await self._dead_letter(record, self.layout.goals, f"invalid goal: {entry.reason}")
@@ -337,7 +363,11 @@ class WorkerCore:
             return
         goal = event if event.seq == 1 else event.model_copy(update={"seq": 1})
         admitted = admit_goal(goal, self.runtime)  # screened and masked before it is written
-        await self._retrying(lambda: self.log.append(admitted))
+        try:
+            await self._retrying(lambda: self.log.append(admitted))
+        except RecordTooLargeError as exc:
+            await self._dead_letter(record, self.layout.goals, f"oversize goal: {exc}")
+            return
         self.goals_started += 1
 
     async def on_event(self, record: KafkaRecord) -> set[asyncio.Future[None]] | None:
@@ -350,6 +380,8 @@ class WorkerCore:
         way) and must not be acknowledged; it is delivered again once the rebalance settles.
         """
         await self.start()
+        if await self._refused_oversize(record, self.layout.events):
+            return set()
         entry = record.entry()
         if isinstance(entry, CorruptRecord):
             await self._dead_letter(record, self.layout.events, f"invalid event: {entry.reason}")
@@ -532,8 +564,61 @@ class WorkerCore:
             f"workflow={self.workflow.name} goals={_parts(goals)} events={_parts(events)} "
             f"tasks_active={active} reactions_inflight={inflight} "
             f"tasks_finished={self.tasks_finished} goals_started={self.goals_started} "
-            f"dead_letters={self.dead_letters} approvals_waiting={waiting}"
+            f"dead_letters={self.dead_letters} skipped_records={self.skipped_records} "
+            f"approvals_waiting={waiting} {self._status()}"
         )
+
+    def _status(self) -> str:
+        if self.degraded_since is None:
+            return "status=ok"
+        since = self.degraded_since.isoformat(timespec="seconds").replace("+00:00", "Z")
+        reason = " ".join(self.degraded_reason.split()).replace('"', "'")
+        return f'status=degraded since={since} reason="{reason}"'
+
+    async def probe_broker(self, now: datetime | None = None) -> bool:
+        """Ask the broker for metadata; note (and print) a loss or a recovery.
+
+        Degraded: the broker does not answer within the probe interval (at least 1 s), or
+        it answers without the layout's topics (an empty broker came back). Returns whether
+        the broker is healthy.
+        """
+        timeout = max(1.0, self.config.broker_probe_interval_s * 2)
+        problem = ""
+        try:
+            if self._producer is None:
+                await asyncio.wait_for(self.start(), timeout)
+            assert self._producer is not None
+            client = self._producer.client
+            metadata = await asyncio.wait_for(client.fetch_all_metadata(), timeout)
+            missing = [t for t in self.layout.names() if t not in metadata.topics()]
+            if missing:
+                problem = f"topics missing on {self.config.bootstrap}: {', '.join(missing)}"
+        except (KafkaError, EventLogError, OSError, TimeoutError) as exc:
+            problem = f"broker {self.config.bootstrap} unreachable: {exc or type(exc).__name__}"
+        at = now or datetime.now(UTC)
+        if not problem:
+            if self.degraded_since is not None:
+                lost = (at - self.degraded_since).total_seconds()
+                self.degraded_since, self.degraded_reason = None, ""
+                _quiet_clients(False)
+                log.warning("broker back after %.1f s", lost)
+                self.print_health("recovered")
+            return True
+        self.degraded_reason = problem
+        if self.degraded_since is None:
+            self.degraded_since = at
+            log.error("broker lost: %s", problem)
+            # aiokafka logs every failed connection, several times a second per client;
+            # the health line says it once. Muted until the broker is back.
+            _quiet_clients(True)
+            self.print_health("degraded")
+        return False
+
+    def broker_lost_for(self, now: datetime | None = None) -> float:
+        """Seconds since the broker was found lost (0 while it is healthy)."""
+        if self.degraded_since is None:
+            return 0.0
+        return ((now or datetime.now(UTC)) - self.degraded_since).total_seconds()
 
     def print_health(self, what: str = "health", *, extra: str = "") -> None:
         line = f"worker {what}: {self.health()}" + (f" {extra}" if extra else "")
@@ -676,40 +761,96 @@ class WorkerCore:
         if self._appends:
             await asyncio.wait(set(self._appends), timeout=self.config.request_timeout_s)
 
+    async def _refused_oversize(self, record: KafkaRecord, source: str) -> bool:
+        """Dead-letter a record larger than the events topic takes; True if it was one.
+
+        Such a record can only come from a producer whose limit was raised beyond ours (and a
+        topic to match): it could never be appended, and retrying would block its partition.
+        """
+        size = record_size(record)
+        if size <= MAX_RECORD_BYTES:
+            return False
+        await self._dead_letter(
+            record,
+            source,
+            f"oversize record: {size} bytes, more than the {MAX_RECORD_BYTES} an event may "
+            "take; send it smaller (large data belongs in a file or store the event names)",
+        )
+        return True
+
     async def _dead_letter(self, record: KafkaRecord, source: str, reason: str) -> None:
+        """Park ``record`` on the DLQ: whole if it fits and the DLQ takes it, else as a
+        reference; if even the reference cannot be parked, log it, count it in
+        ``skipped_records`` and move on, so no record blocks its partition. (The record
+        itself stays in its source topic, which keeps records forever.)"""
         producer = self._producer
         if producer is None:
             raise UsageError("the worker is not started")
-        log.warning(
-            "dead letter from %s[%d]@%d: %s", source, record.partition, record.kafka_offset, reason
-        )
-
-        async def park() -> object:
-            return await dead_letter(
-                producer,
-                self.layout.dlq,
-                record.value,
-                record.key,
-                reason,
-                source,
-                record.partition,
-                record.kafka_offset,
-                headers=record.headers,
-            )
-
+        where = f"{source}[{record.partition}]@{record.kafka_offset}"
+        # One line per dead letter, whatever the reason holds (validation errors span lines).
+        log.warning("dead letter from %s: %s", where, " ".join(reason.split()))
         if record.value is None and record.key is None:
             return  # nothing to park (an empty tombstone); skipping it loses nothing
-        await self._retrying(park)
+        attempts = max(1, self.config.park_attempts)
+        if park_whole(record):
+            try:
+                await self._retrying(
+                    lambda: self._park(producer, record, source, reason), attempts=attempts
+                )
+                self.dead_letters += 1
+                return
+            except EventLogError as exc:  # too large, or refused attempts times
+                log.warning(
+                    "dead letter from %s: parking a reference instead (%s)",
+                    where,
+                    " ".join(str(exc).split()),
+                )
+        try:
+            await self._retrying(
+                lambda: dead_letter_reference(producer, self.layout.dlq, record, reason, source),
+                attempts=attempts,
+            )
+        except EventLogError as exc:
+            self.skipped_records += 1
+            log.error(
+                "record %s skipped: not even a reference could be parked on %s (%s); "
+                "reason it was refused: %s",
+                where,
+                self.layout.dlq,
+                " ".join(str(exc).split()),
+                " ".join(reason.split()),
+            )
+            return
         self.dead_letters += 1
 
-    async def _retrying(self, operation: Callable[[], Any]) -> Any:
-        """Run a Kafka operation, retrying broker trouble with backoff while not stopping."""
+    async def _park(
+        self, producer: AIOKafkaProducer, record: KafkaRecord, source: str, reason: str
+    ) -> object:
+        return await dead_letter(
+            producer,
+            self.layout.dlq,
+            record.value,
+            record.key,
+            reason,
+            source,
+            record.partition,
+            record.kafka_offset,
+            headers=record.headers,
+        )
+
+    async def _retrying(self, operation: Callable[[], Any], *, attempts: int = 0) -> Any:
+        """Run a Kafka operation, retrying broker trouble with backoff while not stopping
+        (at most ``attempts`` times if given). A record too large is not retried."""
         delay = 0.2
+        tried = 0
         while True:
             try:
                 return await operation()
+            except RecordTooLargeError:
+                raise
             except EventLogError as exc:
-                if self._stopping:
+                tried += 1
+                if self._stopping or (attempts and tried >= attempts):
                     raise
                 log.error("Kafka operation failed (%s); retrying in %.1f s", exc, delay)
                 await asyncio.sleep(delay)
@@ -737,97 +878,18 @@ class WorkerCore:
         task.add_done_callback(self._background.discard)
 
 
+def _quiet_clients(quiet: bool) -> None:
+    """Mute (or restore) the Kafka client library's own connection-error logging."""
+    logging.getLogger("aiokafka").setLevel(logging.CRITICAL if quiet else logging.NOTSET)
+
+
 def _parts(partitions: Sequence[int]) -> str:
     return "[" + ",".join(str(p) for p in partitions) + "]"
 
 
-# -- faust wiring ----------------------------------------------------------------------------
-
-
-def record_of(message: Any) -> KafkaRecord:
-    """A faust ConsumerMessage as a KafkaRecord."""
-    raw_headers = message.headers or ()
-    items = raw_headers.items() if isinstance(raw_headers, Mapping) else raw_headers
-    timestamp = message.timestamp
-    return KafkaRecord(
-        partition=int(message.partition),
-        kafka_offset=int(message.offset),
-        key=message.key,
-        value=message.value,
-        headers=tuple((str(k), bytes(v)) for k, v in items if v is not None),
-        timestamp_ms=int(timestamp * 1000) if timestamp is not None else 0,
-    )
-
-
-def _lower_fetch_wait(fetch_max_wait_ms: int) -> None:
-    """faust builds its group consumer with ``fetch_max_wait_ms=1500`` hard-coded; every
-    hop of a task would wait for it. Replace it with ours."""
-    faust_aiokafka: Any = importlib.import_module("faust.transport.drivers.aiokafka")
-    thread = faust_aiokafka.AIOKafkaConsumerThread
-    original = getattr(thread, "_agentledger_original", None) or thread._create_worker_consumer
-
-    def create_worker_consumer(self: Any, transport: Any) -> Any:
-        consumer = original(self, transport)
-        consumer._fetch_max_wait_ms = fetch_max_wait_ms
-        return consumer
-
-    thread._agentledger_original = original
-    thread._create_worker_consumer = create_worker_consumer
-
-
-class _FirstOffsets:
-    """The first offset consumed per partition since the last rebalance."""
-
-    def __init__(self) -> None:
-        self.first: dict[tuple[str, int], int] = {}
-
-    def seen(self, partition: int, offset: int, topic: str) -> None:
-        self.first.setdefault((topic, partition), offset)
-
-    def forget(self) -> None:
-        self.first.clear()
-
-
-def _guard_commits() -> _FirstOffsets:
-    """Make faust never commit past an unacknowledged record.
-
-    faust commits the gap-free run of acknowledged offsets starting at the lowest one, but
-    only checks that run starts right after the committed offset with ``> 1``: with offset
-    10 committed (the next to read) and 10 still unacknowledged, an acknowledged 11 gets 12
-    committed, and 10 is skipped for good. Here 10 is a record whose reaction is still
-    running (an LLM call), the very case acknowledgements exist for. The guard commits
-    nothing until every offset from the committed one (or, with none committed, the first
-    one consumed) up to the run is acknowledged or a known gap.
-    """
-    faust_consumer: Any = importlib.import_module("faust.transport.consumer")
-    consumer_class = faust_consumer.Consumer
-    original = getattr(consumer_class, "_agentledger_new_offset", None)
-    original = original or consumer_class._new_offset
-    offsets = _FirstOffsets()
-
-    def new_offset(self: Any, tp: Any) -> int | None:
-        acked = self._acked[tp]
-        if acked:
-            floor = self._committed_offset[tp]
-            if floor is None:
-                floor = offsets.first.get((tp.topic, tp.partition))
-                if floor is None:
-                    return None  # where this partition starts is unknown: commit nothing yet
-            gap = self._gap[tp]
-            lowest = min(acked)
-            for missing in range(floor, lowest):
-                if not gap or not gap.at(missing):
-                    return None
-        result: int | None = original(self, tp)
-        return result
-
-    consumer_class._agentledger_new_offset = original
-    consumer_class._new_offset = new_offset
-    return offsets
-
-
 async def check_topics(bootstrap: str, prefix: str, *, request_timeout_s: float = 30.0) -> None:
-    """Raise ConfigurationError unless the goals, events and dead-letter topics exist."""
+    """Raise ConfigurationError unless the goals, events and dead-letter topics exist with
+    settings that cannot lose the log (``kafka_topics.settings_problems``)."""
     layout = TopicLayout(prefix)
     admin = AIOKafkaAdminClient(
         bootstrap_servers=bootstrap, request_timeout_ms=int(request_timeout_s * 1000)
@@ -835,6 +897,7 @@ async def check_topics(bootstrap: str, prefix: str, *, request_timeout_s: float 
     try:
         await admin.start()
         counts = await partition_counts(admin, layout.names())
+        settings = await topic_settings(admin, list(counts)) if counts else {}
     except KafkaError as exc:
         raise EventLogError(f"cannot reach Kafka at {bootstrap}: {exc}") from exc
     finally:
@@ -844,6 +907,13 @@ async def check_topics(bootstrap: str, prefix: str, *, request_timeout_s: float 
         raise ConfigurationError(
             f"topics {', '.join(missing)} do not exist on {bootstrap}; create them first with "
             f"`agentledger kafka init --brokers {bootstrap} --prefix {prefix}`"
+        )
+    problems = settings_problems(layout, settings)
+    if problems:
+        raise ConfigurationError(
+            f"the topics under prefix {prefix!r} on {bootstrap} could lose the event log or "
+            f"refuse its records: {'; '.join(problems)}. Fix them in place with "
+            f"`agentledger kafka check --fix --brokers {bootstrap} --prefix {prefix}`"
         )
 
 
@@ -855,144 +925,10 @@ def run_worker(
     out: TextIO | None = None,
     runtime: Runtime | None = None,
 ) -> int:
-    """Run a worker until SIGTERM/SIGINT; return its exit code. Owns the calling thread."""
-    # faust's own annotations are looser than its behaviour; treat it as untyped here.
-    faust: Any = importlib.import_module("faust")
-    from agentledger.agents.runtime import build_runtime
+    """Run a worker until SIGTERM/SIGINT; return its exit code (see ``kafka_faust``)."""
+    from agentledger.streams.kafka_faust import run_worker as run_on_faust
 
-    out = out or sys.stdout
-    install_log_redaction()
-    loop = asyncio.new_event_loop()
-    asyncio.set_event_loop(loop)
-    try:
-        loop.run_until_complete(
-            check_topics(
-                config.bootstrap, config.prefix, request_timeout_s=config.request_timeout_s
-            )
-        )
-    except BaseException:
-        loop.close()
-        asyncio.set_event_loop(None)
-        raise
-    _lower_fetch_wait(config.fetch_max_wait_ms)
-    offsets = _guard_commits()
-    runtime = runtime or build_runtime(workflow, settings)
-    core = WorkerCore(runtime, config, out=out)
-    layout = core.layout
-    heartbeat = config.heartbeat_interval_s or config.session_timeout_s / 5
-    rebalance = config.rebalance_timeout_s or config.session_timeout_s + config.revoke_grace_s
-    with tempfile.TemporaryDirectory(prefix="agentledger-worker-") as datadir:
-        app = faust.App(
-            worker_group(config.prefix),
-            broker=f"kafka://{config.bootstrap}",
-            store="memory://",
-            datadir=datadir,
-            autodiscover=False,
-            web_enabled=False,
-            topic_disable_leader=True,  # no extra "leader" topic; nothing here needs one
-            topic_allow_declare=False,  # topics are created by `kafka init`, never implicitly
-            consumer_auto_offset_reset="earliest",
-            broker_session_timeout=config.session_timeout_s,
-            broker_heartbeat_interval=heartbeat,
-            broker_rebalance_timeout=rebalance,
-            broker_request_timeout=max(config.request_timeout_s, config.session_timeout_s + 1),
-            broker_commit_interval=config.commit_interval_s,
-            stream_wait_empty=False,  # our revoke handler waits, bounded by revoke_grace_s
-            producer_acks=-1,
-            worker_redirect_stdouts=False,
-            loop=loop,
-        )
-        raw: dict[str, Any] = {"key_type": bytes, "value_type": bytes}
-        raw |= {"key_serializer": "raw", "value_serializer": "raw"}
-        goals_topic = app.topic(layout.goals, internal=False, **raw)
-        events_topic = app.topic(layout.events, internal=False, **raw)
-
-        async def goal_agent(stream: Any) -> None:
-            async for event in stream.noack().events():
-                record = record_of(event.message)
-                offsets.seen(record.partition, record.kafka_offset, layout.goals)
-                try:
-                    await core.on_goal(record)
-                except Exception:
-                    log.exception(
-                        "goal at %s[%d]@%d", layout.goals, record.partition, record.kafka_offset
-                    )
-                    continue  # not acknowledged: delivered again after a restart
-                event.ack()
-
-        async def event_agent(stream: Any) -> None:
-            async for event in stream.noack().events():
-                record = record_of(event.message)
-                offsets.seen(record.partition, record.kafka_offset, layout.events)
-                try:
-                    reactions = await core.on_event(record)
-                except Exception:
-                    log.exception(
-                        "event at %s[%d]@%d", layout.events, record.partition, record.kafka_offset
-                    )
-                    continue
-                if reactions is None:
-                    continue
-                if reactions:
-                    core.when_settled(reactions, event.ack)
-                else:
-                    event.ack()
-
-        app.agent(goals_topic, name=f"{layout.prefix}.goals-agent")(goal_agent)
-        app.agent(events_topic, name=f"{layout.prefix}.events-agent")(event_agent)
-
-        async def revoked(sender: Any, revoked: Any, **_: Any) -> None:
-            offsets.forget()
-            await core.on_revoked()
-
-        async def assigned(sender: Any, assigned: Any, **_: Any) -> None:
-            by_topic: dict[str, set[int]] = {layout.goals: set(), layout.events: set()}
-            for tp in assigned:
-                by_topic.setdefault(tp.topic, set()).add(int(tp.partition))
-            await core.on_assigned(by_topic)
-
-        async def before_shutdown(sender: Any, **_: Any) -> None:
-            await core.shutdown()
-
-        async def health() -> None:
-            core.print_health()
-
-        async def expire() -> None:
-            try:
-                await core.expire_approvals()
-            except Exception:  # the timer must keep running; the next tick tries again
-                log.exception("checking approval deadlines failed")
-
-        app.on_partitions_revoked.connect(revoked)
-        app.on_partitions_assigned.connect(assigned)
-        app.on_before_shutdown.connect(before_shutdown)
-        app.timer(config.health_interval_s)(health)
-        app.timer(config.approval_check_interval_s)(expire)
-
-        print(
-            f"worker starting: pid={os.getpid()} workflow={workflow.name} "
-            f"group={worker_group(config.prefix)} brokers={config.bootstrap}",
-            file=out,
-            flush=True,
-        )
-        worker = faust.Worker(
-            app,
-            loop=loop,
-            loglevel=config.log_level,
-            quiet=True,
-            redirect_stdouts=False,
-            stdout=out,
-            stderr=sys.stderr,
-        )
-        worker.spinner = None  # a terminal spinner; it would put escape codes in the output
-        try:
-            worker.execute_from_commandline()
-        except SystemExit as exc:
-            return int(exc.code or 0) if isinstance(exc.code, int | None) else 1
-        finally:
-            if not loop.is_closed():
-                loop.close()
-    return 0
+    return run_on_faust(workflow, settings, config, out=out, runtime=runtime)
 
 
 # -- submitting --------------------------------------------------------------------------------
@@ -1044,10 +980,9 @@ async def submit_goal(
         (HEADER_SEQ, b"1"),
         (HEADER_TYPE, b"goal_submitted"),
     ]
-    producer = AIOKafkaProducer(
-        bootstrap_servers=bootstrap,
-        acks="all",
-        enable_idempotence=False,
+    producer = event_producer(
+        bootstrap,
+        client_id="agentledger-submit",
         request_timeout_ms=int(request_timeout_s * 1000),
     )
     try:

@@ -8,9 +8,12 @@ Three topics share one prefix (``agentledger`` unless told otherwise)::
     <prefix>.dlq      dead letters: records that could not be processed, with the reason
                       and their source topic/partition/offset in headers
 
-Topics are created here, explicitly, with their partition counts. Nothing in agentledger
-relies on a broker auto-creating topics: an auto-created topic gets the broker's default
-partition count, and the partition count decides which partition each task lives on.
+Topics are created here, explicitly, with their partition counts and their settings
+(``TOPIC_SETTINGS``: kept forever, never compacted, a record size limit consistent with the
+producers'). Nothing in agentledger relies on a broker auto-creating topics: an
+auto-created topic gets the broker's default partition count and retention (7 days on
+Apache Kafka, which would delete the event log), and the partition count decides which
+partition each task lives on. ``check_topics`` verifies a layout that already exists.
 
 Example::
 
@@ -19,10 +22,13 @@ Example::
 
 from __future__ import annotations
 
+import asyncio
 import re
+import time
 from dataclasses import dataclass
 
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 from aiokafka.errors import KafkaError, TopicAlreadyExistsError, for_code
 
 from agentledger.errors import ConfigurationError, EventLogError
@@ -33,6 +39,25 @@ DEFAULT_PARTITIONS = 4
 the work of one workflow. Fixed for a topic's life (more partitions move tasks)."""
 DLQ_PARTITIONS = 1
 """Dead letters are few and read by people; one partition keeps them in arrival order."""
+
+MAX_RECORD_BYTES = 1_048_576
+"""The largest record batch agentledger's producers send (their ``max_request_size``) and
+the goals and events topics accept (``max.message.bytes``, plus Kafka's 12-byte batch
+overhead allowance). One limit on both sides: whatever a producer may send, the topic
+takes, and whatever the topic holds, a worker can read and re-send."""
+DLQ_MAX_RECORD_BYTES = 2 * MAX_RECORD_BYTES
+"""The dead-letter topic takes twice that, so a record parked whole, with its reason and
+source headers added, always fits. Bigger records are parked as a reference instead."""
+
+TOPIC_SETTINGS: dict[str, str] = {
+    # The event log is the source of truth (a rebuild reads it from the first event of a
+    # task), so nothing is ever deleted by age or size, and nothing is compacted away.
+    "retention.ms": "-1",
+    "retention.bytes": "-1",
+    "cleanup.policy": "delete",
+    "max.message.bytes": str(MAX_RECORD_BYTES + 12),
+}
+"""Settings of the goals and events topics (the DLQ: the same with its own size limit)."""
 
 _LEGAL_NAME = re.compile(r"^[A-Za-z0-9._-]+$")
 _MAX_TOPIC_NAME = 249
@@ -66,6 +91,12 @@ class TopicLayout:
 
     def names(self) -> list[str]:
         return [self.goals, self.events, self.dlq]
+
+    def settings(self, topic: str) -> dict[str, str]:
+        """The settings ``topic`` of this layout is created with and checked against."""
+        if topic == self.dlq:
+            return {**TOPIC_SETTINGS, "max.message.bytes": str(DLQ_MAX_RECORD_BYTES + 12)}
+        return dict(TOPIC_SETTINGS)
 
 
 async def init_topics(
@@ -107,10 +138,13 @@ async def init_topics(
         missing = [name for name in wanted if name not in existing]
         if missing:
             response = await admin.create_topics(
-                [NewTopic(name, wanted[name], replication) for name in missing]
+                [
+                    NewTopic(name, wanted[name], replication, topic_configs=layout.settings(name))
+                    for name in missing
+                ]
             )
             _raise_for_create_errors(response.to_object(), bootstrap)
-        actual = await partition_counts(admin, list(wanted))
+        actual = await _settled_partition_counts(admin, wanted)
     except KafkaError as exc:
         raise EventLogError(f"creating topics {list(wanted)} on {bootstrap} failed: {exc}") from exc
     finally:
@@ -143,6 +177,162 @@ async def partition_counts(admin: AIOKafkaAdminClient, topics: list[str]) -> dic
         return {}
     described = await admin.describe_topics(known)
     return {t["topic"]: len(t["partitions"]) for t in described if t["error_code"] == 0}
+
+
+async def _settled_partition_counts(
+    admin: AIOKafkaAdminClient, wanted: dict[str, int], timeout_s: float = 15.0
+) -> dict[str, int]:
+    """Partition counts once every wanted topic is visible in the metadata (a topic just
+    created reaches the broker's metadata cache a moment later), or as they are at the
+    timeout."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        actual = await partition_counts(admin, list(wanted))
+        if all(actual.get(t) for t in wanted) or time.monotonic() > deadline:
+            return actual
+        await asyncio.sleep(0.1)  # metadata propagation: no event to wait on
+
+
+async def topic_settings(
+    admin: AIOKafkaAdminClient, topics: list[str]
+) -> dict[str, dict[str, str]]:
+    """The current value of each of ``TOPIC_SETTINGS``' keys, per topic."""
+    responses = await admin.describe_configs(
+        [ConfigResource(ConfigResourceType.TOPIC, t, None) for t in topics]
+    )
+    found: dict[str, dict[str, str]] = {}
+    for response in responses:
+        for resource in response.to_object()["resources"]:
+            if resource["error_code"] != 0:
+                raise EventLogError(
+                    f"describing topic {resource['resource_name']!r} failed: "
+                    f"{for_code(resource['error_code']).__name__} "
+                    f"({resource.get('error_message') or ''})"
+                )
+            entries = resource["config_entries"]
+            found[resource["resource_name"]] = {
+                e["config_names"]: e["config_value"]
+                for e in entries
+                if e["config_names"] in TOPIC_SETTINGS
+            }
+    return found
+
+
+def settings_problems(layout: TopicLayout, actual: dict[str, dict[str, str]]) -> list[str]:
+    """What in ``actual`` could lose the log or refuse what producers send, per topic."""
+    problems = []
+    for topic in layout.names():
+        have = actual.get(topic)
+        if have is None:
+            problems.append(f"{topic} is missing")
+            continue
+        want = layout.settings(topic)
+        for key in ("retention.ms", "retention.bytes"):
+            if have.get(key) != "-1":
+                problems.append(
+                    f"{topic} has {key}={have.get(key)} (records would be deleted; want -1)"
+                )
+        if "compact" in have.get("cleanup.policy", ""):
+            problems.append(
+                f"{topic} has cleanup.policy={have['cleanup.policy']} (compaction keeps "
+                "only the last record of each task; want delete)"
+            )
+        limit = int(have.get("max.message.bytes", "0") or 0)
+        if limit < int(want["max.message.bytes"]):
+            problems.append(
+                f"{topic} has max.message.bytes={limit}, below the producers' "
+                f"{want['max.message.bytes']} (appends of large batches would be refused)"
+            )
+    return problems
+
+
+async def check_topics(
+    bootstrap: str, prefix: str = DEFAULT_PREFIX, *, request_timeout_ms: int = 30_000
+) -> list[str]:
+    """Problems with the settings of the layout's existing topics (empty: all good).
+
+    Checks what could lose the log (finite retention, compaction) or refuse what the
+    producers send (a smaller ``max.message.bytes``). A missing topic is a problem too.
+    """
+    layout = TopicLayout(prefix)
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=request_timeout_ms)
+    try:
+        await admin.start()
+        existing = set(await admin.list_topics())
+        present = [t for t in layout.names() if t in existing]
+        actual = await topic_settings(admin, present) if present else {}
+    except KafkaError as exc:
+        raise EventLogError(f"cannot read topic settings on {bootstrap}: {exc}") from exc
+    finally:
+        await admin.close()
+    return settings_problems(layout, actual)
+
+
+_DYNAMIC_TOPIC_CONFIG = 1
+"""DescribeConfigs ``config_source`` of a setting made on the topic itself."""
+
+
+async def repair_topics(
+    bootstrap: str, prefix: str = DEFAULT_PREFIX, *, request_timeout_ms: int = 30_000
+) -> list[str]:
+    """Give the layout's existing topics the settings of ``TOPIC_SETTINGS``; return what
+    changed (``"topic: key old -> new"``).
+
+    Other settings made on a topic are kept (AlterConfigs replaces a topic's whole set, so
+    they are sent again); a larger ``max.message.bytes`` is kept. Missing topics are left
+    to ``init_topics``. Refuses (EventLogError) a topic with a sensitive setting, whose
+    value the broker does not reveal and which would otherwise be lost.
+    """
+    layout = TopicLayout(prefix)
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=request_timeout_ms)
+    changes: list[str] = []
+    try:
+        await admin.start()
+        existing = set(await admin.list_topics())
+        present = [t for t in layout.names() if t in existing]
+        if not present:
+            return []
+        responses = await admin.describe_configs(
+            [ConfigResource(ConfigResourceType.TOPIC, t, None) for t in present]
+        )
+        resources = [r for response in responses for r in response.to_object()["resources"]]
+        updates = []
+        for resource in resources:
+            topic = resource["resource_name"]
+            entries = resource["config_entries"]
+            current = {e["config_names"]: e["config_value"] for e in entries}
+            own = [e for e in entries if e["config_source"] == _DYNAMIC_TOPIC_CONFIG]
+            if any(e["is_sensitive"] for e in own):
+                raise EventLogError(
+                    f"{topic} has a sensitive setting the broker does not reveal; set "
+                    "retention.ms=-1, retention.bytes=-1, cleanup.policy=delete with "
+                    "kafka-configs.sh --alter --add-config instead"
+                )
+            wanted = dict(layout.settings(topic))
+            limit = max(
+                int(current.get("max.message.bytes") or 0), int(wanted["max.message.bytes"])
+            )
+            wanted["max.message.bytes"] = str(limit)
+            changed = {k: v for k, v in wanted.items() if current.get(k) != v}
+            if not changed:
+                continue
+            changes += [f"{topic}: {k} {current.get(k)} -> {v}" for k, v in changed.items()]
+            merged = {e["config_names"]: e["config_value"] for e in own} | wanted
+            updates.append(ConfigResource(ConfigResourceType.TOPIC, topic, merged))
+        if updates:
+            for response in await admin.alter_configs(updates):
+                for resource in response.to_object()["resources"]:
+                    if resource["error_code"] != 0:
+                        raise EventLogError(
+                            f"changing the settings of {resource['resource_name']} failed: "
+                            f"{for_code(resource['error_code']).__name__} "
+                            f"({resource.get('error_message') or ''})"
+                        )
+    except KafkaError as exc:
+        raise EventLogError(f"cannot change topic settings on {bootstrap}: {exc}") from exc
+    finally:
+        await admin.close()
+    return changes
 
 
 async def require_topic(bootstrap: str, topic: str, *, prefix: str, timeout_s: float = 30.0) -> int:

@@ -13,8 +13,10 @@ import re
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 import uuid
+import zlib
 from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -26,13 +28,14 @@ import orjson
 import pytest
 from aiokafka import AIOKafkaProducer
 
-from agentledger.schemas import Event, TaskCancelled
+from agentledger.schemas import Event, GoalSubmitted, TaskCancelled, WorkflowRef
 from agentledger.schemas.codec import encode
 from agentledger.streams import Recorded
 from agentledger.streams.kafka import KafkaEventLog, partition_for_key
 from agentledger.streams.kafka_dlq import DeadLetter, read_dead_letters
 from agentledger.streams.kafka_runner import submit_goal
 from agentledger.streams.kafka_topics import TopicLayout
+from tests.support.kafka_broker import running_broker
 
 pytestmark = pytest.mark.integration
 
@@ -99,6 +102,7 @@ class Cluster:
     env: dict[str, str]
     workers: list[Worker] = field(default_factory=list)
     killed: set[int] = field(default_factory=set)
+    worker_args: tuple[str, ...] = ()
 
     @property
     def layout(self) -> TopicLayout:
@@ -126,6 +130,7 @@ class Cluster:
                     revoke_grace,
                     "--shutdown-timeout",
                     "10",
+                    *self.worker_args,
                 ],
                 env=self.env,
                 stdin=subprocess.DEVNULL,
@@ -204,6 +209,7 @@ def running_cluster(
     workers: int = 2,
     env: dict[str, str] | None = None,
     revoke_grace: str = "2",
+    worker_args: tuple[str, ...] = (),
 ) -> Iterator[Cluster]:
     """Topics under a fresh prefix and ``workers`` worker processes sharing them."""
     home.mkdir(parents=True, exist_ok=True)
@@ -215,7 +221,7 @@ def running_cluster(
         "AGENTLEDGER_PREFIX": prefix,
         **(env or {}),
     }
-    cluster = Cluster(bootstrap, prefix, home, full_env)
+    cluster = Cluster(bootstrap, prefix, home, full_env, worker_args=worker_args)
     out = cli("kafka", "init", "--partitions", str(PARTITIONS), env=full_env)
     assert f"{prefix}.events" in out
     try:
@@ -343,6 +349,12 @@ def test_bad_records_are_dead_lettered_and_the_workers_keep_going(shared: Cluste
         orjson.loads(line) for line in cli("dlq", "list", "--json", env=shared.env).splitlines()
     ]
     assert sorted(row["key"] for row in listed) == sorted(by_key)
+    # Each dead letter is one warning line on stderr, never a logging-error traceback.
+    err = "".join(w.stderr.read_text() for w in shared.workers)
+    assert "Logging error" not in err and "Traceback" not in err, err[-3000:]
+    warned = [line for line in err.splitlines() if "dead letter from" in line]
+    assert len(warned) == 5, err[-3000:]
+    assert any("unknown event type 'made_up'" in line for line in warned), warned
 
 
 def test_sigkill_of_a_worker_mid_task_loses_nothing_and_repeats_no_delivery(
@@ -400,7 +412,7 @@ def test_commits_never_pass_a_record_whose_reactions_are_unfinished(
     from faust.types import TP
     from intervaltree import IntervalTree
 
-    from agentledger.streams.kafka_runner import _guard_commits
+    from agentledger.streams.kafka_faust import _guard_commits
 
     monkeypatch.setattr(Consumer, "_new_offset", Consumer._new_offset)
     monkeypatch.setattr(Consumer, "_agentledger_new_offset", None, raising=False)
@@ -431,7 +443,8 @@ def test_workers_joining_and_leaving_mid_task_hand_tasks_over_cleanly(
     """A join revokes partitions from a busy worker (a short grace cancels reactions in
     flight), then that worker leaves on SIGTERM; the tasks still end well formed, with no
     delivery run twice."""
-    env = {"DELIVERIES_MODEL_DELAY": "2.5"}  # after the first delivery, 5 s of model calls
+    # After the first delivery, 8 s of model calls: time for a worker to start and join.
+    env = {"DELIVERIES_MODEL_DELAY": "4"}
     with running_cluster(kafka_broker, tmp_path, workers=1, env=env, revoke_grace="0.1") as cluster:
         task_ids = [
             asyncio.run(
@@ -532,3 +545,178 @@ def test_cli_refuses_a_prefix_without_topics(kafka_broker: str) -> None:
     assert code == 2 and "agentledger kafka init" in err
     code, _, err = main_cli("submit", "--goal", "g", "--workflow", "deliveries", *conn)
     assert code == 2 and "agentledger kafka init" in err
+
+
+def test_an_oversize_goal_is_parked_as_a_reference_and_its_partition_moves_on(
+    shared: Cluster,
+) -> None:
+    """A 2 MB goal, from a producer and a topic whose limits were raised past ours, never
+    blocks its partition: it is parked as a reference, and the next goal there completes."""
+    layout = shared.layout
+    big_id = f"big-{uuid.uuid4().hex[:8]}"
+    partition = partition_for_key(big_id.encode(), PARTITIONS)
+    n = 0
+    while partition_for_key(f"after-big-{n}".encode(), PARTITIONS) != partition:
+        n += 1
+    next_id = f"after-big-{n}"
+    limit = 4 * 1024 * 1024
+
+    async def produce_big() -> None:
+        from aiokafka.admin import AIOKafkaAdminClient
+        from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
+
+        admin = AIOKafkaAdminClient(bootstrap_servers=shared.bootstrap)
+        await admin.start()
+        try:  # an operator raising the goals topic's limit, as the issue found possible
+            await admin.alter_configs(
+                [
+                    ConfigResource(
+                        ConfigResourceType.TOPIC, layout.goals, {"max.message.bytes": str(limit)}
+                    )
+                ]
+            )
+        finally:
+            await admin.close()
+        goal = GoalSubmitted(
+            task_id=big_id, seq=1, goal="deliver", workflow=WorkflowRef(name="deliveries")
+        )
+        # Another language's client need not know our field limits: 2 MB of input data.
+        big = {**orjson.loads(encode(goal)), "inputs": {"blob": "x" * 2_000_000}}
+        producer = AIOKafkaProducer(
+            bootstrap_servers=shared.bootstrap, max_request_size=limit, acks="all"
+        )
+        await producer.start()
+        try:
+            await producer.send_and_wait(layout.goals, orjson.dumps(big), key=big_id.encode())
+        finally:
+            await producer.stop()
+
+    asyncio.run(produce_big())
+    asyncio.run(
+        submit_goal(
+            shared.bootstrap, "deliver", workflow=FIXTURE, prefix=shared.prefix, task_id=next_id
+        )
+    )
+    events = shared.wait_terminal(next_id)
+    assert events[-1].type == "task_completed"
+
+    def parked() -> list[DeadLetter] | None:
+        found = [x for x in shared.dead_letters() if x.key == big_id.encode()]
+        return found or None
+
+    (letter,) = wait_for(parked, 30, "the oversize goal on the DLQ\n" + shared.describe())
+    assert letter.reference and letter.source_topic == layout.goals
+    assert letter.source_partition == partition
+    assert "oversize record" in letter.reason
+    body = orjson.loads(letter.value or b"")
+    assert body["reference"] is True and body["topic"] == layout.goals
+    assert body["partition"] == partition and body["offset"] == letter.source_offset
+    assert body["size"] > 2_000_000 and len(body["preview"]) <= 512
+    assert len(letter.value or b"") < 4096
+    assert shared.task_events(big_id) == []
+    shared.assert_alive()
+    code, _, err = main_cli(
+        "dlq",
+        "redrive",
+        str(letter.offset),
+        "--brokers",
+        shared.bootstrap,
+        "--prefix",
+        shared.prefix,
+    )
+    assert code == 2 and "is a reference" in err
+
+
+def test_a_lost_broker_makes_the_worker_degraded_then_exit() -> None:
+    """Health says degraded (with reason and since when) within seconds of the broker's
+    death, and the worker exits with code 4 after --broker-lost-exit, quietly: no logging
+    tracebacks, no flood. A private broker, so the session's survives."""
+    with tempfile.TemporaryDirectory() as home, running_broker() as broker:
+        args = ("--broker-lost-exit", "6", "--health-interval", "300")
+        with running_cluster(broker.bootstrap, Path(home), workers=1, worker_args=args) as cluster:
+            worker = cluster.workers[0]
+            assert "status=ok" in worker.output()
+            broker.kill()
+            killed_at = time.monotonic()
+            line = wait_for(
+                lambda: re.search(r"worker degraded: .*", worker.output()),
+                10,
+                "the degraded health line\n" + worker.describe(),
+            ).group(0)
+            noticed = time.monotonic() - killed_at
+            assert noticed < 5, noticed
+            assert re.search(r'status=degraded since=\d{4}-\d\d-\d\dT[\d:]+Z reason="broker', line)
+            assert worker.process.wait(timeout=30) == 4, worker.describe()
+            exited = time.monotonic() - killed_at
+            cluster.killed.add(worker.pid)
+        assert 5 < exited < 20, exited
+        assert "worker exiting:" in worker.output()
+        err = worker.stderr.read_text()
+        assert "Logging error" not in err and "Traceback" not in err, err[-3000:]
+        assert len(err) < 100_000, f"{len(err)} bytes of stderr in {exited:.0f} s"
+
+
+def test_goals_from_librdkafka_clients_each_make_exactly_one_task(shared: Cluster) -> None:
+    """confluent-kafka and kcat (both librdkafka, whose default partitioner is CRC32-based,
+    not murmur2) submit goals as raw records; each becomes exactly one task, even when it
+    lands on a goals partition other than its task's events partition."""
+    import confluent_kafka
+
+    layout = shared.layout
+
+    def raw_goal(task_id: str) -> bytes:
+        goal = GoalSubmitted(
+            task_id=task_id, seq=1, goal="deliver", workflow=WorkflowRef(name="deliveries")
+        )
+        return encode(goal)
+
+    def elsewhere(prefix: str) -> str:
+        """A task id that librdkafka's CRC32 partitioner puts elsewhere than murmur2 does."""
+        while True:
+            task_id = f"{prefix}-{uuid.uuid4().hex[:8]}"
+            crc = zlib.crc32(task_id.encode()) % PARTITIONS
+            if crc != partition_for_key(task_id.encode(), PARTITIONS):
+                return task_id
+
+    rdk_id = elsewhere("rdk")
+    landed: list[int] = []
+    producer = confluent_kafka.Producer({"bootstrap.servers": shared.bootstrap, "acks": "all"})
+    producer.produce(
+        layout.goals,
+        value=raw_goal(rdk_id),
+        key=rdk_id.encode(),
+        headers=[("x-agentledger-type", b"goal_submitted")],
+        on_delivery=lambda err, msg: landed.append(-1 if err else msg.partition()),
+    )
+    assert producer.flush(30) == 0
+    assert landed == [zlib.crc32(rdk_id.encode()) % PARTITIONS]  # not murmur2's partition
+    ids = [rdk_id]
+
+    kcat_id = elsewhere("kcat")
+    proc = subprocess.run(
+        [
+            "kcat",
+            "-P",
+            "-b",
+            shared.bootstrap,
+            "-t",
+            layout.goals,
+            "-k",
+            kcat_id,
+            "-H",
+            "x-agentledger-type=goal_submitted",
+        ],
+        input=raw_goal(kcat_id) + b"\n",
+        capture_output=True,
+        timeout=60,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stderr.decode()
+    ids.append(kcat_id)
+
+    for task_id in ids:
+        events = shared.wait_terminal(task_id)
+        assert events[-1].type == "task_completed", [e.type for e in events]
+        assert [e.type for e in events].count("goal_submitted") == 1
+        assert_well_formed(events)
+    shared.assert_alive()
