@@ -176,10 +176,16 @@ async def cmd_status(args: argparse.Namespace, settings: Settings, out: TextIO, 
     log = _open_log(args, settings)
     try:
         task_id = await _resolve_task(log, args.task)
-        state = fold(task_id, _split(await log.read_task(task_id), err))
+        events = _split(await log.read_task(task_id), err)
+        state = fold(task_id, events)
     finally:
         await log.close()
     print_status(state, args.json, out)
+    if not args.json:
+        from agentledger.evaluation.fork import lineage_line
+
+        if (forked := lineage_line(events)) is not None:
+            print(forked, file=out)
     return EXIT_OK
 
 
@@ -425,6 +431,7 @@ def _register_optional(sub: Any) -> None:
         "agentledger.streams.kafka_cli",
         "agentledger.tools.cli",
         "agentledger.approvals_cli",
+        "agentledger.evaluation.cli",
     ):
         try:
             mod = importlib.import_module(module)

@@ -14,6 +14,13 @@ from agentledger.schemas.approvals import (
     ApprovalRequested,
 )
 from agentledger.schemas.envelope import EventBase
+from agentledger.schemas.evaluation import (
+    EvalCaseCompleted,
+    EvalRunCompleted,
+    EvalRunStarted,
+    EvalScoreRecorded,
+    TaskForked,
+)
 from agentledger.schemas.failure import FailurePolicyApplied, SubtaskSkipped
 from agentledger.schemas.goals import (
     GoalSubmitted,
@@ -85,7 +92,12 @@ Event: TypeAlias = Annotated[
     | CircuitStateChanged
     | ToolCallRetryScheduled
     | ContextSummarized
-    | InjectionSuspected,
+    | InjectionSuspected
+    | TaskForked
+    | EvalRunStarted
+    | EvalCaseCompleted
+    | EvalScoreRecorded
+    | EvalRunCompleted,
     Field(discriminator="type"),
 ]
 

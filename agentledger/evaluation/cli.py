@@ -1,0 +1,224 @@
+"""CLI verbs of evaluation: ``verify``, ``fork``, ``diff`` and ``eval``. Thin: parse, call
+the library, print. Exit codes as in ``agentledger.cli``; ``verify`` exits 1 on a
+divergence, ``eval report`` exits 1 when a threshold is crossed."""
+
+from __future__ import annotations
+
+import argparse
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, TextIO
+
+import orjson
+
+from agentledger import timeline
+from agentledger.errors import UnknownTaskError, UsageError
+from agentledger.schemas import Event, GoalSubmitted, WorkflowRef
+from agentledger.settings import Settings
+from agentledger.streams.log import EventLog, Recorded
+from agentledger.streams.sqlite import SqliteEventLog
+
+EXIT_OK, EXIT_FAILED, EXIT_UNFINISHED = 0, 1, 3
+
+
+def open_ledger(args: argparse.Namespace, settings: Settings) -> SqliteEventLog:
+    path = Path(args.db) if args.db else settings.ledger_path
+    return SqliteEventLog(path, synchronous=settings.sqlite_synchronous)
+
+
+async def resolve_task(log: EventLog, task: str) -> str:
+    """A full task id, or the one task whose id starts with ``task``."""
+    if await log.read_task(task):
+        return task
+    matches = [t.task_id for t in await log.tasks(limit=100_000) if t.task_id.startswith(task)]
+    if len(matches) == 1:
+        return matches[0]
+    if len(matches) > 1:
+        raise UsageError(f"task prefix {task!r} is ambiguous: {', '.join(matches[:5])}")
+    raise UnknownTaskError(task)
+
+
+async def read_events(log: EventLog, task_id: str, err: TextIO) -> list[Event]:
+    events: list[Event] = []
+    for entry in await log.read_task(task_id):
+        if isinstance(entry, Recorded):
+            events.append(entry.event)
+        else:
+            print(f"!! task {task_id} offset {entry.offset}: {entry.reason}", file=err)
+    return events
+
+
+def _goal(events: list[Event], task_id: str) -> GoalSubmitted:
+    goal = next((e for e in events if isinstance(e, GoalSubmitted)), None)
+    if goal is None:
+        raise UsageError(f"task {task_id} has no goal_submitted event")
+    return goal
+
+
+def workflow_for(events: list[Event], task_id: str, path: str | None, settings: Settings) -> Any:
+    from agentledger.agents.workflow import load_workflow
+    from agentledger.evaluation.candidate import with_models
+    from agentledger.evaluation.fork import lineage
+
+    path = path or _goal(events, task_id).workflow.path
+    if not path:
+        raise UsageError(f"task {task_id} does not record its workflow file; pass --workflow")
+    workflow = load_workflow(path, settings=settings)
+    forked = lineage(events)  # a fork runs with the model overrides it was made with
+    return with_models(workflow, forked.model_overrides) if forked is not None else workflow
+
+
+async def cmd_verify(args: argparse.Namespace, settings: Settings, out: TextIO, err: TextIO) -> int:
+    from agentledger.agents.runtime import build_runtime
+    from agentledger.evaluation.verify import verify_events
+
+    if bool(args.task) == bool(args.since):
+        raise UsageError("give a TASK or --since DATE (not both)")
+    log = open_ledger(args, settings)
+    failed = 0
+    try:
+        if args.task:
+            task_ids = [await resolve_task(log, args.task)]
+        else:
+            since = _parse_date(args.since)
+            task_ids = [t.task_id for t in await log.tasks(limit=100_000) if t.last_at >= since]
+            if not task_ids:
+                print(f"no task ran since {args.since}", file=out)
+        for task_id in task_ids:
+            events = await read_events(log, task_id, err)
+            runtime = build_runtime(
+                workflow_for(events, task_id, args.workflow, settings), settings
+            )
+            try:
+                result = await verify_events(events, runtime, rerun_models=args.rerun_models)
+            finally:
+                await runtime.aclose()
+            print(result.describe(), file=out if result.ok else err)
+            failed += not result.ok
+    finally:
+        await log.close()
+    if len(task_ids) > 1:
+        print(f"{len(task_ids) - failed} of {len(task_ids)} tasks verified", file=out)
+    return EXIT_FAILED if failed else EXIT_OK
+
+
+def _parse_date(text: str) -> datetime:
+    try:
+        when = datetime.fromisoformat(text)
+    except ValueError:
+        raise UsageError(
+            f"--since {text!r} is not an ISO date (2026-11-30 or 2026-11-30T04:00)"
+        ) from None
+    return when if when.tzinfo else when.replace(tzinfo=UTC)
+
+
+async def cmd_fork(args: argparse.Namespace, settings: Settings, out: TextIO, err: TextIO) -> int:
+    from agentledger.agents.runtime import build_runtime
+    from agentledger.evaluation.candidate import parse_model_overrides, with_models
+    from agentledger.evaluation.fork import fork_events
+    from agentledger.streams.embedded import EmbeddedRunner
+
+    log = open_ledger(args, settings)
+    try:
+        parent_id = await resolve_task(log, args.task)
+        parent = await read_events(log, parent_id, err)
+        edits = dict(_read_edit(item) for item in args.edit_output or [])
+        overrides = parse_model_overrides(args.model or [])
+        workflow = workflow_for(parent, parent_id, args.workflow, settings)
+        ref = None
+        if args.workflow:
+            ref = WorkflowRef(name=workflow.name, path=str(workflow.source), digest=workflow.digest)
+        workflow = with_models(workflow, overrides)
+        fork = fork_events(parent, args.at, workflow=ref, model_overrides=overrides, edits=edits)
+        if fork.fork_seq != args.at:
+            print(f"note: fork point moved from seq {args.at} to {fork.fork_seq}", file=err)
+        await log.append(fork.events)
+        print(
+            f"task {fork.task_id}: fork of {parent_id} at seq {fork.fork_seq} — ledger {log.path}",
+            file=out,
+            flush=True,
+        )
+        runtime = build_runtime(workflow, settings)
+        try:
+            state = await EmbeddedRunner(log, runtime).run(fork.task_id)
+        finally:
+            await runtime.aclose()
+    finally:
+        await log.close()
+    if state.status == "completed":
+        print(timeline.render_result(workflow.present(state.result)), file=out)
+        print(f"\ntask {state.task_id} completed", file=out)
+        return EXIT_OK
+    if state.terminal:
+        print(f"task {state.task_id} {state.status}: {state.failure}", file=err)
+        return EXIT_FAILED
+    print(f"task {state.task_id} is {state.status}; see `agentledger status`", file=err)
+    return EXIT_UNFINISHED
+
+
+def _read_edit(item: str) -> tuple[str, Any]:
+    subtask, sep, file = item.partition("=")
+    if not sep or not subtask or not file:
+        raise UsageError(f"--edit-output {item!r} must look like SUBTASK=FILE")
+    try:
+        text = Path(file).read_text()
+    except OSError as exc:
+        raise UsageError(f"--edit-output {item!r}: cannot read {file}: {exc.strerror}") from None
+    try:
+        return subtask, orjson.loads(text)
+    except orjson.JSONDecodeError:
+        return subtask, text.rstrip("\n")  # not JSON: the output is the text
+
+
+async def cmd_diff(args: argparse.Namespace, settings: Settings, out: TextIO, err: TextIO) -> int:
+    from agentledger.evaluation.diff import diff_runs
+
+    log = open_ledger(args, settings)
+    try:
+        a = await read_events(log, await resolve_task(log, args.a), err)
+        b = await read_events(log, await resolve_task(log, args.b), err)
+    finally:
+        await log.close()
+    diff = diff_runs(a, b)
+    if args.json:
+        print(orjson.dumps(diff.as_json(), option=orjson.OPT_INDENT_2).decode(), file=out)
+    else:
+        print(diff.render(), file=out)
+    return EXIT_OK
+
+
+def register(sub: Any) -> None:
+    p = sub.add_parser(
+        "verify", help="re-run a recorded task's reactions with today's code and compare"
+    )
+    p.add_argument("task", nargs="?", help="task id (or a unique prefix)")
+    p.add_argument("--since", metavar="DATE", help="every task with events since DATE")
+    p.add_argument("--workflow", help="workflow file (default: the one each task recorded)")
+    p.add_argument(
+        "--rerun-models",
+        action="store_true",
+        help="ask the configured (deterministic, e.g. scripted) models again instead of "
+        "answering from the recording",
+    )
+    p.set_defaults(func=cmd_verify)
+
+    p = sub.add_parser("fork", help="a new task from a task's history up to SEQ, then live")
+    p.add_argument("task")
+    p.add_argument("--at", type=int, required=True, metavar="SEQ", help="the last seq copied")
+    p.add_argument("--workflow", help="continue with this workflow file")
+    p.add_argument(
+        "--model", action="append", metavar="[AGENT=]MODEL", help="model override (repeatable)"
+    )
+    p.add_argument(
+        "--edit-output",
+        action="append",
+        metavar="SUBTASK=FILE",
+        help="replace a completed subtask's output with FILE (JSON, or text)",
+    )
+    p.set_defaults(func=cmd_fork)
+
+    p = sub.add_parser("diff", help="compare two runs: outputs, cost, tokens, latency, events")
+    p.add_argument("a")
+    p.add_argument("b")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_diff)
