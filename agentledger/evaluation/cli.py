@@ -222,3 +222,111 @@ def register(sub: Any) -> None:
     p.add_argument("b")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_diff)
+
+    register_eval(sub)
+
+
+async def cmd_eval(args: argparse.Namespace, settings: Settings, out: TextIO, err: TextIO) -> int:
+    if args.suite == "report":
+        if not args.run:
+            raise UsageError("eval report needs the run id: agentledger eval report RUN")
+        return await _eval_report(args, settings, out, err)
+    if args.run:
+        raise UsageError(f"unexpected {args.run!r}: agentledger eval SUITE.yaml")
+    from agentledger.evaluation.report import build_report
+    from agentledger.evaluation.runner import EvalRunner
+    from agentledger.evaluation.suite import JudgeScorer, load_suite
+
+    suite = load_suite(args.suite)
+    judge_update = {
+        k: v for k, v in (("base_url", args.judge_base_url), ("model", args.judge_model)) if v
+    }
+    if judge_update:
+        scorers = [
+            s.model_copy(update={"model": s.model.model_copy(update=judge_update)})
+            if isinstance(s, JudgeScorer)
+            else s
+            for s in suite.scorers
+        ]
+        suite = suite.model_copy(update={"scorers": scorers})
+    log = open_ledger(args, settings)
+    try:
+        runner = EvalRunner(suite, log, settings, concurrency=args.concurrency)
+        print(f"eval run {runner.run_id} — suite {suite.name} — ledger {log.path}", file=out)
+        run_id = await runner.run()
+        events = await read_events(log, run_id, err)
+        if args.audit:
+            await _sync_audit(log, settings, out)
+    finally:
+        await log.close()
+    report = build_report(events)
+    print(report.render(), file=out)
+    print(f"\nagentledger eval report {run_id}", file=out)
+    return EXIT_OK if report.ok else EXIT_FAILED  # gates CI like `eval report`
+
+
+async def _sync_audit(log: SqliteEventLog, settings: Settings, out: TextIO) -> None:
+    """Catch the ClickHouse audit table up with the ledger (the eval's events included)."""
+    from agentledger.audit.cli import default_url
+    from agentledger.audit.projection import AuditProjection
+    from agentledger.audit.store import AuditStore
+
+    url = settings.clickhouse_url or default_url(log.path)
+    with AuditStore.connect(url) as store:
+        store.init()
+        written = await AuditProjection(log, store).catch_up()
+    print(f"audit: wrote {written} rows to {store.location}", file=out)
+
+
+async def _eval_report(
+    args: argparse.Namespace, settings: Settings, out: TextIO, err: TextIO
+) -> int:
+    from agentledger.evaluation.report import build_report
+
+    log = open_ledger(args, settings)
+    try:
+        run_id = await resolve_task(log, args.run)
+        events = await read_events(log, run_id, err)
+    finally:
+        await log.close()
+    limits = {
+        k: v
+        for k, v in (
+            ("max_pass_rate_drop", args.max_pass_rate_drop),
+            ("max_score_drop", args.max_score_drop),
+            ("max_cost_increase", args.max_cost_increase),
+            ("max_latency_increase", args.max_latency_increase),
+        )
+        if v is not None
+    }
+    try:
+        report = build_report(events, limits)
+    except ValueError as exc:
+        raise UsageError(f"{run_id}: {exc}") from None
+    if args.json:
+        print(orjson.dumps(report.as_json(), option=orjson.OPT_INDENT_2).decode(), file=out)
+    else:
+        print(report.render(), file=out)
+    return EXIT_OK if report.ok else EXIT_FAILED
+
+
+def register_eval(sub: Any) -> None:
+    p = sub.add_parser(
+        "eval",
+        help="run an eval suite (eval SUITE.yaml), or compare its variants (eval report RUN)",
+    )
+    p.add_argument("suite", metavar="SUITE.yaml|report")
+    p.add_argument("run", nargs="?", metavar="RUN", help="with `report`: the eval run id")
+    p.add_argument("--concurrency", type=int, default=4, help="cases run at once (default 4)")
+    p.add_argument("--judge-base-url", help="point every judge at this OpenAI-compatible URL")
+    p.add_argument("--judge-model", help="use this model for every judge")
+    p.add_argument("--audit", action="store_true", help="then catch the ClickHouse audit table up")
+    p.add_argument("--json", action="store_true", help="report: as JSON")
+    for name in ("pass-rate-drop", "score-drop", "cost-increase", "latency-increase"):
+        p.add_argument(
+            f"--max-{name}",
+            type=float,
+            metavar="X",
+            help="report: override the suite's threshold (a fraction: 0.05)",
+        )
+    p.set_defaults(func=cmd_eval)

@@ -40,6 +40,7 @@ class EvalRunStarted(EventBase):
     candidate: str
     scorers: list[str] = Field(default_factory=list)
     allow_side_effects: bool = False
+    thresholds: dict[str, float] = Field(default_factory=dict)  # when `eval report` fails
 
 
 class EvalCaseCompleted(EventBase):
