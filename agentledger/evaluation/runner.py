@@ -46,7 +46,7 @@ from agentledger.schemas import (
     new_event_id,
 )
 from agentledger.schemas.evaluation import Variant
-from agentledger.security.guard import protect
+from agentledger.security.masking import Masker, SqliteVault
 from agentledger.settings import Settings
 from agentledger.streams.embedded import EmbeddedRunner
 from agentledger.streams.log import EventLog, Recorded
@@ -115,6 +115,8 @@ class EvalRunner:
         self._lock = asyncio.Lock()
         self._seq = 0
         self._runtimes: dict[Variant, Runtime] = {}
+        self._vault: SqliteVault | None = None
+        self._masker = Masker()
         self.runs = self.scores = 0
 
     @property
@@ -149,22 +151,24 @@ class EvalRunner:
             )
         return self._runtimes[variant]
 
-    async def _record(self, events: Sequence[EventBase], runtime: Runtime | None = None) -> None:
+    async def _record(self, events: Sequence[EventBase]) -> None:
+        """Append to the run's own stream, masked: a case's `expected` value, a scorer's
+        reasoning or a judge's may quote personal data that no event may hold raw."""
         async with self._lock:
             stamped = []
             for e in events:
                 self._seq += 1
                 stamped.append(
-                    e.model_copy(
-                        update={
-                            "seq": self._seq,
-                            "task_id": self.run_id,
-                            "correlation_id": self.run_id,
-                        }
+                    self._masker.mask_event(
+                        e.model_copy(
+                            update={
+                                "seq": self._seq,
+                                "task_id": self.run_id,
+                                "correlation_id": self.run_id,
+                            }
+                        )
                     )
                 )
-            if runtime is not None:  # masked like every other write
-                stamped = protect(stamped, runtime)
             await self.log.append(stamped)
 
     async def run(self) -> str:
@@ -179,26 +183,44 @@ class EvalRunner:
         baseline_desc = (
             "recorded tasks" if suite.dataset.tasks is not None else str(suite.baseline.workflow)
         )
-        await self._record(
-            [
-                EvalRunStarted(
-                    task_id=self.run_id,
-                    suite=suite.name,
-                    suite_path=str(suite.source) if suite.source else None,
-                    mode=suite.mode,
-                    cases=len(cases),
-                    repetitions=suite.repetitions,
-                    baseline=baseline_desc,
-                    candidate=str(suite.candidate.workflow or "the recorded workflow")
-                    + (f" with models {suite.candidate.models}" if suite.candidate.models else ""),
-                    scorers=[s.name for s in suite.scorers],
-                    allow_side_effects=suite.allow_side_effects,
-                    thresholds=suite.thresholds.model_dump(exclude_none=True),
-                )
-            ]
-        )
+        self._vault = SqliteVault(self.settings.vault_path)
+        self._masker = Masker(self._vault)  # the placeholders of the ledger's own vault
         try:
+            await self._record(
+                [
+                    EvalRunStarted(
+                        task_id=self.run_id,
+                        suite=suite.name,
+                        suite_path=str(suite.source) if suite.source else None,
+                        mode=suite.mode,
+                        cases=len(cases),
+                        repetitions=suite.repetitions,
+                        baseline=baseline_desc,
+                        candidate=str(suite.candidate.workflow or "the recorded workflow")
+                        + (
+                            f" with models {suite.candidate.models}"
+                            if suite.candidate.models
+                            else ""
+                        ),
+                        scorers=[s.name for s in suite.scorers],
+                        allow_side_effects=suite.allow_side_effects,
+                        thresholds=suite.thresholds.model_dump(exclude_none=True),
+                    )
+                ]
+            )
             await asyncio.gather(*(self._case(case) for case in cases))
+            rates = await self._pass_rates()
+            await self._record(
+                [
+                    EvalRunCompleted(
+                        task_id=self.run_id,
+                        runs=self.runs,
+                        scores=self.scores,
+                        baseline_pass_rate=rates.get("baseline"),
+                        candidate_pass_rate=rates.get("candidate"),
+                    )
+                ]
+            )
         finally:
             for runtime in self._runtimes.values():
                 await runtime.aclose()
@@ -206,18 +228,7 @@ class EvalRunner:
                 close = getattr(judge, "aclose", None)
                 if close is not None:
                     await close()
-        rates = await self._pass_rates()
-        await self._record(
-            [
-                EvalRunCompleted(
-                    task_id=self.run_id,
-                    runs=self.runs,
-                    scores=self.scores,
-                    baseline_pass_rate=rates.get("baseline"),
-                    candidate_pass_rate=rates.get("candidate"),
-                )
-            ]
-        )
+            self._vault.close()
         return self.run_id
 
     async def _case(self, case: Case) -> None:
@@ -309,7 +320,7 @@ class EvalRunner:
             )
         self.runs += 1
         self.scores += len(out) - 1
-        await self._record(out, self._runtimes.get(variant) or self._runtimes.get("candidate"))
+        await self._record(out)
 
     async def _pass_rates(self) -> dict[str, float]:
         from agentledger.evaluation.report import pass_rates

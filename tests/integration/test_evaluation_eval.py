@@ -186,10 +186,17 @@ async def test_replay_mode_runs_no_side_effecting_tool(
         # live mode: a side-effecting tool is refused unless the suite allows it
         live = {
             "name": "deliveries-live",
-            "dataset": {"cases": [{"id": "three", "goal": "deliver three parcels"}]},
+            "dataset": {
+                "cases": [
+                    {"id": "three", "goal": "deliver three parcels", "expected": "ops@example.com"}
+                ]
+            },
             "baseline": {"workflow": str(DELIVERIES)},
             "candidate": {"workflow": str(DELIVERIES)},
-            "scorers": [{"name": "done", "type": "python", "function": "json:dumps"}],
+            "scorers": [
+                {"name": "done", "type": "python", "function": "json:dumps"},
+                {"name": "same", "type": "exact"},
+            ],
         }
         run_id = await EvalRunner(load_suite(_suite(tmp_path, live)), log, settings).run()
         assert _deliveries_log(tmp_path) == recorded
@@ -201,6 +208,10 @@ async def test_replay_mode_runs_no_side_effecting_tool(
             "json:dumps raised TypeError: dumps() takes 1 positional argument but 2 were given"
         )
         assert not scores[0].passed and scores[0].score == 0
+        # the exact scorer's reasoning quotes the expected e-mail address: masked on write
+        assert scores[1].reasoning.startswith("expected '[email:")
+        raw = [e.model_dump_json() for e in await task_events(log, run_id)]
+        assert not any("ops@example.com" in line for line in raw)
 
         allowed = {**live, "allow_side_effects": True}
         await EvalRunner(load_suite(_suite(tmp_path, allowed)), log, settings).run()
