@@ -64,6 +64,11 @@ class Divergence:
         lines.append("  now:      " + (f"{new.event_type}{_about(new)}" if new else "(nothing)"))
         if rec is not None and new is not None and rec.event_type == new.event_type:
             lines += [f"    {d}" for d in self.fields[:12]]
+            if any(d.path == "request_digest" for d in self.fields):
+                lines.append(
+                    "    (the request to the model differs: its instructions, tools, output "
+                    "contract or the context built from earlier events changed)"
+                )
             if len(self.fields) > 12:
                 lines.append(f"    … and {len(self.fields) - 12} more fields")
         return "\n".join(lines)
