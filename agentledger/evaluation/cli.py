@@ -224,6 +224,7 @@ def register(sub: Any) -> None:
     p.set_defaults(func=cmd_diff)
 
     register_eval(sub)
+    register_shadow(sub)
 
 
 async def cmd_eval(args: argparse.Namespace, settings: Settings, out: TextIO, err: TextIO) -> int:
@@ -330,3 +331,101 @@ def register_eval(sub: Any) -> None:
             help="report: override the suite's threshold (a fraction: 0.05)",
         )
     p.set_defaults(func=cmd_eval)
+
+
+def cmd_shadow(args: argparse.Namespace, settings: Settings, out: TextIO, err: TextIO) -> Any:
+    if args.target == "compare":
+        return _shadow_compare(args, settings, out, err)
+    import asyncio
+
+    from agentledger.agents.runtime import build_runtime
+    from agentledger.agents.workflow import load_workflow
+    from agentledger.evaluation.candidate import parse_model_overrides, with_models
+    from agentledger.evaluation.shadow import PrimaryToolResults, mirroring
+    from agentledger.streams.kafka_runner import WorkerConfig, run_worker
+    from agentledger.streams.kafka_topics import init_topics
+
+    if args.shadow_prefix == args.prefix:
+        raise UsageError("--shadow-prefix must differ from --prefix: the shadow never writes there")
+    workflow = with_models(
+        load_workflow(args.target, settings=settings), parse_model_overrides(args.model or [])
+    )
+    asyncio.run(init_topics(args.brokers, args.shadow_prefix, partitions=args.partitions))
+    tools = PrimaryToolResults(args.brokers, args.prefix, wait_s=args.tool_wait)
+    shadow_workflow = tools.workflow(workflow)
+    runtime = build_runtime(shadow_workflow, settings)
+    ref = WorkflowRef(name=workflow.name, path=str(workflow.source), digest=workflow.digest)
+    config = WorkerConfig(
+        args.brokers,
+        prefix=args.shadow_prefix,
+        session_timeout_s=args.session_timeout,
+        fetch_max_wait_ms=args.fetch_wait_ms,
+    )
+    print(
+        f"shadow of {args.prefix}: goals mirrored to {args.shadow_prefix}, tools answered from "
+        f"{args.prefix}.events",
+        file=out,
+        flush=True,
+    )
+    with mirroring(args.brokers, args.prefix, args.shadow_prefix, ref):
+        return run_worker(shadow_workflow, settings, config, out=out, runtime=runtime)
+
+
+async def _shadow_compare(
+    args: argparse.Namespace, settings: Settings, out: TextIO, err: TextIO
+) -> int:
+    from agentledger.evaluation.report import build_report
+    from agentledger.evaluation.shadow import compare_shadow
+    from agentledger.streams.kafka import KafkaEventLog
+
+    primary = KafkaEventLog(args.brokers, prefix=args.prefix)
+    shadow = KafkaEventLog(args.brokers, prefix=args.shadow_prefix)
+    ledger = open_ledger(args, settings)
+    try:
+        await primary.start()
+        await shadow.start()
+        task_ids = args.task or [t.task_id for t in await shadow.tasks(limit=args.limit)]
+        run_id = await compare_shadow(
+            primary,
+            shadow,
+            ledger,
+            task_ids=task_ids,
+            primary_name=args.prefix,
+            shadow_name=args.shadow_prefix,
+        )
+        events = await read_events(ledger, run_id, err)
+    finally:
+        await primary.close()
+        await shadow.close()
+        await ledger.close()
+    report = build_report(events)
+    print(report.render(), file=out)
+    print(f"\nagentledger eval report {run_id}", file=out)
+    return EXIT_OK if report.ok else EXIT_FAILED
+
+
+def register_shadow(sub: Any) -> None:
+    from agentledger.streams.kafka_cli import add_connection_options
+
+    p = sub.add_parser(
+        "shadow",
+        help="run a candidate workflow on the primary's goals under another prefix, with no "
+        "side effects (shadow CANDIDATE.yaml), or compare the two (shadow compare)",
+    )
+    p.add_argument("target", metavar="CANDIDATE.yaml|compare")
+    add_connection_options(p)
+    p.add_argument("--shadow-prefix", required=True, help="topic prefix the shadow writes under")
+    p.add_argument("--model", action="append", metavar="[AGENT=]MODEL", help="model override")
+    p.add_argument("--partitions", type=int, default=4, help="of the shadow's topics")
+    p.add_argument(
+        "--tool-wait",
+        type=float,
+        default=60.0,
+        metavar="S",
+        help="how long a shadow tool call waits for the primary's result (default 60)",
+    )
+    p.add_argument("--session-timeout", type=float, default=10.0, metavar="SECONDS")
+    p.add_argument("--fetch-wait-ms", type=int, default=100, metavar="MS")
+    p.add_argument("--task", action="append", help="compare: these tasks (default: the shadow's)")
+    p.add_argument("--limit", type=int, default=100, help="compare: at most this many tasks")
+    p.set_defaults(func=cmd_shadow)

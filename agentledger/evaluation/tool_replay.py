@@ -28,7 +28,8 @@ from agentledger.tools.registry import Tool, ToolContext
 _Outcome = tuple[bool, JsonValue, str]  # ok, result, failure kind ("" when ok)
 
 
-def _key(tool: Tool, arguments: Mapping[str, Any]) -> tuple[str, str] | None:
+def tool_key(tool: Tool, arguments: Mapping[str, Any]) -> tuple[str, str] | None:
+    """What makes two calls the same call: the tool and its validated arguments."""
     try:
         return tool.name, canonical_json(tool.validate(arguments))
     except ValueError:  # the recorded arguments no longer fit the tool: nothing to match
@@ -55,7 +56,7 @@ class EvalTools:
         for e in events:
             if isinstance(e, ToolCallRequested):
                 tool = workflow.tools.get(e.tool)
-                key = _key(tool, e.arguments) if tool is not None else None
+                key = tool_key(tool, e.arguments) if tool is not None else None
                 if key is not None:
                     keys[e.idempotency_key] = key
             elif isinstance(e, ToolCallCompleted) and e.idempotency_key in keys:
@@ -64,7 +65,7 @@ class EvalTools:
                 self._outcomes[keys[e.idempotency_key]] = (False, e.message, e.error_kind)
 
     async def _answer(self, tool: Tool, ctx: ToolContext, arguments: dict[str, Any]) -> JsonValue:
-        key = _key(tool, arguments)
+        key = tool_key(tool, arguments)
         if key is not None and key in self._outcomes:
             self.replayed += 1
             ok, result, kind = self._outcomes[key]

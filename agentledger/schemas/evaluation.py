@@ -33,7 +33,7 @@ class EvalRunStarted(EventBase):
     type: Literal["eval_run_started"] = "eval_run_started"
     suite: str
     suite_path: str | None = None
-    mode: Literal["live", "replay"]
+    mode: Literal["live", "replay", "shadow"]
     cases: int = Field(ge=0)
     repetitions: int = Field(ge=1)
     baseline: str  # what the baseline is: a workflow file, or "recorded tasks"
