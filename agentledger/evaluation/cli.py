@@ -392,6 +392,7 @@ async def _shadow_compare(
             task_ids=task_ids,
             primary_name=args.prefix,
             shadow_name=args.shadow_prefix,
+            thresholds={"max_pass_rate_drop": args.max_pass_rate_drop},
         )
         events = await read_events(ledger, run_id, err)
     finally:
@@ -428,4 +429,12 @@ def register_shadow(sub: Any) -> None:
     p.add_argument("--fetch-wait-ms", type=int, default=100, metavar="MS")
     p.add_argument("--task", action="append", help="compare: these tasks (default: the shadow's)")
     p.add_argument("--limit", type=int, default=100, help="compare: at most this many tasks")
+    p.add_argument(
+        "--max-pass-rate-drop",
+        type=float,
+        default=0.0,
+        metavar="X",
+        help="compare: exit 1 when the shadow agrees with the primary on fewer tasks than "
+        "this fraction allows (default 0: any disagreement)",
+    )
     p.set_defaults(func=cmd_shadow)

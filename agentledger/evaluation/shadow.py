@@ -251,6 +251,7 @@ async def compare_shadow(
     primary_name: str,
     shadow_name: str,
     run_id: str | None = None,
+    thresholds: dict[str, float] | None = None,
 ) -> str:
     """Record an eval run in ``ledger`` comparing each shadow task with its primary: the
     primary as baseline, the shadow as candidate, scored by whether the outputs agree."""
@@ -266,6 +267,7 @@ async def compare_shadow(
             baseline=f"primary ({primary_name})",
             candidate=f"shadow ({shadow_name})",
             scorers=[scorer.name],
+            thresholds=dict(thresholds or {}),
         )
     ]
     for task_id in task_ids:
