@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections import defaultdict
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from pydantic import JsonValue
@@ -162,10 +162,3 @@ def recorded_models(workflow: Workflow, recording: Recording) -> dict[str, Recor
     for agent, provider in providers(workflow).items():
         out[agent] = shared.setdefault(provider, RecordedModel(recording, provider))
     return out
-
-
-def events_of(entries: Iterable[Any]) -> list[Event]:
-    """The decoded events among log entries (corrupt records are the caller's to report)."""
-    from agentledger.streams.log import Recorded
-
-    return [e.event for e in entries if isinstance(e, Recorded)]

@@ -26,6 +26,7 @@ from agentledger._imports import load_object
 from agentledger.agents.context import Runtime
 from agentledger.agents.runtime import build_runtime
 from agentledger.agents.workflow import Workflow, load_workflow
+from agentledger.errors import UsageError
 from agentledger.evaluation.candidate import with_models
 from agentledger.evaluation.diff import RunFigures
 from agentledger.evaluation.judge import prompt
@@ -138,8 +139,6 @@ class EvalRunner:
         elif recorded_path is not None:
             path = Path(recorded_path)
         else:
-            from agentledger.errors import UsageError
-
             raise UsageError(f"the suite names no {variant} workflow and the task recorded none")
         return with_models(load_workflow(path, settings=self.settings), spec.models)
 
