@@ -12,7 +12,7 @@ from typing import Any, TextIO
 import orjson
 
 from agentledger import timeline
-from agentledger.errors import UnknownTaskError, UsageError
+from agentledger.errors import AgentLedgerError, UnknownTaskError, UsageError
 from agentledger.schemas import Event, GoalSubmitted, WorkflowRef
 from agentledger.settings import Settings
 from agentledger.streams.log import EventLog, Recorded
@@ -84,11 +84,20 @@ async def cmd_verify(args: argparse.Namespace, settings: Settings, out: TextIO, 
             task_ids = [t.task_id for t in await log.tasks(limit=100_000) if t.last_at >= since]
             if not task_ids:
                 print(f"no task ran since {args.since}", file=out)
-        for task_id in task_ids:
+        for task_id in list(task_ids):
             events = await read_events(log, task_id, err)
-            runtime = build_runtime(
-                workflow_for(events, task_id, args.workflow, settings), settings
-            )
+            if args.since and not any(isinstance(e, GoalSubmitted) for e in events):
+                task_ids.remove(task_id)  # an eval run's stream, not a task
+                continue
+            try:
+                workflow = workflow_for(events, task_id, args.workflow, settings)
+            except AgentLedgerError as exc:
+                if not args.since:
+                    raise
+                print(f"task {task_id}: cannot verify: {exc}", file=err)
+                failed += 1
+                continue
+            runtime = build_runtime(workflow, settings)
             try:
                 result = await verify_events(events, runtime, rerun_models=args.rerun_models)
             finally:
@@ -97,7 +106,7 @@ async def cmd_verify(args: argparse.Namespace, settings: Settings, out: TextIO, 
             failed += not result.ok
     finally:
         await log.close()
-    if len(task_ids) > 1:
+    if args.since and task_ids:
         print(f"{len(task_ids) - failed} of {len(task_ids)} tasks verified", file=out)
     return EXIT_FAILED if failed else EXIT_OK
 

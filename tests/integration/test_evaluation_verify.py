@@ -45,6 +45,15 @@ def test_verify_since_checks_every_recent_task(home: Path) -> None:
     assert first in out and second in out and "2 of 2 tasks verified" in out
     assert cli("verify", "--since", "2999-01-01")[1].startswith("no task ran since")
     assert cli("verify")[0] == 2 and cli("verify", "--since", "yesterday")[0] == 2
+    # a task whose workflow file is gone is reported, and the others are still verified
+    gone = home / "gone"
+    shutil.copytree(EXAMPLES / "pipeline", gone)
+    orphan = record_example("pipeline", gone / "workflow.yaml")
+    shutil.rmtree(gone)
+    code, out, err = cli("verify", "--since", "2000-01-01")
+    assert code == 1
+    assert f"task {orphan}: cannot verify:" in err and "2 of 3 tasks verified" in out
+    assert cli("verify", orphan)[0] == 2  # alone: the missing file is bad input, exit 2
 
 
 def test_a_changed_workflow_is_pinpointed(home: Path) -> None:
