@@ -34,7 +34,7 @@ from aiokafka.errors import KafkaError
 from pydantic import JsonValue
 
 from agentledger.agents.workflow import Workflow
-from agentledger.errors import ToolError
+from agentledger.errors import AgentLedgerError, ToolError
 from agentledger.evaluation.diff import RunFigures
 from agentledger.evaluation.recording import answering_tool, replace_tools
 from agentledger.evaluation.scorers import score_output
@@ -229,8 +229,11 @@ def mirroring(
                 asyncio.run(
                     mirror_goals(bootstrap, primary_prefix, shadow_prefix, workflow, stop=stop)
                 )
-            except (KafkaError, OSError) as exc:  # the broker went away: try again shortly
+            except (KafkaError, OSError, AgentLedgerError) as exc:  # the broker went away
                 log.warning("shadow: mirroring goals failed (%s); retrying", exc)
+                stop.wait(1.0)
+            except Exception:  # never a silent death of the mirror: say why, then go on
+                log.exception("shadow: mirroring goals failed; retrying")
                 stop.wait(1.0)
 
     thread = threading.Thread(target=run, name="shadow-goal-mirror", daemon=True)
