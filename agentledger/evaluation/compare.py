@@ -2,13 +2,15 @@
 
 Verify, fork and diff compare events made at different times (and, for a fork, in another
 task): their ids, positions, timestamps, latencies, prices and the ids a model made up for
-its tool calls differ without anything having changed. ``essence`` drops those;
+its tool calls differ without anything having changed. ``essence`` drops those (and
+turns deadlines into offsets from their event);
 ``differences`` lists the fields where two essences part, with both sides.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 from agentledger.schemas import EventBase
@@ -39,9 +41,18 @@ def _strip(value: Any) -> Any:
     return value
 
 
+# Deadlines are set from the clock when the event is made: what must match is how long
+# after the event they fall (to a tenth of a second), not the instant.
+RELATIVE_TIMES = ("expires_at", "reopens_at")
+
+
 def essence(event: EventBase) -> dict[str, Any]:
     """The event as JSON, without the fields that differ between equivalent runs."""
     out: dict[str, Any] = _strip(to_dict(event))
+    for name in RELATIVE_TIMES:
+        when = getattr(event, name, None)
+        if isinstance(when, datetime):
+            out[name] = f"{(when - event.occurred_at).total_seconds():+.1f} s after the event"
     return out
 
 

@@ -103,3 +103,22 @@ async def test_a_changed_scripted_model_is_pinpointed(tmp_path: Path) -> None:
     )
     # answered from the recording, the model change is invisible: the code is unchanged
     assert (await verify_events(run.events, changed)).ok
+
+
+APPROVALS = Path(__file__).parents[1] / "fixtures" / "approvals" / "workflow.yaml"
+
+
+@pytest.mark.parametrize("decision", ["approve", "deny"])
+def test_a_task_decided_by_a_person_verifies(home: Path, decision: str) -> None:
+    """Decisions come from outside the processors and deadlines from the clock: the
+    reactions to them are re-run, the decisions and the instants themselves are not."""
+    code, out, err = cli("run", str(APPROVALS), "--goal", "nightly maintenance")
+    assert code == 3, err  # waiting for a person
+    task_id = out.splitlines()[0].split()[1]
+    approval_id = next(w for w in out.split() if w.startswith("ap-"))
+    extra = ["--reason", "not tonight"] if decision == "deny" else []
+    code, _, err = cli(decision, approval_id, *extra)
+    assert code == (0 if decision == "approve" else 1), err  # a denial fails the task
+    code, out, err = cli("verify", task_id)
+    assert code == 0, err
+    assert f"task {task_id}: ok" in out
