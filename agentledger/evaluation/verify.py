@@ -29,7 +29,7 @@ from agentledger.agents.context import Processor, ProcessorContext, Runtime
 from agentledger.evaluation.compare import FieldDifference, differences, essence
 from agentledger.evaluation.recording import Recording, recorded_models, recorded_tools
 from agentledger.projections.task_state import TaskState, evolve
-from agentledger.schemas import Event, EventBase, TaskForked, utc_now
+from agentledger.schemas import TERMINAL_TYPES, Event, EventBase, TaskForked, utc_now
 from agentledger.security.guard import protect
 from agentledger.streams.driver import default_processors, processor_routes, react
 
@@ -84,7 +84,7 @@ class Verification:
     task_id: str
     reactions: int  # reactions re-run
     events_checked: int  # recorded events matched by a re-run reaction
-    unchecked: int  # reactions the recording cut short (the task ended while they ran)
+    unchecked: int  # reactions with no recorded output: cut short by the end, or still to come
     divergence: Divergence | None = None
 
     @property
@@ -94,7 +94,12 @@ class Verification:
     def describe(self) -> str:
         if self.divergence is not None:
             return self.divergence.describe()
-        extra = f", {self.unchecked} cut short by the task's end" if self.unchecked else ""
+        extra = (
+            f", {self.unchecked} with no recorded output (cut short by the task's end, or "
+            "not run yet)"
+            if self.unchecked
+            else ""
+        )
         return (
             f"task {self.task_id}: ok — {self.reactions} reactions re-run, "
             f"{self.events_checked} events the same{extra}"
@@ -126,9 +131,8 @@ async def verify_events(
     recording = Recording(ordered)
     replay = replay_runtime(runtime, recording, rerun_models=rerun_models)
     routes = processor_routes(processors if processors is not None else default_processors())
-    ended_badly = next(
-        (e.seq for e in ordered if e.type in ("task_failed", "task_cancelled")), None
-    )
+    finished = next((e for e in ordered if e.type in TERMINAL_TYPES), None)
+    ended_badly = finished.seq if finished is not None and finished.type != "task_completed" else 0
     forked = next((e for e in ordered if isinstance(e, TaskForked)), None)
     copied_until = forked.fork_seq if forked is not None else 0  # a fork's parent's part
     state = TaskState(task_id=task_id)
@@ -150,8 +154,10 @@ async def verify_events(
         )
         replayed = protect(await react(processor, event, ctx), replay)
         reactions += 1
-        if not recorded and replayed and ended_badly is not None and ended_badly > event.seq:
-            unchecked += 1  # the task failed while this reaction ran; its output was dropped
+        if not recorded and replayed and (finished is None or ended_badly > event.seq):
+            # The task failed while this reaction ran (its output was dropped), or it has
+            # not finished and the reaction is still to come: nothing recorded to compare.
+            unchecked += 1
             continue
         divergence = _compare(task_id, event, recorded, replayed)
         if divergence is not None:
