@@ -180,12 +180,17 @@ async def cmd_status(args: argparse.Namespace, settings: Settings, out: TextIO, 
         state = fold(task_id, events)
     finally:
         await log.close()
-    print_status(state, args.json, out)
-    if not args.json:
-        from agentledger.evaluation.fork import lineage_line
+    from agentledger.evaluation.fork import lineage, lineage_line
 
-        if (forked := lineage_line(events)) is not None:
-            print(forked, file=out)
+    forked = lineage(events)
+    if args.json and forked is not None:  # a fork's lineage beside its state
+        body = {**_state_json(state), "forked_from": forked.parent_task_id}
+        body["fork_seq"] = forked.fork_seq
+        print(orjson.dumps(body, option=orjson.OPT_INDENT_2).decode(), file=out)
+        return EXIT_OK
+    print_status(state, args.json, out)
+    if not args.json and (line := lineage_line(events)) is not None:
+        print(line, file=out)
     return EXIT_OK
 
 

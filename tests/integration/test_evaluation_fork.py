@@ -105,6 +105,9 @@ def test_fork_with_an_edited_output_status_lineage_and_diff(
     assert "2 expenses: 10.00 EUR, 2.00 GBP." in out
     code, out, _ = cli("status", child)
     assert code == 0 and f"forked from task {parent} at seq 7; edited output of extract" in out
+    status = json.loads(cli("status", child, "--json")[1])
+    assert (status["forked_from"], status["fork_seq"], status["status"]) == (parent, 7, "completed")
+    assert "forked_from" not in json.loads(cli("status", parent, "--json")[1])
     code, out, _ = cli("diff", parent, child)
     assert code == 0
     assert "result:" in out and "normalise.expenses" in out
