@@ -74,7 +74,13 @@ async def cmd_verify(args: argparse.Namespace, settings: Settings, out: TextIO, 
 
     if bool(args.task) == bool(args.since):
         raise UsageError("give a TASK or --since DATE (not both)")
-    log = open_ledger(args, settings)
+    log: EventLog
+    if args.brokers:  # tasks of the distributed shape, read from <prefix>.events
+        from agentledger.streams.kafka_cli import open_kafka_log
+
+        log = await open_kafka_log(args)
+    else:
+        log = open_ledger(args, settings)
     failed = 0
     try:
         if args.task:
@@ -197,11 +203,14 @@ async def cmd_diff(args: argparse.Namespace, settings: Settings, out: TextIO, er
 
 
 def register(sub: Any) -> None:
+    from agentledger.streams.kafka_cli import add_connection_options
+
     p = sub.add_parser(
         "verify", help="re-run a recorded task's reactions with today's code and compare"
     )
     p.add_argument("task", nargs="?", help="task id (or a unique prefix)")
     p.add_argument("--since", metavar="DATE", help="every task with events since DATE")
+    add_connection_options(p, required=False)
     p.add_argument("--workflow", help="workflow file (default: the one each task recorded)")
     p.add_argument(
         "--rerun-models",

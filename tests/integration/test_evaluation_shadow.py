@@ -86,7 +86,11 @@ def deliveries(home: Path) -> list[str]:
 
 
 def test_a_shadow_run_on_the_real_broker(
-    kafka_broker: str, kafka_prefix: str, tmp_path: Path, processes: list[subprocess.Popen[bytes]]
+    kafka_broker: str,
+    kafka_prefix: str,
+    tmp_path: Path,
+    processes: list[subprocess.Popen[bytes]],
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     shadow = f"{kafka_prefix}-shadow"
     primary_home, shadow_home = tmp_path / "primary", tmp_path / "shadow"
@@ -138,6 +142,11 @@ def test_a_shadow_run_on_the_real_broker(
         assert models == {"candidate-model"}
     assert len(deliveries(primary_home)) == 6  # the primary delivered each parcel once
     assert deliveries(shadow_home) == []  # the shadow ran no side effect at all
+
+    # the primary's tasks verify straight from Kafka, with the primary's vault
+    monkeypatch.setenv("AGENTLEDGER_HOME", str(primary_home))
+    code, out, err = cli("verify", tasks[0], *connect, "--prefix", kafka_prefix)
+    assert code == 0 and f"task {tasks[0]}: ok" in out, err
 
     ledger = str(tmp_path / "compare.db")
     code, out, err = cli(
