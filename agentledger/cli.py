@@ -268,10 +268,21 @@ async def cmd_status(args: argparse.Namespace, settings: Settings, out: TextIO, 
     log = _open_log(args, settings)
     try:
         task_id = await _resolve_task(log, args.task)
-        state = fold(task_id, _split(await log.read_task(task_id), err))
+        events = _split(await log.read_task(task_id), err)
+        state = fold(task_id, events)
     finally:
         await log.close()
+    from agentledger.evaluation.fork import lineage, lineage_line
+
+    forked = lineage(events)
+    if args.json and forked is not None:  # a fork's lineage beside its state
+        body = {**_state_json(state), "forked_from": forked.parent_task_id}
+        body["fork_seq"] = forked.fork_seq
+        print(orjson.dumps(body, option=orjson.OPT_INDENT_2).decode(), file=out)
+        return EXIT_OK
     print_status(state, args.json, out)
+    if not args.json and (line := lineage_line(events)) is not None:
+        print(line, file=out)
     return EXIT_OK
 
 
@@ -536,6 +547,7 @@ def _register_optional(sub: Any) -> None:
         "agentledger.console.cli",
         "agentledger.otel.cli",
         "agentledger.doctor",
+        "agentledger.evaluation.cli",
     ):
         try:
             mod = importlib.import_module(module)

@@ -10,6 +10,13 @@ from agentledger.schemas.approvals import (
 from agentledger.schemas.catalog import EVENT_ADAPTER, EVENT_TYPES, TERMINAL_TYPES, Event
 from agentledger.schemas.codec import EventDecodeError, decode, encode
 from agentledger.schemas.envelope import EventBase, new_event_id, utc_now
+from agentledger.schemas.evaluation import (
+    EvalCaseCompleted,
+    EvalRunCompleted,
+    EvalRunStarted,
+    EvalScoreRecorded,
+    TaskForked,
+)
 from agentledger.schemas.failure import (
     FailureAction,
     FailurePolicy,
@@ -82,6 +89,10 @@ __all__ = [
     "ApprovalRequested",
     "CircuitStateChanged",
     "ContextSummarized",
+    "EvalCaseCompleted",
+    "EvalRunCompleted",
+    "EvalRunStarted",
+    "EvalScoreRecorded",
     "Event",
     "EventBase",
     "EventDecodeError",
@@ -118,6 +129,7 @@ __all__ = [
     "TaskCancelled",
     "TaskCompleted",
     "TaskFailed",
+    "TaskForked",
     "TaskLeaseTakenOver",
     "TaskPlanned",
     "TokenUsage",

@@ -14,6 +14,13 @@ from agentledger.schemas.approvals import (
     ApprovalRequested,
 )
 from agentledger.schemas.envelope import EventBase
+from agentledger.schemas.evaluation import (
+    EvalCaseCompleted,
+    EvalRunCompleted,
+    EvalRunStarted,
+    EvalScoreRecorded,
+    TaskForked,
+)
 from agentledger.schemas.failure import FailurePolicyApplied, SubtaskSkipped
 from agentledger.schemas.goals import (
     GoalSubmitted,
@@ -98,7 +105,12 @@ Event: TypeAlias = Annotated[
     | LlmFallbackUsed
     | PlanClamped
     | TaskLeaseTakenOver
-    | RunInterrupted,
+    | RunInterrupted
+    | TaskForked
+    | EvalRunStarted
+    | EvalCaseCompleted
+    | EvalScoreRecorded
+    | EvalRunCompleted,
     Field(discriminator="type"),
 ]
 

@@ -39,6 +39,42 @@ def default_processors() -> list[Processor]:
     return [Orchestrator(), AgentStep(), executor, ApprovalGate(executor)]
 
 
+def processor_routes(processors: Iterable[Processor]) -> dict[str, Processor]:
+    """The one processor that reacts to each event type."""
+    routes: dict[str, Processor] = {}
+    for p in processors:
+        for event_type in p.handles:
+            if event_type in routes:
+                raise ValueError(
+                    f"two processors handle {event_type!r}; one reaction per event type"
+                )
+            routes[event_type] = p
+    return routes
+
+
+async def react(processor: Processor, event: Event, ctx: ProcessorContext) -> list[EventBase]:
+    """The events ``processor`` causes from ``event``; a bug in it becomes ``task_failed``
+    (the task fails visibly instead of hanging). Shared by the driver and ``verify``."""
+    try:
+        return await processor.handle(event, ctx)
+    except Exception as exc:
+        log.exception(
+            "%s failed on %s (task %s, seq %d)",
+            type(processor).__name__,
+            event.type,
+            event.task_id,
+            event.seq,
+        )
+        return [
+            TaskFailed.caused_by(
+                event,
+                reason=f"internal error in {type(processor).__name__} handling {event.type} "
+                f"(seq {event.seq}): {type(exc).__name__}: {exc}",
+                error_kind="internal_error",
+            )
+        ]
+
+
 class TaskDriver:
     def __init__(
         self,
@@ -52,14 +88,9 @@ class TaskDriver:
         self.task_id = task_id
         self.state = TaskState(task_id=task_id)
         self._sink = sink
-        self._routes: dict[str, Processor] = {}
-        for p in processors if processors is not None else default_processors():
-            for event_type in p.handles:
-                if event_type in self._routes:
-                    raise ValueError(
-                        f"two processors handle {event_type!r}; one reaction per event type"
-                    )
-                self._routes[event_type] = p
+        self._routes = processor_routes(
+            processors if processors is not None else default_processors()
+        )
         self._caused: set[str] = set()
         self._next_seq = 1
         self._recover_until = 0
@@ -112,24 +143,7 @@ class TaskDriver:
         task.add_done_callback(self._inflight.discard)
 
     async def _react(self, processor: Processor, event: Event, ctx: ProcessorContext) -> None:
-        try:
-            outputs = await processor.handle(event, ctx)
-        except Exception as exc:  # a bug in a processor must fail the task visibly, not hang it
-            log.exception(
-                "%s failed on %s (task %s, seq %d)",
-                type(processor).__name__,
-                event.type,
-                event.task_id,
-                event.seq,
-            )
-            outputs = [
-                TaskFailed.caused_by(
-                    event,
-                    reason=f"internal error in {type(processor).__name__} handling {event.type} "
-                    f"(seq {event.seq}): {type(exc).__name__}: {exc}",
-                    error_kind="internal_error",
-                )
-            ]
+        outputs = await react(processor, event, ctx)
         if outputs:
             try:
                 await self.emit(outputs)
