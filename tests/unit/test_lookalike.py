@@ -1,0 +1,62 @@
+"""Allow-lists compare canonical forms: NFKC, case folding, IDNA; look-alikes are named."""
+
+from __future__ import annotations
+
+import pytest
+
+from agentledger.projections.task_state import TaskState
+from agentledger.security.lookalike import canonical_address, canonical_domain, skeleton
+from agentledger.security.policy import PolicyContext, ToolPolicy, domain_allowed
+
+CTX = PolicyContext("t", "s", "a", "notify", TaskState(task_id="t"))
+CYRILLIC_E = "\u0435"
+
+
+def test_canonical_forms() -> None:
+    assert canonical_domain("Example.COM.") == "example.com"
+    assert canonical_domain("\uff45xample.com") == "example.com"  # fullwidth e is e to DNS
+    assert canonical_domain(f"{CYRILLIC_E}vil.t{CYRILLIC_E}st") == "xn--vil-qdd.xn--tst-rdd"
+    assert canonical_domain("ex ample.com") is None
+    assert canonical_domain("127.0.0.1") == "127.0.0.1"
+    assert canonical_address("Ops@B\u00fccher.de") == "ops@xn--bcher-kva.de"
+    assert skeleton(f"x@{CYRILLIC_E}xample.com") == "x@example.com"
+
+
+@pytest.mark.parametrize(
+    "address",
+    [
+        f"x@{CYRILLIC_E}vil.t{CYRILLIC_E}st",  # the report's address, outside the list
+        f"x@{CYRILLIC_E}xample.com",  # a homoglyph of the allowed domain
+        "ops@example.c\u043em",  # Cyrillic o in the TLD
+        "\u043eps@example.org",  # Cyrillic o in the local part of a listed address
+    ],
+)
+def test_a_homoglyph_recipient_is_refused(address: str) -> None:
+    policy = ToolPolicy(allowed_recipients=("@example.com", "ops@example.org"))
+    problems = policy.problems({"to": address, "text": "hi"}, CTX)
+    assert len(problems) == 1
+    assert address in problems[0]
+    assert "not an allowed recipient" in problems[0] or "only looks like" in problems[0]
+
+
+def test_a_lookalike_is_named_in_the_refusal() -> None:
+    policy = ToolPolicy(allowed_recipients=("@example.com",))
+    (problem,) = policy.problems({"to": f"x@{CYRILLIC_E}xample.com"}, CTX)
+    assert "only looks like the allowed '@example.com'" in problem
+    assert "xn--" in problem
+
+
+def test_real_recipients_still_pass_in_any_case_or_width() -> None:
+    policy = ToolPolicy(allowed_recipients=("@example.com", "ops@b\u00fccher.de"))
+    assert policy.problems({"to": "Ann@EXAMPLE.com"}, CTX) == []
+    assert policy.problems({"to": "ann@\uff45xample.com"}, CTX) == []
+    assert policy.problems({"to": "ops@xn--bcher-kva.de"}, CTX) == []
+
+
+def test_domains_compare_canonically() -> None:
+    assert domain_allowed("docs.Example.com", ("example.com",))
+    assert not domain_allowed(f"docs.{CYRILLIC_E}xample.com", ("example.com",))
+    assert not domain_allowed("example.com.evil.test", ("example.com",))
+    policy = ToolPolicy(allowed_domains=("example.com",))
+    (problem,) = policy.problems({"url": f"https://{CYRILLIC_E}xample.com/x"}, CTX)
+    assert "only looks like the allowed 'example.com'" in problem
