@@ -351,7 +351,7 @@ class AgentStep:
                 "invalid_arguments",
             )
         try:
-            arguments = tool.validate(guard.resolve_for(tool, call.arguments, ctx.runtime))
+            arguments = guard.validate_call(tool, call.arguments, ctx.runtime)
         except ValueError as exc:
             return reject(str(exc), "invalid_arguments")
         arguments, refusal, kind = guard.check_call(ctx.state, ctx.runtime, sub, tool, arguments)

@@ -49,6 +49,7 @@ from agentledger.agents.plans import default_problem, plan_problems
 from agentledger.errors import ConfigurationError, WorkflowError
 from agentledger.llm.base import ModelSettings
 from agentledger.schemas import FailurePolicy, Plan, RunningBranches
+from agentledger.security import release
 from agentledger.security.policy import SecurityPolicy, ToolPolicy, ToolPolicyEntry
 from agentledger.settings import Settings
 from agentledger.tools.registry import Tool, ToolRegistry, as_tool
@@ -153,6 +154,9 @@ class Workflow:
         for t in self.tool_policies:
             if t not in self.tools:
                 problems.append(f"a policy is set for tool {t!r}, which is not registered")
+        for tool in self.tools:
+            problems.extend(release.declaration_problems(tool))
+        problems.extend(release.grant_problems(self.security.release, self.tools))
         orchestrator = self.agents.get(self.orchestrator)
         if orchestrator is not None and orchestrator.output_model is not None:
             problems.append(
@@ -260,7 +264,7 @@ class _ToolEntry(BaseModel):
     backoff_base_s: float | None = Field(default=None, ge=0)
     backoff_max_s: float | None = Field(default=None, ge=0)
     circuit_breaker: _BreakerOverride | None = None
-    raw_values: bool | None = None
+    raw_values: bool | dict[str, list[str]] | None = None  # see security/release.py
     policy: ToolPolicyEntry | None = None
 
 

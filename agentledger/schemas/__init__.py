@@ -44,6 +44,7 @@ from agentledger.schemas.handoffs import (
 from agentledger.schemas.hierarchy import SubtaskPlanned, SubtaskPlanRejected
 from agentledger.schemas.limits import LimitReached
 from agentledger.schemas.llm import LlmCallCompleted, LlmCallFailed, RecordedToolCall, TokenUsage
+from agentledger.schemas.provenance import RawValueReleased, UntrustedArgument
 from agentledger.schemas.security import InjectionSuspected
 from agentledger.schemas.subtasks import (
     AgentOutputProduced,
@@ -94,6 +95,7 @@ __all__ = [
     "Plan",
     "PlanRejected",
     "PlannedSubtask",
+    "RawValueReleased",
     "RecordedToolCall",
     "RunningBranches",
     "SubtaskAssigned",
@@ -113,6 +115,7 @@ __all__ = [
     "ToolCallRequested",
     "ToolCallRetryScheduled",
     "ToolCallStarted",
+    "UntrustedArgument",
     "Vote",
     "WorkflowRef",
     "decode",

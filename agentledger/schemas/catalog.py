@@ -32,6 +32,7 @@ from agentledger.schemas.handoffs import HandoffAccepted, HandoffRejected, Outpu
 from agentledger.schemas.hierarchy import SubtaskPlanned, SubtaskPlanRejected
 from agentledger.schemas.limits import LimitReached
 from agentledger.schemas.llm import LlmCallCompleted, LlmCallFailed
+from agentledger.schemas.provenance import RawValueReleased, UntrustedArgument
 from agentledger.schemas.security import InjectionSuspected
 from agentledger.schemas.subtasks import (
     AgentOutputProduced,
@@ -85,7 +86,9 @@ Event: TypeAlias = Annotated[
     | CircuitStateChanged
     | ToolCallRetryScheduled
     | ContextSummarized
-    | InjectionSuspected,
+    | InjectionSuspected
+    | RawValueReleased
+    | UntrustedArgument,
     Field(discriminator="type"),
 ]
 

@@ -22,4 +22,4 @@ class InjectionSuspected(EventBase):
     source: str
     rules: list[str]
     excerpt: str
-    action: Literal["block", "strip", "warn"]
+    action: Literal["flag", "block", "strip", "warn"]

@@ -26,11 +26,13 @@ from agentledger.schemas import (
     EventBase,
     GoalSubmitted,
     InjectionSuspected,
+    RawValueReleased,
     TaskCompleted,
     TaskFailed,
     ToolCallRejected,
     ToolCallRequested,
 )
+from agentledger.security import release
 from agentledger.security.injection import screen
 from agentledger.security.policy import PolicyContext
 from agentledger.tools.registry import Tool
@@ -41,8 +43,10 @@ __all__ = [
     "leaks",
     "protect",
     "rejection_stop",
+    "release_for",
     "resolve_for",
     "screen_tool_result",
+    "validate_call",
 ]
 
 
@@ -141,12 +145,57 @@ def screen_tool_result(
 def resolve_for(
     tool: Tool, arguments: dict[str, JsonValue], runtime: Runtime
 ) -> dict[str, JsonValue]:
-    """Arguments as ``tool`` gets them: placeholders resolved only if it declares ``raw_values``."""
-    if not tool.raw_values:
-        return arguments
-    resolved = runtime.masker.unmask(arguments)
-    assert isinstance(resolved, dict)
+    """Arguments as ``tool`` gets them: placeholders resolved only where it declares them
+    (``raw_values``; see security/release.py)."""
+    resolved, _ = release.resolve(
+        tool, arguments, runtime.masker, runtime.workflow.security.release
+    )
     return resolved
+
+
+def validate_call(
+    tool: Tool, arguments: dict[str, JsonValue], runtime: Runtime
+) -> dict[str, JsonValue]:
+    """``arguments`` validated as ``tool`` will get them (declared placeholders resolved),
+    recorded with the placeholders the model used. Raises ValueError saying what is wrong."""
+    resolved, _, traced = release.resolve_traced(
+        tool, arguments, runtime.masker, runtime.workflow.security.release
+    )
+    validated = tool.validate(resolved)
+    kept = release.restore(validated, traced)
+    assert isinstance(kept, dict)
+    return kept
+
+
+def release_for(
+    request: ToolCallRequested, cause: EventBase, tool: Tool, runtime: Runtime
+) -> tuple[dict[str, JsonValue], list[EventBase]]:
+    """The arguments ``tool`` runs with, and a ``raw_value_released`` per secret in them."""
+    resolved, released = release.resolve(
+        tool, request.arguments, runtime.masker, runtime.workflow.security.release
+    )
+    events: list[EventBase] = [
+        RawValueReleased.caused_by(
+            cause,
+            subtask_id=request.subtask_id,
+            call_id=request.call_id,
+            tool=tool.name,
+            argument=r.argument,
+            category=r.category,
+            placeholder=r.placeholder,
+            granted_by=r.granted_by,
+        )
+        for r in released
+    ]
+    return resolved, events
+
+
+def _undeclared_leaks(tool: Tool, arguments: dict[str, JsonValue]) -> list[str]:
+    """Raw personal data or secrets in arguments (or of categories) the tool does not declare."""
+    kinds: set[str] = set()
+    for name, value in arguments.items():
+        kinds.update(set(leaks(value)) - release.declared(tool, name))
+    return sorted(kinds)
 
 
 def check_call(
@@ -166,9 +215,9 @@ def check_call(
         if problems:
             reason = f"the policy of {tool.name!r} refuses this call: " + "; ".join(problems)
             return arguments, reason, "policy_violation"
-    # A tool that declares raw_values gets them by design; its policy is what bounds it.
-    if tool.risk == "external" and not tool.raw_values:
-        kinds = leaks(arguments)
+    # A tool gets the raw values it declares by design; its policy is what bounds it.
+    if tool.risk == "external":
+        kinds = _undeclared_leaks(tool, arguments)
         if kinds and runtime.workflow.security.outbound == "block":
             reason = (
                 f"the arguments hold personal data or secrets ({', '.join(kinds)}) and "

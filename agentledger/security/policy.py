@@ -37,6 +37,7 @@ from agentledger._imports import load_object
 from agentledger.errors import ConfigurationError
 from agentledger.projections.task_state import TaskState
 from agentledger.security.lookalike import canonical_address, canonical_domain, lookalike_of
+from agentledger.security.release import ReleaseGrant
 
 __all__ = [
     "PolicyCheck",
@@ -54,9 +55,14 @@ class SecurityPolicy(BaseModel):
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
-    injection: Literal["block", "strip", "warn"] = "strip"
+    injection: Literal["flag", "block", "strip", "warn"] = "flag"
     primary_log: Literal["masked", "raw"] | None = None  # None: the setting decides (masked)
     outbound: Literal["mask", "block"] = "mask"
+    # Secrets a tool with risk external may receive raw (see security/release.py).
+    release: tuple[ReleaseGrant, ...] = ()
+    # A side effect steered by untrusted data (see security/provenance.py).
+    provenance: Literal["refuse", "approve", "off"] = "refuse"
+    trusted_values: tuple[str, ...] = ()  # recipients, @domains, domains, values always trusted
 
     @property
     def masked(self) -> bool:
@@ -189,7 +195,9 @@ def _refusal(what: str, value: str, allowed: tuple[str, ...]) -> str:
             f"{what} {value} only looks like the allowed {imitated!r}: it is spelled with "
             f"look-alike characters (canonical form {_canonical(value)!r}); not allowed ({listed})"
         )
-    return f"{what} {value} is not an allowed {what} ({listed})"
+    if what == "domain":
+        return f"host {value!r} is not an allowed domain ({listed})"
+    return f"recipient {value} is not an allowed recipient ({listed})"
 
 
 def _canonical(value: str) -> str | None:
