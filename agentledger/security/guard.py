@@ -31,8 +31,9 @@ from agentledger.schemas import (
     TaskFailed,
     ToolCallRejected,
     ToolCallRequested,
+    UntrustedArgument,
 )
-from agentledger.security import release
+from agentledger.security import provenance, release
 from agentledger.security.injection import screen
 from agentledger.security.policy import PolicyContext
 from agentledger.tools.registry import Tool
@@ -40,6 +41,7 @@ from agentledger.tools.registry import Tool
 __all__ = [
     "admit_goal",
     "check_call",
+    "check_provenance",
     "leaks",
     "protect",
     "rejection_stop",
@@ -229,6 +231,96 @@ def check_call(
             assert isinstance(masked, dict)
             return masked, None, ""
     return arguments, None, ""
+
+
+def check_provenance(
+    cause: EventBase,
+    state: TaskState,
+    runtime: Runtime,
+    sub: SubtaskState,
+    outcomes: Sequence[EventBase],
+) -> list[EventBase]:
+    """``outcomes`` with each requested side effect whose deciding arguments came from
+    untrusted data refused, or kept and held for approval (``security.provenance``), after
+    an ``untrusted_argument`` naming the source. See security/provenance.py."""
+    security = runtime.workflow.security
+    if security.provenance == "off":
+        return list(outcomes)
+    out: list[EventBase] = []
+    context: provenance.Context | None = None
+    for outcome in outcomes:
+        tool = (
+            runtime.workflow.tools.get(outcome.tool)
+            if isinstance(outcome, ToolCallRequested)
+            else None
+        )
+        if tool is None or not (tool.side_effect or tool.risk == "external"):
+            out.append(outcome)
+            continue
+        assert isinstance(outcome, ToolCallRequested)
+        deciding = provenance.deciding_arguments(tool.decides, list(tool.arguments.model_fields))
+        if context is None and deciding:
+            context = provenance.subtask_context(state, sub, _workflow_texts(runtime))
+        taints = (
+            provenance.tainted_arguments(
+                outcome.arguments,
+                deciding,
+                context,
+                policy=runtime.workflow.tool_policies.get(tool.name),
+                trusted_values=security.trusted_values,
+                unmask=lambda text: str(runtime.masker.unmask(text)),
+            )
+            if context is not None
+            else []
+        )
+        if not taints:
+            out.append(outcome)
+            continue
+        out.extend(
+            UntrustedArgument.caused_by(
+                cause,
+                subtask_id=outcome.subtask_id,
+                call_id=outcome.call_id,
+                tool=tool.name,
+                argument=t.argument,
+                value=t.value[:300],
+                sources=list(t.sources),
+                action=security.provenance,
+            )
+            for t in taints
+        )
+        if security.provenance == "approve":
+            out.append(outcome)  # the tool executor asks a person first (approval_gate)
+            continue
+        first = taints[0]
+        out.append(
+            ToolCallRejected.caused_by(
+                cause,
+                subtask_id=outcome.subtask_id,
+                iteration=outcome.iteration,
+                call_id=outcome.call_id,
+                tool=tool.name,
+                reason=f"{first.argument!r} of {tool.name!r} is {first.value[:200]}, which comes "
+                f"from untrusted data ({', '.join(first.sources)}) and not from the task, the "
+                "workflow or an allow-list; a side effect may only target what the task "
+                "itself names",
+                error_kind="untrusted_argument",
+            )
+        )
+    return out
+
+
+def _workflow_texts(runtime: Runtime) -> tuple[str, ...]:
+    """The trusted texts of the workflow: instructions, descriptions, allow-lists."""
+    wf = runtime.workflow
+    texts = [t for a in wf.agents.values() for t in (a.instructions, a.description)]
+    texts += [t.description for t in wf.tools]
+    for policy in wf.tool_policies.values():
+        texts += [*(policy.allowed_recipients or ()), *(policy.allowed_domains or ())]
+    texts += wf.security.trusted_values
+    if wf.security.masked:  # compared with masked context: placeholder to placeholder
+        return tuple(str(runtime.masker.mask(t)) for t in texts if t)
+    return tuple(t for t in texts if t)
 
 
 def rejection_stop(
