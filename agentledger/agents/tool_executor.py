@@ -181,10 +181,18 @@ class ToolExecutor:
             size = len(orjson.dumps(result))
         except TypeError as exc:  # orjson: the result is not JSON-serialisable
             message = f"tool {request.tool!r} returned a value that is not JSON: {exc}"
-            return [*released, _failed(cause, request, "invalid_result", message, started), *transitions]
+            return [
+                *released,
+                _failed(cause, request, "invalid_result", message, started),
+                *transitions,
+            ]
         if size > MAX_RESULT_BYTES:
             message = f"tool {request.tool!r} returned {size} bytes, over the {MAX_RESULT_BYTES}-byte limit"
-            return [*released, _failed(cause, request, "result_too_large", message, started), *transitions]
+            return [
+                *released,
+                _failed(cause, request, "result_too_large", message, started),
+                *transitions,
+            ]
         # Untrusted data: screened for injection before it is recorded or seen by a model.
         result, flagged = guard.screen_tool_result(request, cause, result, ctx.runtime)
         return [

@@ -33,8 +33,9 @@ from agentledger.schemas import (
     ToolCallRequested,
     UntrustedArgument,
 )
+from agentledger.schemas.security import InjectionMatch
 from agentledger.security import provenance, release
-from agentledger.security.injection import screen
+from agentledger.security.injection import Screened, screen
 from agentledger.security.policy import PolicyContext
 from agentledger.tools.registry import Tool
 
@@ -85,6 +86,7 @@ def admit_goal(goal: GoalSubmitted, runtime: Runtime) -> list[EventBase]:
                 rules=screened.rules,
                 excerpt=screened.excerpt,
                 action=action,
+                matches=_matches(screened),
             )
         )
     if flagged:
@@ -140,8 +142,16 @@ def screen_tool_result(
         rules=screened.rules,
         excerpt=screened.excerpt,
         action=action,
+        matches=_matches(screened),
     )
     return screened.value, [event]
+
+
+def _matches(screened: Screened) -> list[InjectionMatch]:
+    return [
+        InjectionMatch(rule=rule, path=path, start=start, end=end, text=text)
+        for rule, path, start, end, text in screened.matches
+    ]
 
 
 def resolve_for(
