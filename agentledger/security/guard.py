@@ -3,7 +3,8 @@
 * ``admit_goal``: a goal's inputs are screened for injection and the goal masked, before
   it is written (embedded ``submit`` and the Kafka worker's goal intake).
 * ``protect``: every batch a reaction emits is masked before it is written (the primary
-  log setting) and a final result leaving the system is checked (``outbound``).
+  log setting) and a final result leaving the system is checked (``outbound``) and its
+  links neutralised (``link_domains``).
 * ``screen_tool_result``: a tool's result is screened before it is recorded and handed
   to the model.
 * ``check_call``: a requested call is checked against its tool's policy and, for
@@ -36,6 +37,7 @@ from agentledger.schemas import (
 from agentledger.schemas.security import InjectionMatch
 from agentledger.security import provenance, release
 from agentledger.security.injection import Screened, screen
+from agentledger.security.links import neutralise_links
 from agentledger.security.policy import PolicyContext
 from agentledger.tools.registry import Tool
 
@@ -100,6 +102,11 @@ def protect(events: Sequence[EventBase], runtime: Runtime) -> list[EventBase]:
     security = runtime.workflow.security
     out: list[EventBase] = []
     for event in events:
+        if isinstance(event, TaskCompleted):
+            # The result leaves the system: a link in it must not carry data out.
+            result, removed = neutralise_links(event.result, security.link_domains)
+            if removed:
+                event = event.model_copy(update={"result": result})
         if isinstance(event, TaskCompleted) and not security.masked:
             event = _outbound_result(event, runtime)
         if security.masked:
