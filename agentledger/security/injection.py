@@ -49,6 +49,8 @@ class Rule:
     # Lower-case substrings one of which every match contains: a text with none of them
     # skips the rule for the price of a few ``in`` tests. Empty: always run.
     hints: tuple[str, ...] = ()
+    non_ascii: bool = False  # matches only non-ASCII characters: skipped on ASCII text
+    min_length: int = 0  # no match is shorter: skipped on shorter text
 
 
 @dataclass(frozen=True, slots=True)
@@ -173,6 +175,7 @@ RULES: tuple[Rule, ...] = (
             "[\u200b\u2060-\u2064\ufeff\u202a-\u202e\u2066-\u2069\U000e0000-\U000e007f]+"
             "|[\u200c\u200d]{2,}"
         ),
+        non_ascii=True,
     ),
     Rule("html_comment", "hidden", re.compile(r"<!--.*?(?:-->|$)", _S), ("<!--",)),
     Rule(
@@ -186,12 +189,39 @@ RULES: tuple[Rule, ...] = (
         ),
         ("style",),
     ),
-    Rule("encoded_blob", "hidden", re.compile(r"[A-Za-z0-9+/]{200,}={0,2}")),
+    Rule("encoded_blob", "hidden", re.compile(r"[A-Za-z0-9+/]{200,}={0,2}"), min_length=200),
     *(Rule(name, kind, pattern, hints) for name, kind, pattern, hints in STYLE_PATTERNS),
 )
 """Every rule, by name; the names appear in ``injection_suspected.rules``."""
 
 _ENCODED = re.compile(ENCODED_HINT, _I)
+
+
+_BEFORE, _AFTER = 160, 320  # no match starts further before, or ends further after, its hint
+
+
+def _windows(lower: str, hints: tuple[str, ...], length: int) -> list[tuple[int, int]]:
+    """The stretches of the text worth a rule's regex: around each occurrence of a hint
+    (every match contains one), merged. A long page is mostly skipped; a text whose lower
+    case changed length (a few Unicode letters) is scanned whole, to keep positions exact."""
+    if len(lower) != length:
+        return [(0, length)] if any(h in lower for h in hints) else []
+    if length <= 2 * (_BEFORE + _AFTER):
+        return [(0, length)] if any(h in lower for h in hints) else []
+    spans: list[tuple[int, int]] = []
+    for hint in hints:
+        at = lower.find(hint)
+        while at != -1:
+            spans.append((max(0, at - _BEFORE), min(length, at + len(hint) + _AFTER)))
+            at = lower.find(hint, at + 1)
+    spans.sort()
+    merged: list[tuple[int, int]] = []
+    for start, end in spans:
+        if merged and start <= merged[-1][1]:
+            merged[-1] = (merged[-1][0], max(merged[-1][1], end))
+        else:
+            merged.append((start, end))
+    return merged
 
 
 def scan(text: str, *, decode: bool = True) -> list[Finding]:
@@ -200,14 +230,18 @@ def scan(text: str, *, decode: bool = True) -> list[Finding]:
     (``encoded_instruction``, a hidden finding over the run)."""
     # Each rule runs only when the text holds one of its hint substrings: most text holds
     # none of the trigger words, and an ``in`` test is far cheaper than a regex scan.
-    lower = text.lower()
-    found = [
-        Finding(rule.name, rule.kind, m.start(), m.end())
-        for rule in RULES
-        if not rule.hints or any(h in lower for h in rule.hints)
-        for m in rule.pattern.finditer(text)
-    ]
-    if decode and _ENCODED.search(text) is not None:
+    lower, ascii_only, length = text.lower(), text.isascii(), len(text)
+    found: list[Finding] = []
+    for rule in RULES:
+        if length < rule.min_length or (rule.non_ascii and ascii_only):
+            continue
+        windows = _windows(lower, rule.hints, length) if rule.hints else [(0, length)]
+        for start, end in windows:
+            found.extend(
+                Finding(rule.name, rule.kind, m.start(), m.end())
+                for m in rule.pattern.finditer(text, start, end)
+            )
+    if decode and length >= 16 and _ENCODED.search(text) is not None:
         for start, end, decoded in decoded_spans(text):
             if any(f.kind == "instruction" for f in scan(decoded, decode=False)):
                 found.append(Finding("encoded_instruction", "hidden", start, end))
