@@ -27,6 +27,7 @@ from agentledger.schemas import (
     OutputRejected,
     OutputsAggregated,
     PlanRejected,
+    RawValueReleased,
     SubtaskAssigned,
     SubtaskCompleted,
     SubtaskFailed,
@@ -43,6 +44,7 @@ from agentledger.schemas import (
     ToolCallRequested,
     ToolCallRetryScheduled,
     ToolCallStarted,
+    UntrustedArgument,
 )
 
 
@@ -191,6 +193,16 @@ def describe(event: Event) -> str:
             return (
                 f"injection suspected in {event.source} ({', '.join(event.rules)}), "
                 f"{event.action}: {_short(event.excerpt, 80)}"
+            )
+        case UntrustedArgument():
+            return (
+                f"{event.subtask_id} {event.tool}.{event.argument} = {_short(event.value, 40)} "
+                f"comes from untrusted data ({', '.join(event.sources)}): {event.action}"
+            )
+        case RawValueReleased():
+            return (
+                f"{event.subtask_id} {event.tool}.{event.argument} got the raw {event.category} "
+                f"behind {event.placeholder} (granted by the {event.granted_by})"
             )
     return event.type
 

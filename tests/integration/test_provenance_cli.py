@@ -57,6 +57,7 @@ def test_a_recipient_only_the_document_names_is_refused(home: Path) -> None:
     code, out, err = cli("run", str(WORKFLOW), "--goal", "Summarise notes.txt")
     assert code == 0, err
     task_id = out.splitlines()[0].split()[1]
+    assert "send_email.to = [email:" in out and "comes from untrusted data (tool:read_file#" in out
     assert outbox(home) == []
     events = ledger_events(home, task_id)
     flagged = [e for e in events if e.type == "untrusted_argument"]
