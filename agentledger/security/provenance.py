@@ -102,12 +102,26 @@ def _text(value: JsonValue) -> str:
 
 def _own_sources(sub: SubtaskState) -> dict[str, str]:
     sources: dict[str, str] = {}
+    asked: dict[str, JsonValue] = {
+        call.call_id: call.arguments for turn in sub.turns for call in turn.tool_calls
+    }
     for turn in sub.turns:
         if turn.role == "tool":
-            sources[f"tool:{turn.name or 'tool'}#{turn.tool_call_id or '?'}"] = turn.content or ""
+            content = _without_echo(turn.content or "", asked.get(turn.tool_call_id or ""))
+            sources[f"tool:{turn.name or 'tool'}#{turn.tool_call_id or '?'}"] = content
         elif turn.role == "user" and "<data" in (turn.content or ""):
             sources[f"summary:{sub.id}"] = turn.content or ""
     return sources
+
+
+def _without_echo(result: str, arguments: JsonValue) -> str:
+    """A tool result without the echo of its own call's arguments (``write_file`` answers
+    with the path it wrote): an echo adds nothing the context did not hold already, and
+    would make the agent's own earlier choices look as if they came from the tool."""
+    for piece in sorted(set(_pieces(arguments)), key=len, reverse=True):
+        if len(piece) >= 3:
+            result = result.replace(piece, " ")
+    return result
 
 
 def _tainted_inputs(

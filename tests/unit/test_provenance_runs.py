@@ -13,6 +13,7 @@ from agentledger.agents.workflow import AgentSpec, Workflow
 from agentledger.llm import ModelRequest, ModelResponse, ScriptedModel, call_tool, reply, reply_json
 from agentledger.llm.base import Message
 from agentledger.projections.task_state import SubtaskState, TaskState
+from agentledger.schemas import RecordedToolCall
 from agentledger.security.policy import SecurityPolicy, ToolPolicy
 from agentledger.security.provenance import subtask_context, tainted_arguments
 from agentledger.streams.embedded import EmbeddedRunner
@@ -250,3 +251,25 @@ def test_summaries_numbers_and_urls() -> None:
         tainted_arguments({"url": "https://pay.evil.test/y"}, ["url"], context, policy=allowed)
         == []
     )
+
+
+def test_a_tool_echoing_its_own_arguments_is_not_a_source() -> None:
+    """write_file answers with the path it wrote: writing there again is not steered."""
+
+    def sub_with(*turns: Message) -> tuple[TaskState, SubtaskState]:
+        sub = SubtaskState(id="s", agent="a", description="write the report", turns=turns)
+        return TaskState(task_id="t", goal="Write a report", subtasks={"s": sub}), sub
+
+    call = RecordedToolCall(call_id="c1", tool="write_file", arguments={"path": "out/q3.md"})
+    echo = (
+        Message(role="assistant", tool_calls=[call]),
+        Message(role="tool", tool_call_id="c1", name="write_file", content='{"path": "out/q3.md"}'),
+    )
+    state, sub = sub_with(*echo)
+    context = subtask_context(state, sub, ())
+    assert tainted_arguments({"path": "out/q3.md"}, ["path"], context) == []
+    # the same path named by a document the agent read is another matter
+    doc = Message(role="tool", tool_call_id="c2", name="read_file", content="save to out/q3.md")
+    state, sub = sub_with(*echo, doc)
+    found = tainted_arguments({"path": "out/q3.md"}, ["path"], subtask_context(state, sub, ()))
+    assert [(t.argument, t.sources) for t in found] == [("path", ("tool:read_file#c2",))]
