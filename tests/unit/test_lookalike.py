@@ -4,9 +4,13 @@ from __future__ import annotations
 
 import pytest
 
+from agentledger.agents.workflow import AgentSpec, Workflow
+from agentledger.llm import ScriptedModel, call_tool, reply, reply_json
 from agentledger.projections.task_state import TaskState
 from agentledger.security.lookalike import canonical_address, canonical_domain, skeleton
 from agentledger.security.policy import PolicyContext, ToolPolicy, domain_allowed
+from agentledger.testing import run_goal
+from agentledger.tools import tool
 
 CTX = PolicyContext("t", "s", "a", "notify", TaskState(task_id="t"))
 CYRILLIC_E = "\u0435"
@@ -60,3 +64,32 @@ def test_domains_compare_canonically() -> None:
     policy = ToolPolicy(allowed_domains=("example.com",))
     (problem,) = policy.problems({"url": f"https://{CYRILLIC_E}xample.com/x"}, CTX)
     assert "only looks like the allowed 'example.com'" in problem
+
+
+async def test_in_a_run_a_homoglyph_recipient_is_refused_and_the_tool_never_runs() -> None:
+    sent: list[str] = []
+
+    @tool(risk="external", side_effect=True, raw_values={"to": ("email",)})
+    def notify(to: str, text: str) -> str:
+        sent.append(to)
+        return "sent"
+
+    spoof = f"x@{CYRILLIC_E}vil.t{CYRILLIC_E}st"
+    wf = Workflow.build(
+        name="spoof",
+        orchestrator="planner",
+        agents=[AgentSpec("planner", routes_to=("clerk",)), AgentSpec("clerk", tools=("notify",))],
+        tools=[notify],
+        tool_policies={"notify": ToolPolicy(allowed_recipients=("@example.com",))},
+    )
+    model = ScriptedModel(
+        {
+            "planner": [reply_json({"subtasks": [{"id": "c", "agent": "clerk"}]})],
+            "clerk": [call_tool("notify", to=spoof, text="hi"), reply("done")],
+        }
+    )
+    run = await run_goal(wf, model, "notify the customer")
+    assert sent == []
+    (refused,) = run.of_type("tool_call_rejected")
+    assert refused.error_kind == "policy_violation"
+    assert "is not an allowed recipient (@example.com)" in refused.reason
