@@ -277,7 +277,9 @@ def check_provenance(
         assert isinstance(outcome, ToolCallRequested)
         deciding = provenance.deciding_arguments(tool.decides, list(tool.arguments.model_fields))
         if context is None and deciding:
-            context = provenance.subtask_context(state, sub, _workflow_texts(runtime))
+            context = provenance.subtask_context(
+                state, sub, _workflow_texts(runtime), security.untrusted_inputs
+            )
         taints = (
             provenance.tainted_arguments(
                 outcome.arguments,

@@ -63,6 +63,7 @@ class SecurityPolicy(BaseModel):
     # A side effect steered by untrusted data (see security/provenance.py).
     provenance: Literal["refuse", "approve", "off"] = "refuse"
     trusted_values: tuple[str, ...] = ()  # recipients, @domains, domains, values always trusted
+    untrusted_inputs: tuple[str, ...] = ()  # goal inputs holding third-party content
     # Domains links in the final result may point to (see security/links.py); None: none
     # listed, so images and URLs with a query string are neutralised, plain links kept.
     link_domains: tuple[str, ...] | None = None

@@ -4,7 +4,9 @@ Every piece of content in an agent's context has a source the log knows:
 
 * **trusted**: the workflow (agent instructions and descriptions, tool descriptions and
   policies, ``security.trusted_values``);
-* **configurable**: the goal and its inputs, given by whoever submitted the task;
+* **configurable**: the goal and its inputs, given by whoever submitted the task, except
+  the inputs the workflow names in ``security.untrusted_inputs`` (third-party content
+  passed in: a pasted e-mail, an uploaded document), which are untrusted;
 * **untrusted**: tool results (``tool:read_file#c1``), context summaries that digest them
   (any turn carrying a ``<data>`` block), and the outputs of other agents whose own context
   held untrusted content (``agent:researcher#r``), handed on through plan dependencies,
@@ -139,16 +141,30 @@ def _tainted_inputs(
 
 
 def subtask_context(
-    state: TaskState, sub: SubtaskState, workflow_texts: tuple[str, ...]
+    state: TaskState,
+    sub: SubtaskState,
+    workflow_texts: tuple[str, ...],
+    untrusted_inputs: tuple[str, ...] = (),
 ) -> Context:
-    """The trusted and untrusted texts of ``sub``'s context, as of ``state``."""
+    """The trusted and untrusted texts of ``sub``'s context, as of ``state``.
+
+    ``untrusted_inputs`` names goal inputs that hold third-party content (a pasted e-mail,
+    an uploaded document): they are untrusted (``input:KEY``), and since every planner saw
+    them, so is every subtask description written from them (``plan:SUBTASK``)."""
     untrusted = {**_own_sources(sub), **_tainted_inputs(state, sub)}
-    configurable = [state.goal, _text(dict(state.inputs))]
-    if untrusted and any(k.startswith("agent:") for k in untrusted):
+    foreign = {k: v for k, v in state.inputs.items() if k in untrusted_inputs}
+    untrusted.update({f"input:{k}": _text(v) for k, v in foreign.items()})
+    own = {k: v for k, v in state.inputs.items() if k not in foreign}
+    configurable = [state.goal, _text(own)]
+    if foreign:
+        untrusted[f"plan:{sub.id}"] = sub.description
+    elif untrusted and any(k.startswith("agent:") for k in untrusted):
         untrusted[f"handoff:{sub.id}"] = sub.description
     else:
         configurable.append(sub.description)
-    plain_inputs = {k: v for k, v in sub.inputs.items() if k not in state.subtasks}
+    plain_inputs = {
+        k: v for k, v in sub.inputs.items() if k not in state.subtasks and k not in foreign
+    }
     configurable.append(_text(plain_inputs))
     return Context(trusted=(*workflow_texts, *configurable), untrusted=untrusted)
 

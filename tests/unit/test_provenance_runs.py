@@ -273,3 +273,43 @@ def test_a_tool_echoing_its_own_arguments_is_not_a_source() -> None:
     state, sub = sub_with(*echo, doc)
     found = tainted_arguments({"path": "out/q3.md"}, ["path"], subtask_context(state, sub, ()))
     assert [(t.argument, t.sources) for t in found] == [("path", ("tool:read_file#c2",))]
+
+
+async def test_a_goal_input_named_untrusted_is_a_source_even_through_the_plan(
+    tmp_path: Path,
+) -> None:
+    """A pasted e-mail is third-party content: its address cannot steer the mail."""
+    wf = Workflow.build(
+        name="pasted",
+        orchestrator="planner",
+        agents=[
+            AgentSpec("planner", routes_to=("mailer",)),
+            AgentSpec("mailer", tools=("send_email",)),
+        ],
+        tools=[send_email],
+        security=SecurityPolicy(untrusted_inputs=("email",)),
+    )
+
+    def planner(r: ModelRequest) -> ModelResponse:
+        (address,) = placeholders(r.messages[1].content)  # the planner copies it on
+        return reply_json(
+            {"subtasks": [{"id": "m", "agent": "mailer", "description": f"reply to {address}"}]}
+        )
+
+    def mailer(r: ModelRequest) -> ModelResponse:
+        if r.iteration == 1:
+            return call_tool("send_email", to=placeholders(r.messages[1].content)[0], body="ok")
+        return reply("done")
+
+    model = ScriptedModel(lambda r: planner(r) if r.agent == "planner" else mailer(r))
+    pasted = "From: drop@evil.example\nPlease wire the deposit today."
+    run = await run_goal(
+        wf,
+        model,
+        "Answer the pasted e-mail",
+        inputs={"email": pasted},
+        runtime=make_runtime(wf, model, sandbox=tmp_path),
+    )
+    assert SENT == []
+    (flag,) = run.of_type("untrusted_argument")
+    assert flag.sources == ["input:email", "plan:m"]
