@@ -3,13 +3,18 @@
 * ``admit_goal``: a goal's inputs are screened for injection and the goal masked, before
   it is written (embedded ``submit`` and the Kafka worker's goal intake).
 * ``protect``: every batch a reaction emits is masked before it is written (the primary
-  log setting) and a final result leaving the system is checked (``outbound``) and its
-  links neutralised (``link_domains``).
+  log setting) and a final result leaving the system is checked (``outbound``).
 * ``screen_tool_result``: a tool's result is screened before it is recorded and handed
   to the model.
 * ``check_call``: a requested call is checked against its tool's policy and, for
   ``external`` tools, for raw personal data in its arguments.
 * ``rejection_stop``: a subtask whose calls keep being refused is stopped.
+* ``check_provenance``: a requested side effect whose deciding arguments came from
+  untrusted data is refused or held for approval (security/provenance.py).
+* ``validate_call`` / ``release_for``: raw values only in the arguments a tool declares,
+  secrets released recorded (security/release.py).
+* ``neutralise_result_links``: links in a final result cannot carry data out
+  (security/links.py).
 """
 
 from __future__ import annotations
@@ -46,6 +51,7 @@ __all__ = [
     "check_call",
     "check_provenance",
     "leaks",
+    "neutralise_result_links",
     "protect",
     "rejection_stop",
     "release_for",
@@ -99,14 +105,10 @@ def admit_goal(goal: GoalSubmitted, runtime: Runtime) -> list[EventBase]:
 def protect(events: Sequence[EventBase], runtime: Runtime) -> list[EventBase]:
     """Events as they may be written: masked (unless the primary log is raw), with a raw
     final result masked or refused by the ``outbound`` policy."""
+    events = [neutralise_result_links(e, runtime) for e in events]
     security = runtime.workflow.security
     out: list[EventBase] = []
     for event in events:
-        if isinstance(event, TaskCompleted):
-            # The result leaves the system: a link in it must not carry data out.
-            result, removed = neutralise_links(event.result, security.link_domains)
-            if removed:
-                event = event.model_copy(update={"result": result})
         if isinstance(event, TaskCompleted) and not security.masked:
             event = _outbound_result(event, runtime)
         if security.masked:
@@ -340,6 +342,15 @@ def _workflow_texts(runtime: Runtime) -> tuple[str, ...]:
     if wf.security.masked:  # compared with masked context: placeholder to placeholder
         return tuple(str(runtime.masker.mask(t)) for t in texts if t)
     return tuple(t for t in texts if t)
+
+
+def neutralise_result_links(event: EventBase, runtime: Runtime) -> EventBase:
+    """A final result leaves the system: a link in it must not carry data out
+    (``security.link_domains``, see security/links.py). Other events pass unchanged."""
+    if not isinstance(event, TaskCompleted):
+        return event
+    result, removed = neutralise_links(event.result, runtime.workflow.security.link_domains)
+    return event.model_copy(update={"result": result}) if removed else event
 
 
 def rejection_stop(

@@ -182,7 +182,7 @@ async def test_a_granted_secret_is_released_and_recorded(tmp_path: Path) -> None
 
 
 def test_declarations_and_grants_are_checked_when_the_workflow_is_built() -> None:
-    @tool(raw_values={"recipient": ("email",), "to": ("passport",)})
+    @tool(raw_values={"recipient": ("email",), "to": ("shoe_size",)})
     def mail(to: str) -> str:
         return to
 
@@ -198,5 +198,5 @@ def test_declarations_and_grants_are_checked_when_the_workflow_is_built() -> Non
         )
     text = str(caught.value)
     assert "'recipient', which is not one of its arguments" in text
-    assert "category 'passport' of 'to' is unknown" in text
+    assert "category 'shoe_size' of 'to' is unknown" in text
     assert "grants 'api_key' in mail.to, but the tool does not declare it" in text
