@@ -23,6 +23,14 @@ from agentledger.tools.builtin import http_fetch
 pytestmark = pytest.mark.integration
 
 KEY = "sk-live4f9Qa7Zr2Xc8Vb6Nm1Lk3Jh5Gf0Ds"
+SECRETS = ("api_key", "token", "secret")  # whichever the detectors call this key
+_SECRET = re.compile(r"\[(?:api_key|token|secret):[0-9a-f]{12}\]")
+
+
+def _key(placeholders: dict[str, str]) -> str:
+    return next(v for k, v in placeholders.items() if k != "email")
+
+
 RECEIVED: list[dict[str, str]] = []
 
 
@@ -93,9 +101,10 @@ async def test_http_fetch_never_receives_a_secret(recorder: Recorder, tmp_path: 
     run = await run_goal(wf, model, goal, runtime=make_runtime(wf, model, sandbox=tmp_path))
     assert run.state.status == "completed"
     # the model saw placeholders; the IP address was released into the URL, the key not
-    assert seen[0].startswith("http://[ip:") and "api_key=[api_key:" in seen[0]
+    assert seen[0].startswith("http://[ip:") and _SECRET.search(seen[0])
     (received,) = recorder.requests
-    assert unquote(received).startswith("GET /status?api_key=[api_key:")  # the placeholder
+    request_line = unquote(received).splitlines()[0]
+    assert _SECRET.fullmatch(request_line.split("=")[1].split("&")[0])  # the placeholder
     assert KEY not in unquote(received) and KEY[3:] not in received
     assert run.of_type("raw_value_released") == []  # nothing secret went out
     (done,) = run.of_type("tool_call_completed")
@@ -105,7 +114,7 @@ async def test_http_fetch_never_receives_a_secret(recorder: Recorder, tmp_path: 
 @tool(
     risk="external",
     side_effect=True,
-    raw_values={"to": ("email",), "api_key": ("api_key",)},
+    raw_values={"to": ("email",), "api_key": SECRETS},
     description="Call the partner's API on behalf of a customer",
 )
 def call_partner(to: str, api_key: str, note: str) -> dict[str, str]:
@@ -123,7 +132,7 @@ def partner_workflow(*grants: ReleaseGrant) -> Workflow:
     )
 
 
-_PH = re.compile(r"\[(email|api_key):[0-9a-f]{12}\]")
+_PH = re.compile(r"\[(email|api_key|token|secret):[0-9a-f]{12}\]")
 
 
 async def _run_partner(wf: Workflow, tmp_path: Path) -> tuple[object, dict[str, str]]:
@@ -133,7 +142,8 @@ async def _run_partner(wf: Workflow, tmp_path: Path) -> tuple[object, dict[str, 
         if r.iteration == 1:
             for m in _PH.finditer(r.messages[1].content or ""):
                 placeholders[m.group(1)] = m.group()
-            email, key = placeholders["email"], placeholders["api_key"]
+            email = placeholders["email"]
+            key = next(v for k, v in placeholders.items() if k != "email")
             return call_tool("partner", to=email, api_key=key, note=f"for {email}")
         return reply("done")
 
@@ -161,23 +171,23 @@ async def test_only_declared_arguments_get_raw_values_and_no_secret_goes_out_ung
     # to: declared email -> raw; note: not declared -> placeholder; api_key: a secret for an
     # external tool without a grant -> placeholder
     assert [
-        {"to": "ann@example.com", "api_key": ph["api_key"], "note": f"for {ph['email']}"}
+        {"to": "ann@example.com", "api_key": _key(ph), "note": f"for {ph['email']}"}
     ] == RECEIVED
     assert run.of_type("raw_value_released") == []  # type: ignore[attr-defined]
 
 
 async def test_a_granted_secret_is_released_and_recorded(tmp_path: Path) -> None:
-    grant = ReleaseGrant(tool="partner", argument="api_key", category="api_key")
-    run, ph = await _run_partner(partner_workflow(grant), tmp_path)
+    grants = [ReleaseGrant(tool="partner", argument="api_key", category=c) for c in SECRETS]
+    run, ph = await _run_partner(partner_workflow(*grants), tmp_path)
     assert [{"to": "ann@example.com", "api_key": KEY, "note": f"for {ph['email']}"}] == RECEIVED
     (released,) = run.of_type("raw_value_released")  # type: ignore[attr-defined]
-    assert (released.tool, released.argument, released.category, released.granted_by) == (
+    assert (released.tool, released.argument, released.granted_by) == (
         "partner",
-        "api_key",
         "api_key",
         "workflow",
     )
-    assert released.placeholder == ph["api_key"]
+    assert released.category in SECRETS
+    assert released.placeholder == _key(ph)
     assert KEY not in str([e.model_dump() for e in run.events])  # type: ignore[attr-defined]
 
 
