@@ -31,6 +31,7 @@ from agentledger.schemas import (
     OutputsAggregated,
     PlanClamped,
     PlanRejected,
+    RawValueReleased,
     RunInterrupted,
     SubtaskAssigned,
     SubtaskCompleted,
@@ -49,6 +50,7 @@ from agentledger.schemas import (
     ToolCallRequested,
     ToolCallRetryScheduled,
     ToolCallStarted,
+    UntrustedArgument,
 )
 
 
@@ -230,6 +232,16 @@ def describe(event: Event) -> str:
         case RunInterrupted():
             left = ", ".join(event.cut_short) or "nothing"
             return f"{event.signal}: run stopped; cut short after {event.grace_s:g}s: {left}"
+        case UntrustedArgument():
+            return (
+                f"{event.subtask_id} {event.tool}.{event.argument} = {_short(event.value, 40)} "
+                f"comes from untrusted data ({', '.join(event.sources)}): {event.action}"
+            )
+        case RawValueReleased():
+            return (
+                f"{event.subtask_id} {event.tool}.{event.argument} got the raw {event.category} "
+                f"behind {event.placeholder} (granted by the {event.granted_by})"
+            )
     return event.type
 
 

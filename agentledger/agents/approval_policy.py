@@ -63,7 +63,8 @@ def approval_gate(event: ToolCallRequested, ctx: ProcessorContext) -> list[Event
     this call already has one)."""
     wf = ctx.runtime.workflow
     tool = wf.tools.get(event.tool)
-    if tool is None or not wf.approvals.requires(tool):
+    held = f"{event.subtask_id}/{event.call_id}" in ctx.state.held_calls  # untrusted targets
+    if tool is None or not (held or wf.approvals.requires(tool)):
         return None
     ident = approval_id(event.task_id, event.idempotency_key, event.call_id)
     if ident in ctx.state.approvals:

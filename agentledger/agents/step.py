@@ -265,6 +265,8 @@ class AgentStep:
             outcomes = [
                 self._request_or_reject(event, ctx, spec, sub, call) for call in event.tool_calls
             ]
+            # A side effect steered by untrusted data is refused or held (provenance).
+            outcomes = guard.check_provenance(event, ctx.state, ctx.runtime, sub, outcomes)
             return guard.rejection_stop(event, spec, sub, outcomes) or outcomes
         output, errors = parse_output(event.content, output_model_for(ctx, spec))
         if not errors and spec.aggregate is not None:
@@ -380,7 +382,7 @@ class AgentStep:
                 "invalid_arguments",
             )
         try:
-            arguments = tool.validate(guard.resolve_for(tool, call.arguments, ctx.runtime))
+            arguments = guard.validate_call(tool, call.arguments, ctx.runtime)
         except ValueError as exc:
             return reject(str(exc), "invalid_arguments")
         arguments, refusal, kind = guard.check_call(ctx.state, ctx.runtime, sub, tool, arguments)

@@ -164,25 +164,39 @@ class ToolExecutor:
         )
         breaker, settings = _breaker(ctx, tool)
         started = time.perf_counter()
+        # Placeholders resolved only where the tool declares them; secrets released are recorded.
+        arguments, released = guard.release_for(request, cause, tool, ctx.runtime)
         try:
-            arguments = guard.resolve_for(tool, request.arguments, ctx.runtime)
             result = await tool.run(arguments, tool_ctx)
         except ToolError as exc:
             transitions = breaker.record(cause, settings, ok=False)
-            return [_retry_or_fail(tool, request, cause, exc, attempt, started), *transitions]
+            return [
+                *released,
+                _retry_or_fail(tool, request, cause, exc, attempt, started),
+                *transitions,
+            ]
         # The tool answered: that counts for its breaker even if the answer is unusable.
         transitions = breaker.record(cause, settings, ok=True)
         try:
             size = len(orjson.dumps(result))
         except TypeError as exc:  # orjson: the result is not JSON-serialisable
             message = f"tool {request.tool!r} returned a value that is not JSON: {exc}"
-            return [_failed(cause, request, "invalid_result", message, started), *transitions]
+            return [
+                *released,
+                _failed(cause, request, "invalid_result", message, started),
+                *transitions,
+            ]
         if size > MAX_RESULT_BYTES:
             message = f"tool {request.tool!r} returned {size} bytes, over the {MAX_RESULT_BYTES}-byte limit"
-            return [_failed(cause, request, "result_too_large", message, started), *transitions]
+            return [
+                *released,
+                _failed(cause, request, "result_too_large", message, started),
+                *transitions,
+            ]
         # Untrusted data: screened for injection before it is recorded or seen by a model.
         result, flagged = guard.screen_tool_result(request, cause, result, ctx.runtime)
         return [
+            *released,
             *flagged,
             ToolCallCompleted.caused_by(
                 cause,

@@ -50,6 +50,7 @@ from agentledger.errors import ConfigurationError, WorkflowError
 from agentledger.llm.base import ModelSettings
 from agentledger.llm.pricing import ModelPrice
 from agentledger.schemas import FailurePolicy, Plan, RunningBranches
+from agentledger.security import release
 from agentledger.security.policy import SecurityPolicy, ToolPolicy, ToolPolicyEntry
 from agentledger.settings import Settings
 from agentledger.tools.registry import Tool, ToolRegistry, as_tool
@@ -191,6 +192,15 @@ class Workflow:
         for t in self.tool_policies:
             if t not in self.tools:
                 problems.append(f"a policy is set for tool {t!r}, which is not registered")
+        for tool in self.tools:
+            problems.extend(release.declaration_problems(tool))
+            unknown = set(tool.decides or ()) - set(tool.arguments.model_fields)
+            if unknown:
+                problems.append(
+                    f"tool {tool.name!r} declares decides {sorted(unknown)}, which are not "
+                    "among its arguments"
+                )
+        problems.extend(release.grant_problems(self.security.release, self.tools))
         orchestrator = self.agents.get(self.orchestrator)
         if orchestrator is not None and orchestrator.output_model is not None:
             problems.append(
@@ -300,7 +310,8 @@ class _ToolEntry(BaseModel):
     backoff_base_s: float | None = Field(default=None, ge=0)
     backoff_max_s: float | None = Field(default=None, ge=0)
     circuit_breaker: _BreakerOverride | None = None
-    raw_values: bool | None = None
+    raw_values: bool | dict[str, list[str]] | None = None  # see security/release.py
+    decides: tuple[str, ...] | None = None  # see security/provenance.py
     policy: ToolPolicyEntry | None = None
 
 
@@ -526,6 +537,7 @@ def _tool_fields(t: Tool) -> dict[str, Any]:
         "backoff_max_s": t.backoff_max_s,
         "circuit_breaker": t.circuit_breaker,
         "raw_values": t.raw_values,
+        "decides": t.decides,
         "wants_context": t.wants_context,
         "_is_async": t._is_async,
     }

@@ -54,6 +54,7 @@ from agentledger.schemas import (
     ToolCallRejected,
     ToolCallRequested,
     ToolCallStarted,
+    UntrustedArgument,
     WorkflowRef,
 )
 from agentledger.schemas.hierarchy import nested_id
@@ -126,6 +127,8 @@ class TaskState:
     ended_at: datetime | None = None
     last_seq: int = 0
     handoffs: HandoffLog = field(default_factory=HandoffLog)  # peer-to-peer workflows
+    # Calls (subtask/call id) whose targets came from untrusted data: a person approves them.
+    held_calls: frozenset[str] = frozenset()
 
     @property
     def terminal(self) -> bool:
@@ -399,6 +402,9 @@ def evolve(state: TaskState, event: Event) -> TaskState:
             | ApprovalEscalated()
         ):
             return fold_approval(state, event)
+        case UntrustedArgument() if event.action == "approve":
+            held = f"{event.subtask_id}/{event.call_id}"
+            return replace(state, held_calls=state.held_calls | {held})
         case TaskCompleted():
             return replace(
                 state, status="completed", result=event.result, ended_at=event.occurred_at

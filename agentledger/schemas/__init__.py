@@ -58,6 +58,7 @@ from agentledger.schemas.llm_attempts import (
 )
 from agentledger.schemas.ownership import RunInterrupted, TaskLeaseTakenOver
 from agentledger.schemas.plan_limits import PlanClamp, PlanClamped
+from agentledger.schemas.provenance import RawValueReleased, UntrustedArgument
 from agentledger.schemas.security import InjectionSuspected
 from agentledger.schemas.subtasks import (
     AgentOutputProduced,
@@ -117,6 +118,7 @@ __all__ = [
     "PlanClamped",
     "PlanRejected",
     "PlannedSubtask",
+    "RawValueReleased",
     "RecordedToolCall",
     "RunInterrupted",
     "RunningBranches",
@@ -139,6 +141,7 @@ __all__ = [
     "ToolCallRequested",
     "ToolCallRetryScheduled",
     "ToolCallStarted",
+    "UntrustedArgument",
     "Vote",
     "WorkflowRef",
     "decode",

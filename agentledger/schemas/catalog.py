@@ -46,6 +46,7 @@ from agentledger.schemas.llm_attempts import (
 )
 from agentledger.schemas.ownership import RunInterrupted, TaskLeaseTakenOver
 from agentledger.schemas.plan_limits import PlanClamped
+from agentledger.schemas.provenance import RawValueReleased, UntrustedArgument
 from agentledger.schemas.security import InjectionSuspected
 from agentledger.schemas.subtasks import (
     AgentOutputProduced,
@@ -110,7 +111,9 @@ Event: TypeAlias = Annotated[
     | EvalRunStarted
     | EvalCaseCompleted
     | EvalScoreRecorded
-    | EvalRunCompleted,
+    | EvalRunCompleted
+    | RawValueReleased
+    | UntrustedArgument,
     Field(discriminator="type"),
 ]
 

@@ -36,6 +36,8 @@ from pydantic import BaseModel, ConfigDict, Field, JsonValue
 from agentledger._imports import load_object
 from agentledger.errors import ConfigurationError
 from agentledger.projections.task_state import TaskState
+from agentledger.security.lookalike import canonical_address, canonical_domain, lookalike_of
+from agentledger.security.release import ReleaseGrant
 
 __all__ = [
     "PolicyCheck",
@@ -44,6 +46,7 @@ __all__ = [
     "ToolPolicy",
     "ToolPolicyEntry",
     "domain_allowed",
+    "recipient_allowed",
 ]
 
 
@@ -52,9 +55,18 @@ class SecurityPolicy(BaseModel):
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
-    injection: Literal["block", "strip", "warn"] = "strip"
+    injection: Literal["flag", "block", "strip", "warn"] = "flag"
     primary_log: Literal["masked", "raw"] | None = None  # None: the setting decides (masked)
     outbound: Literal["mask", "block"] = "mask"
+    # Secrets a tool with risk external may receive raw (see security/release.py).
+    release: tuple[ReleaseGrant, ...] = ()
+    # A side effect steered by untrusted data (see security/provenance.py).
+    provenance: Literal["refuse", "approve", "off"] = "refuse"
+    trusted_values: tuple[str, ...] = ()  # recipients, @domains, domains, values always trusted
+    untrusted_inputs: tuple[str, ...] = ()  # goal inputs holding third-party content
+    # Domains links in the final result may point to (see security/links.py); None: none
+    # listed, so images and URLs with a query string are neutralised, plain links kept.
+    link_domains: tuple[str, ...] | None = None
 
     @property
     def masked(self) -> bool:
@@ -93,14 +105,11 @@ class ToolPolicy:
             for url in (u for s in strings for u in _URL.findall(s)):
                 host = urlsplit(url).hostname or ""
                 if not domain_allowed(host, self.allowed_domains):
-                    out.append(
-                        f"{url[:200]!r}: host {host!r} is not an allowed domain "
-                        f"({', '.join(self.allowed_domains) or 'none'})"
-                    )
+                    out.append(f"{url[:200]!r}: " + _refusal("domain", host, self.allowed_domains))
         if self.allowed_recipients is not None:
             for address in (a for s in strings for a in _EMAIL.findall(s)):
-                if not _recipient_allowed(address, self.allowed_recipients):
-                    out.append(f"recipient {address} is not an allowed recipient")
+                if not recipient_allowed(address, self.allowed_recipients):
+                    out.append(_refusal("recipient", address, self.allowed_recipients))
         if self.max_amount is not None:
             amount = arguments.get(self.amount_argument)
             if isinstance(amount, int | float) and amount > self.max_amount:
@@ -157,19 +166,51 @@ def _lower(items: list[str] | None) -> tuple[str, ...] | None:
 
 def domain_allowed(host: str, allowed: tuple[str, ...]) -> bool:
     """``host`` is an allowed domain or a subdomain of one (``docs.example.com`` under
-    ``example.com``)."""
-    host = host.lower().rstrip(".")
-    return any(host == d or host.endswith("." + d) for d in allowed)
+    ``example.com``). Both sides are compared in canonical form (NFKC, case folded,
+    IDNA-encoded: see security/lookalike.py), so a homoglyph never matches."""
+    canonical = canonical_domain(host)
+    if canonical is None:
+        return False
+    domains = (d for a in allowed if (d := canonical_domain(a.lstrip("@"))) is not None)
+    return any(canonical == d or canonical.endswith("." + d) for d in domains)
 
 
-def _recipient_allowed(address: str, allowed: tuple[str, ...]) -> bool:
-    address = address.lower()
-    domain = address.rpartition("@")[2]
-    return any(address == a or (a.startswith("@") and domain == a[1:]) for a in allowed)
+def recipient_allowed(address: str, allowed: tuple[str, ...]) -> bool:
+    """``address`` is on the list, or its domain is (an ``@domain`` entry); compared in
+    canonical form, so ``x@\\u0435xample.com`` (Cyrillic e) never passes ``@example.com``."""
+    canonical = canonical_address(address)
+    if canonical is None:
+        return False
+    domain = canonical.rpartition("@")[2]
+    for entry in allowed:
+        if entry.startswith("@"):
+            if canonical_domain(entry[1:]) == domain:
+                return True
+        elif canonical_address(entry) == canonical:
+            return True
+    return False
+
+
+def _refusal(what: str, value: str, allowed: tuple[str, ...]) -> str:
+    imitated = lookalike_of(value, allowed)
+    listed = ", ".join(allowed) or "none"
+    if imitated is not None:
+        return (
+            f"{what} {value} only looks like the allowed {imitated!r}: it is spelled with "
+            f"look-alike characters (canonical form {_canonical(value)!r}); not allowed ({listed})"
+        )
+    if what == "domain":
+        return f"host {value!r} is not an allowed domain ({listed})"
+    return f"recipient {value} is not an allowed recipient ({listed})"
+
+
+def _canonical(value: str) -> str | None:
+    return canonical_address(value) if "@" in value else canonical_domain(value)
 
 
 _URL = re.compile(r"https?://[^\s\"'<>]+", re.IGNORECASE)
-_EMAIL = re.compile(r"[A-Za-z0-9._%+-]+@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*\.[A-Za-z]{2,}")
+# Unicode letters too: an ASCII-only pattern never even saw ``x@\u0435vil.t\u0435st`` (Cyrillic e).
+_EMAIL = re.compile(r"[\w.%+-]+@[\w-]+(?:\.[\w-]+)*\.[^\W\d_][\w-]+")
 
 
 def _strings(value: Any) -> Iterator[str]:

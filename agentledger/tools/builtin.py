@@ -233,7 +233,9 @@ async def _read_capped(response: httpx.Response) -> bytes:
 
 @tool(
     description="Fetch a web page or text document (allowed domains only) and return its text",
-    raw_values=True,  # a URL may hold an address the primary log masks (an IP host)
+    # A URL may hold an address the primary log masks (an IP host); never a secret: a key
+    # in a URL would go to the host it names, so it reaches the host as its placeholder.
+    raw_values={"url": ("ip",)},
     timeout_s=60.0,
 )
 async def http_fetch(

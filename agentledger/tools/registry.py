@@ -19,7 +19,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import inspect
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, get_type_hints
@@ -65,7 +65,13 @@ class Tool:
     backoff_base_s: float = 0.5
     backoff_max_s: float = 10.0
     circuit_breaker: BreakerSettings | None = None  # None: the workflow's settings
-    raw_values: bool = False  # receives raw values for the primary log's placeholders
+    # Which raw values behind the primary log's placeholders it receives: per argument,
+    # the categories (``{"to": ("email",)}``; see security/release.py); True: personal
+    # data in every argument, never secrets.
+    raw_values: bool | Mapping[str, Sequence[str]] = field(default=False, hash=False)
+    # Arguments that decide where or what (recipients, URLs, paths, amounts): for a side
+    # effect, they must not come from untrusted data (security/provenance.py). None: by name.
+    decides: tuple[str, ...] | None = None
     wants_context: bool = False
     _is_async: bool = field(default=False, repr=False)
 
@@ -164,7 +170,8 @@ def tool(
     backoff_base_s: float = 0.5,
     backoff_max_s: float = 10.0,
     circuit_breaker: BreakerSettings | None = None,
-    raw_values: bool = False,
+    raw_values: bool | Mapping[str, Sequence[str]] = False,
+    decides: Sequence[str] | None = None,
 ) -> Callable[[ToolFunction], Tool]:
     """Turn a function into a Tool; arguments come from its signature."""
 
@@ -187,6 +194,7 @@ def tool(
             backoff_max_s=backoff_max_s,
             circuit_breaker=circuit_breaker,
             raw_values=raw_values,
+            decides=None if decides is None else tuple(decides),
             wants_context=wants_context,
             _is_async=inspect.iscoroutinefunction(fn),
         )

@@ -12,7 +12,7 @@ from aiohttp import web
 from agentledger.agents.workflow import AgentSpec, Workflow
 from agentledger.errors import ToolError
 from agentledger.llm import ModelRequest, ModelResponse, ScriptedModel, call_tool, reply, reply_json
-from agentledger.security.policy import ToolPolicy
+from agentledger.security.policy import SecurityPolicy, ToolPolicy
 from agentledger.testing import make_runtime, run_goal
 from agentledger.tools import ToolContext
 from agentledger.tools.builtin import MAX_FETCH_BYTES, http_fetch
@@ -139,6 +139,7 @@ async def test_in_a_run_the_policy_refuses_other_domains_and_the_page_is_screene
         agents=[AgentSpec("planner", routes_to=("reader",)), AgentSpec("reader", tools=("fetch",))],
         tools=[replace(http_fetch, name="fetch")],  # renamed, as a workflow file may
         tool_policies={"fetch": ToolPolicy(allowed_domains=("127.0.0.1",))},
+        security=SecurityPolicy(injection="strip"),  # the default, flag, keeps the text
     )
 
     def reader(r: ModelRequest) -> ModelResponse:

@@ -123,7 +123,7 @@ async def test_an_injected_document_causes_no_unlisted_call_or_route_and_is_flag
             else reply("brief")
         )
     )
-    wf = injection_workflow()
+    wf = injection_workflow(injection="strip")  # the default is flag: see test_taint_runs
     run = await run_goal(
         wf,
         model,
