@@ -48,6 +48,9 @@ from agentledger.agents.graph import AgentGraph, Edge
 from agentledger.agents.plans import default_problem, plan_problems
 from agentledger.errors import ConfigurationError, WorkflowError
 from agentledger.llm.base import ModelSettings
+from agentledger.memory.access import MemorySpec
+from agentledger.memory.config import MemoryConfig
+from agentledger.memory.tools import memory_tools
 from agentledger.schemas import FailurePolicy, Plan, RunningBranches
 from agentledger.security.policy import SecurityPolicy, ToolPolicy, ToolPolicyEntry
 from agentledger.settings import Settings
@@ -96,6 +99,12 @@ class AgentSpec:
     circuit_breaker: BreakerSettings | None = None  # None: the workflow's settings
     context: ContextSettings = field(default_factory=ContextSettings)
     max_rejected_calls: int = 5  # refused tool calls a subtask may get before it fails
+    memory: MemorySpec | None = None  # namespaces it may read/write (agentledger/memory)
+
+    def __post_init__(self) -> None:
+        if self.memory is not None:  # the memory tools come with the declaration
+            granted = tuple(t for t in self.memory.tools() if t not in self.tools)
+            object.__setattr__(self, "tools", (*self.tools, *granted))
 
 
 @dataclass(frozen=True)
@@ -117,6 +126,11 @@ class Workflow:
     circuit_breaker: BreakerSettings = field(default_factory=BreakerSettings)
     security: SecurityPolicy = field(default_factory=SecurityPolicy)
     tool_policies: Mapping[str, ToolPolicy] = field(default_factory=dict)  # by tool name
+    memory: MemoryConfig = field(default_factory=MemoryConfig)  # embedder and index location
+
+    @property
+    def uses_memory(self) -> bool:
+        return any(a.memory is not None for a in self.agents.values())
 
     def present(self, result: Any) -> Any:
         """The part of a task's result a person wants to read (see ``result_field``)."""
@@ -143,6 +157,8 @@ class Workflow:
             for t in a.tools:
                 if t not in self.tools:
                     problems.append(f"agent {a.name!r} allows tool {t!r}, which is not registered")
+            if a.memory is not None:
+                problems.extend(f"agent {a.name!r}: memory: {p}" for p in a.memory.problems())
             if a.max_rejected_calls < 1:
                 problems.append(f"agent {a.name!r}: max_rejected_calls must be at least 1")
             if a.warn_iterations > a.max_iterations:
@@ -204,9 +220,13 @@ class Workflow:
         circuit_breaker: BreakerSettings | None = None,
         security: SecurityPolicy | None = None,
         tool_policies: Mapping[str, ToolPolicy] | None = None,
+        memory: MemoryConfig | None = None,
     ) -> Workflow:
         """Declare a workflow in Python; validated like a file."""
         specs = {a.name: a for a in agents}
+        tools = list(tools)
+        if any(a.memory is not None for a in specs.values()):
+            tools.extend(memory_tools())
         wf = cls(
             name=name,
             orchestrator=orchestrator,
@@ -223,6 +243,7 @@ class Workflow:
             circuit_breaker=circuit_breaker or BreakerSettings(),
             security=security or SecurityPolicy(),
             tool_policies=dict(tool_policies or {}),
+            memory=memory or MemoryConfig(),
         )
         problems = wf.problems()
         if problems:
@@ -284,6 +305,7 @@ class _AgentEntry(BaseModel):
     circuit_breaker: _BreakerOverride | None = None
     context: ContextSettings = Field(default_factory=ContextSettings)
     max_rejected_calls: int = Field(default=5, ge=1)
+    memory: MemorySpec | None = None
 
 
 class _WorkflowFile(BaseModel):
@@ -303,6 +325,7 @@ class _WorkflowFile(BaseModel):
     running_branches_on_failure: RunningBranches = "cancel"
     circuit_breaker: BreakerSettings = Field(default_factory=BreakerSettings)
     security: SecurityPolicy = Field(default_factory=SecurityPolicy)
+    memory: MemoryConfig = Field(default_factory=MemoryConfig)
 
     @model_validator(mode="after")
     def _who_starts(self) -> Self:
@@ -388,6 +411,12 @@ def load_workflow(path: str | Path, *, settings: Settings | None = None) -> Work
                 policies[tool_name] = tool_entry.policy.build(base_dir, tool_name)
         except ConfigurationError as exc:
             problems.append(str(exc))
+    if any(entry.memory is not None for entry in spec.agents.values()):
+        for t in memory_tools():
+            if t.name in registry:
+                problems.append(f"tool {t.name!r} is the memory tool of that name: rename yours")
+            else:
+                registry.register(t)
 
     default_model = {**spec.model, **settings.model_overrides()}
     agents: dict[str, AgentSpec] = {}
@@ -436,6 +465,7 @@ def load_workflow(path: str | Path, *, settings: Settings | None = None) -> Work
             ),
             context=entry.context,
             max_rejected_calls=entry.max_rejected_calls,
+            memory=entry.memory,
         )
     wf = Workflow(
         name=spec.name,
@@ -457,6 +487,9 @@ def load_workflow(path: str | Path, *, settings: Settings | None = None) -> Work
             update={"primary_log": spec.security.primary_log or settings.primary_log}
         ),
         tool_policies=policies,
+        memory=spec.memory.model_copy(
+            update={"index": base_dir / spec.memory.index} if spec.memory.index else {}
+        ),
     )
     problems.extend(wf.problems())
     if problems:
@@ -481,5 +514,6 @@ def _tool_fields(t: Tool) -> dict[str, Any]:
         "circuit_breaker": t.circuit_breaker,
         "raw_values": t.raw_values,
         "wants_context": t.wants_context,
+        "records": t.records,
         "_is_async": t._is_async,
     }

@@ -31,6 +31,8 @@ from agentledger.schemas.guards import (
 from agentledger.schemas.handoffs import HandoffAccepted, HandoffRejected, OutputsAggregated
 from agentledger.schemas.hierarchy import SubtaskPlanned, SubtaskPlanRejected
 from agentledger.schemas.limits import LimitReached
+from agentledger.schemas.mcp import McpToolsPinned
+from agentledger.schemas.memory import MemoryErased, MemoryWritten
 from agentledger.schemas.llm import LlmCallCompleted, LlmCallFailed
 from agentledger.schemas.security import InjectionSuspected
 from agentledger.schemas.subtasks import (
@@ -85,7 +87,10 @@ Event: TypeAlias = Annotated[
     | CircuitStateChanged
     | ToolCallRetryScheduled
     | ContextSummarized
-    | InjectionSuspected,
+    | InjectionSuspected
+    | MemoryWritten
+    | MemoryErased
+    | McpToolsPinned,
     Field(discriminator="type"),
 ]
 

@@ -1,0 +1,179 @@
+"""Long-term memory end to end: the real sqlite-vec index over a real SQLite ledger, driven
+by the embedded runner with a scripted model."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from agentledger.agents.context import Runtime
+from agentledger.agents.workflow import AgentSpec, Workflow
+from agentledger.llm import ScriptedModel
+from agentledger.llm.pricing import PriceTable
+from agentledger.llm.scripted import call_tool, reply
+from agentledger.memory import HashingEmbedder, MemoryService, MemorySpec
+from agentledger.schemas.memory import MemoryErased, MemoryWritten
+from agentledger.streams.embedded import EmbeddedRunner
+from agentledger.streams.log import Recorded
+from agentledger.streams.sqlite import SqliteEventLog
+from agentledger.testing import task_events
+
+pytestmark = pytest.mark.integration
+
+
+def _workflow(read: tuple[str, ...], write: tuple[str, ...]) -> Workflow:
+    return Workflow.build(
+        name="support",
+        pattern="peer_to_peer",
+        entry="agent",
+        agents=[AgentSpec("agent", memory=MemorySpec(read=read, write=write, top_k=3))],
+    )
+
+
+async def _run(log, memory, workflow, turns, *, inputs=None):
+    model = ScriptedModel({"agent": turns})
+    runtime = Runtime(
+        workflow=workflow,
+        models={"agent": model},
+        prices=PriceTable(),
+        sandbox=Path("/tmp"),
+        memory=memory,
+    )
+    runner = EmbeddedRunner(log, runtime)
+    task_id = await runner.submit("help the customer", inputs=inputs or {})
+    state = await runner.run(task_id)
+    model.assert_complete()
+    return state, await task_events(log, task_id)
+
+
+@pytest.fixture
+async def ledger(tmp_path: Path):
+    log = SqliteEventLog(tmp_path / "ledger.db")
+    memory = MemoryService.open(log, tmp_path / "memory.db", HashingEmbedder(128))
+    yield log, memory
+    memory.close()
+    await log.close()
+
+
+FACTS = {
+    "refunds": "Refunds are accepted within 30 days of delivery with the receipt.",
+    "shipping": "Standard shipping takes five working days within the country.",
+    "warranty": "The warranty covers manufacturing defects for two years.",
+}
+
+
+async def _write_facts(log, memory, workflow):
+    turns = [call_tool("memory_write", key=k, text=t) for k, t in FACTS.items()]
+    return await _run(log, memory, workflow, [*turns, reply("stored")])
+
+
+async def test_a_write_in_one_task_is_read_in_another(ledger):
+    log, memory = ledger
+    workflow = _workflow(read=("kb",), write=("kb",))
+    state, events = await _write_facts(log, memory, workflow)
+    assert state.status == "completed"
+    written = [e for e in events if isinstance(e, MemoryWritten)]
+    assert [(w.namespace, w.key) for w in written] == [("kb", k) for k in FACTS]
+    assert written[0].source.idempotency_key  # provenance: the call that wrote it
+
+    seen = {}
+
+    def search(request):
+        seen["result"] = request.messages[-1].content
+        return reply("found")
+
+    state, events = await _run(
+        log,
+        memory,
+        workflow,
+        [call_tool("memory_search", query="how long do refunds take"), search],
+    )
+    assert state.status == "completed"
+    [done] = [e for e in events if e.type == "tool_call_completed"]
+    memories = done.result["memories"]
+    assert memories[0]["key"] == "refunds"
+    assert len(memories) == 3  # the agent's top_k, whatever the model asked for
+    assert "30 days" in seen["result"]  # what the model was shown, inside <data> tags
+
+
+async def test_rebuild_gives_the_same_results_as_incremental_updates(ledger):
+    log, memory = ledger
+    workflow = _workflow(read=("kb",), write=("kb",))
+    await _write_facts(log, memory, workflow)
+    await _run(
+        log,
+        memory,
+        workflow,
+        [
+            call_tool("memory_write", key="shipping", text="Express shipping takes one day."),
+            reply("updated"),
+        ],
+    )
+    await memory.forget("kb", "warranty", reason="test")
+    queries = ["refund receipt", "shipping days", "warranty defects"]
+    before = [await memory.search("kb", q, 5) for q in queries]
+    position = await memory.projection.catch_up()
+    assert await memory.rebuild() == position
+    after = [await memory.search("kb", q, 5) for q in queries]
+    assert before == after
+    assert {m["key"] for m in after[1]} == {"refunds", "shipping"}
+    assert after[1][0]["text"] == "Express shipping takes one day."
+
+
+async def test_erasure_removes_a_key_then_a_namespace(ledger):
+    log, memory = ledger
+    workflow = _workflow(read=("kb",), write=("kb",))
+    await _write_facts(log, memory, workflow)
+    erased = await memory.forget("kb", "refunds", reason="customer asked", requested_by="ops")
+    assert isinstance(erased, MemoryErased)
+    keys = {m.key for m in await memory.items("kb")}
+    assert keys == {"shipping", "warranty"}
+    assert all(m["key"] != "refunds" for m in await memory.search("kb", "refunds", 5))
+    await memory.forget("kb")
+    assert await memory.items("kb") == []
+    stored = [e.event.type for e in await log.read_from(0) if isinstance(e, Recorded)]
+    assert stored.count("memory_erased") == 2  # erasure is an event in the log
+
+
+async def test_a_namespace_outside_the_allow_list_is_refused(ledger):
+    log, memory = ledger
+    workflow = _workflow(read=("kb", "user/{user}"), write=("user/{user}",))
+    _state, events = await _run(
+        log,
+        memory,
+        workflow,
+        [
+            call_tool("memory_write", key="k", text="secret plan", namespace="kb"),
+            call_tool("memory_search", query="plans", namespace="user/bob"),
+            call_tool("memory_write", key="pref", text="prefers email"),
+            reply("done"),
+        ],
+        inputs={"user": "alice"},
+    )
+    refused = [e for e in events if e.type == "tool_call_rejected"]
+    assert [r.error_kind for r in refused] == ["namespace_not_allowed"] * 2
+    assert "'kb' is outside what this agent may write" in refused[0].reason
+    assert "'user/bob'" in refused[1].reason
+    [written] = [e for e in events if isinstance(e, MemoryWritten)]
+    assert written.namespace == "user/alice"  # the default: the first it may write
+    assert {m.namespace for m in await memory.items()} == {"user/alice"}
+
+
+async def test_episodes_are_past_tasks_of_the_same_user(ledger):
+    log, memory = ledger
+    workflow = _workflow(read=("kb",), write=())
+    await _run(log, memory, workflow, [reply("first answer")], inputs={"user": "alice"})
+    await _run(log, memory, workflow, [reply("bob's answer")], inputs={"user": "bob"})
+    _state, events = await _run(
+        log,
+        memory,
+        workflow,
+        [call_tool("memory_episodes", scope="user"), reply("done")],
+        inputs={"user": "alice"},
+    )
+    [done] = [e for e in events if e.type == "tool_call_completed"]
+    episodes = done.result["episodes"]
+    assert [(e["user"], e["status"], e["outcome"]) for e in episodes] == [
+        ("alice", "completed", "first answer")
+    ]
