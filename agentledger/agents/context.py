@@ -39,6 +39,8 @@ class Runtime:
         close_memory = getattr(self.memory, "close", None)
         if close_memory is not None:
             close_memory()
+        if self.workflow.mcp is not None:
+            await self.workflow.mcp.aclose()
 
 
 @dataclass(frozen=True)

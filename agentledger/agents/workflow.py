@@ -54,6 +54,7 @@ from agentledger.memory.tools import memory_tools
 from agentledger.schemas import FailurePolicy, Plan, RunningBranches
 from agentledger.security.policy import SecurityPolicy, ToolPolicy, ToolPolicyEntry
 from agentledger.settings import Settings
+from agentledger.tools.mcp import McpServerSpec, McpTool, McpToolset, mcp_tool
 from agentledger.tools.registry import Tool, ToolRegistry, as_tool
 
 Pattern = Literal["orchestrated", "peer_to_peer"]
@@ -127,6 +128,11 @@ class Workflow:
     security: SecurityPolicy = field(default_factory=SecurityPolicy)
     tool_policies: Mapping[str, ToolPolicy] = field(default_factory=dict)  # by tool name
     memory: MemoryConfig = field(default_factory=MemoryConfig)  # embedder and index location
+    mcp: McpToolset | None = None  # MCP servers, when tools come from them (tools/mcp.py)
+
+    @property
+    def mcp_tools(self) -> list[McpTool]:
+        return [t for t in self.tools if isinstance(t, McpTool)]
 
     @property
     def uses_memory(self) -> bool:
@@ -270,7 +276,8 @@ class _BreakerOverride(BaseModel):
 
 class _ToolEntry(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    function: str
+    function: str | None = None
+    mcp: str | None = None  # "server/tool" of an MCP server in mcp_servers
     description: str | None = None
     risk: str | None = None
     side_effect: bool | None = None
@@ -326,6 +333,7 @@ class _WorkflowFile(BaseModel):
     circuit_breaker: BreakerSettings = Field(default_factory=BreakerSettings)
     security: SecurityPolicy = Field(default_factory=SecurityPolicy)
     memory: MemoryConfig = Field(default_factory=MemoryConfig)
+    mcp_servers: dict[str, McpServerSpec] = Field(default_factory=dict)
 
     @model_validator(mode="after")
     def _who_starts(self) -> Self:
@@ -391,7 +399,11 @@ def load_workflow(path: str | Path, *, settings: Settings | None = None) -> Work
 
     registry = ToolRegistry()
     policies: dict[str, ToolPolicy] = {}
+    toolset = McpToolset(spec.mcp_servers, base_dir) if spec.mcp_servers else None
     for tool_name, tool_entry in spec.tools.items():
+        if tool_entry.mcp is not None or tool_entry.function is None:
+            problems.extend(_add_mcp_tool(registry, tool_name, tool_entry, toolset, spec))
+            continue
         try:
             obj = load_object(tool_entry.function, base_dir=base_dir, what=f"tool {tool_name!r}")
             t = as_tool(obj)
@@ -487,6 +499,7 @@ def load_workflow(path: str | Path, *, settings: Settings | None = None) -> Work
             update={"primary_log": spec.security.primary_log or settings.primary_log}
         ),
         tool_policies=policies,
+        mcp=toolset,
         memory=spec.memory.model_copy(
             update={"index": base_dir / spec.memory.index} if spec.memory.index else {}
         ),
@@ -495,6 +508,41 @@ def load_workflow(path: str | Path, *, settings: Settings | None = None) -> Work
     if problems:
         raise WorkflowError(problems, str(path))
     return wf
+
+
+def _add_mcp_tool(
+    registry: ToolRegistry,
+    name: str,
+    entry: _ToolEntry,
+    toolset: McpToolset | None,
+    spec: _WorkflowFile,
+) -> list[str]:
+    """Register the MCP tool of ``entry``; its risk and side effect must be declared here."""
+    if entry.function is not None:
+        return [f"tool {name!r}: give `function` or `mcp`, not both"]
+    if entry.mcp is None:
+        return [f"tool {name!r}: give `function` (a Python tool) or `mcp` (server/tool)"]
+    server, sep, remote = entry.mcp.partition("/")
+    problems = []
+    if not sep or not remote:
+        problems.append(f"tool {name!r}: mcp must look like server/tool, not {entry.mcp!r}")
+    elif toolset is None or server not in toolset.servers:
+        problems.append(f"tool {name!r}: MCP server {server!r} is not declared in mcp_servers")
+    if entry.risk is None or entry.side_effect is None:
+        problems.append(
+            f"tool {name!r}: declare `risk` and `side_effect` for an MCP tool (they are never "
+            "taken from the server)"
+        )
+    if entry.policy is not None:
+        problems.append(f"tool {name!r}: policies are for Python tools; not supported for MCP")
+    if problems or toolset is None:
+        return problems
+    fields = entry.model_dump(exclude={"function", "mcp", "circuit_breaker", "policy"})
+    fields = {k: v for k, v in fields.items() if v is not None}
+    if entry.circuit_breaker is not None:
+        fields["circuit_breaker"] = entry.circuit_breaker.over(spec.circuit_breaker)
+    registry.register(mcp_tool(name, entry.mcp, toolset, **fields))
+    return []
 
 
 def _tool_fields(t: Tool) -> dict[str, Any]:

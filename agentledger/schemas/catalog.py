@@ -31,9 +31,9 @@ from agentledger.schemas.guards import (
 from agentledger.schemas.handoffs import HandoffAccepted, HandoffRejected, OutputsAggregated
 from agentledger.schemas.hierarchy import SubtaskPlanned, SubtaskPlanRejected
 from agentledger.schemas.limits import LimitReached
+from agentledger.schemas.llm import LlmCallCompleted, LlmCallFailed
 from agentledger.schemas.mcp import McpToolsPinned
 from agentledger.schemas.memory import MemoryErased, MemoryWritten
-from agentledger.schemas.llm import LlmCallCompleted, LlmCallFailed
 from agentledger.schemas.security import InjectionSuspected
 from agentledger.schemas.subtasks import (
     AgentOutputProduced,

@@ -122,6 +122,11 @@ class EmbeddedRunner:
 
         driver = TaskDriver(self.runtime, task_id, sink)
         driver.load(history)
+        mcp = self.runtime.workflow.mcp
+        if mcp is not None:  # the tools this task sees: recorded at its start, or now
+            pins = await mcp.start_task(self.runtime.workflow.mcp_tools, history)
+            if pins:
+                await driver.emit(pins)
         try:
             while True:
                 while queue:
