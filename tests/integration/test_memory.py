@@ -8,6 +8,8 @@ from pathlib import Path
 import pytest
 
 from agentledger.agents.context import Runtime
+from agentledger.audit.erasure import ERASED
+from agentledger.audit.projection import AuditProjection
 from agentledger.agents.workflow import AgentSpec, Workflow
 from agentledger.llm import ScriptedModel
 from agentledger.llm.pricing import PriceTable
@@ -18,6 +20,12 @@ from agentledger.streams.embedded import EmbeddedRunner
 from agentledger.streams.log import Recorded
 from agentledger.streams.sqlite import SqliteEventLog
 from agentledger.testing import task_events
+from tests.integration.audit_fixtures import (  # fixtures are imported to be found by pytest
+    audit_chdb_dir,  # noqa: F401
+    audit_database,  # noqa: F401
+    audit_store,  # noqa: F401
+    audit_url,  # noqa: F401
+)
 
 pytestmark = pytest.mark.integration
 
@@ -177,3 +185,34 @@ async def test_episodes_are_past_tasks_of_the_same_user(ledger):
     assert [(e["user"], e["status"], e["outcome"]) for e in episodes] == [
         ("alice", "completed", "first answer")
     ]
+
+
+async def test_erasure_masks_the_value_in_the_audit_copy(ledger, audit_store):
+    log, memory = ledger
+    workflow = _workflow(read=("kb",), write=("kb",))
+    await _write_facts(log, memory, workflow)
+    await _run(log, memory, workflow, [call_tool("memory_search", query="refunds"), reply("x")])
+    projection = AuditProjection(log, audit_store)
+    await projection.catch_up()
+
+    def holding(text: str) -> list[str]:
+        rows = audit_store.query(
+            f"SELECT type, payload FROM {audit_store.database}.audit_events"
+        ).rows
+        return sorted(str(t) for t, payload in rows if text in str(payload))
+
+    refund = FACTS["refunds"]
+    # the write, the model's call and its request, and the search result that returned it
+    assert set(holding(refund)) == {
+        "memory_written",
+        "llm_call_completed",
+        "tool_call_requested",
+        "tool_call_completed",
+    }
+    await memory.forget("kb", "refunds", reason="GDPR request")
+    await projection.catch_up()
+    assert holding(refund) == []
+    assert "memory_written" in holding(ERASED)
+    assert "memory_written" in holding(FACTS["shipping"])  # other keys are kept
+    await projection.rebuild()  # replaying the log masks again what it re-inserts
+    assert holding(refund) == []
