@@ -1,6 +1,9 @@
 """Long-term memory end to end: the real sqlite-vec index over a real SQLite ledger, driven
 by the embedded runner with a scripted model."""
 
+# ruff: noqa: F811
+# (pytest fixtures are imported by name and requested by the same name)
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -8,9 +11,9 @@ from pathlib import Path
 import pytest
 
 from agentledger.agents.context import Runtime
+from agentledger.agents.workflow import AgentSpec, Workflow
 from agentledger.audit.erasure import ERASED
 from agentledger.audit.projection import AuditProjection
-from agentledger.agents.workflow import AgentSpec, Workflow
 from agentledger.llm import ScriptedModel
 from agentledger.llm.pricing import PriceTable
 from agentledger.llm.scripted import call_tool, reply
