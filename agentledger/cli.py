@@ -425,6 +425,7 @@ def _register_optional(sub: Any) -> None:
         "agentledger.streams.kafka_cli",
         "agentledger.tools.cli",
         "agentledger.approvals_cli",
+        "agentledger.memory.cli",
     ):
         try:
             mod = importlib.import_module(module)

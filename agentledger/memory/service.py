@@ -53,13 +53,18 @@ class MemoryService:
         return await asyncio.to_thread(self.store.search, namespace, vector, top_k)
 
     async def episodes(self, task_id: str, scope: str, limit: int) -> list[dict[str, str]]:
-        """Past tasks sharing this task's workflow, user or session (``scope``)."""
+        """Tasks started before this one that share its workflow, user or session
+        (``scope``), newest first."""
         await self.projection.catch_up()
         current = await asyncio.to_thread(self.store.episode, task_id)
         if current is None or not current[scope]:
             return []
         return await asyncio.to_thread(
-            self.store.episodes, exclude_task=task_id, limit=limit, **{scope: current[scope]}
+            self.store.episodes,
+            exclude_task=task_id,
+            before=current["started_at"],
+            limit=limit,
+            **{scope: current[scope]},
         )
 
     async def items(self, namespace: str | None = None, *, limit: int = 100) -> list[MemoryItem]:

@@ -287,6 +287,7 @@ class MemoryStore:
         user: str | None = None,
         session: str | None = None,
         exclude_task: str | None = None,
+        before: str | None = None,
         limit: int = 10,
     ) -> list[dict[str, str]]:
         where, params = ["1 = 1"], []
@@ -297,6 +298,9 @@ class MemoryStore:
         if exclude_task is not None:
             where.append("task_id != ?")
             params.append(exclude_task)
+        if before is not None:  # ISO-8601 UTC: text order is time order
+            where.append("started_at <= ?")
+            params.append(before)
         sql = (
             f"SELECT {_EPISODE} FROM episodes WHERE {' AND '.join(where)} "
             "ORDER BY started_at DESC, task_id DESC LIMIT ?"
