@@ -25,7 +25,9 @@ from agentledger.settings import Settings
 from agentledger.streams.sqlite import SqliteEventLog
 
 
-def _open(args: argparse.Namespace, settings: Settings) -> tuple[SqliteEventLog, MemoryService]:
+def _open(
+    args: argparse.Namespace, settings: Settings, *, fresh: bool = False
+) -> tuple[SqliteEventLog, MemoryService]:
     config = MemoryConfig()
     if args.workflow:
         from agentledger.agents.workflow import load_workflow
@@ -34,7 +36,7 @@ def _open(args: argparse.Namespace, settings: Settings) -> tuple[SqliteEventLog,
     if args.index:
         config = config.model_copy(update={"index": Path(args.index)})
     log = SqliteEventLog(Path(args.db) if args.db else settings.ledger_path)
-    return log, config.open(log, settings)
+    return log, config.open(log, settings, fresh=fresh)
 
 
 def _print(rows: list[dict[str, Any]], as_json: bool, out: TextIO, empty: str) -> None:
@@ -97,9 +99,9 @@ async def _forget(args: argparse.Namespace, settings: Settings, out: TextIO, err
 
 
 async def _rebuild(args: argparse.Namespace, settings: Settings, out: TextIO, err: TextIO) -> int:
-    log, memory = _open(args, settings)
+    log, memory = _open(args, settings, fresh=True)
     try:
-        position = await memory.rebuild()
+        position = await memory.projection.catch_up()
         counts = memory.store.namespaces()
     finally:
         memory.close()

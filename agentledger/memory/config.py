@@ -29,6 +29,9 @@ class MemoryConfig(BaseModel):
     def index_path(self, settings: Settings) -> Path:
         return self.index if self.index is not None else settings.home / "memory.db"
 
-    def open(self, log: EventLog, settings: Settings) -> MemoryService:
-        """The memory service over ``log``, its index beside the ledger."""
-        return MemoryService.open(log, self.index_path(settings), self.embedder.build())
+    def open(self, log: EventLog, settings: Settings, *, fresh: bool = False) -> MemoryService:
+        """The memory service over ``log``, its index beside the ledger (``fresh``: a new,
+        empty index that a rebuild fills)."""
+        return MemoryService.open(
+            log, self.index_path(settings), self.embedder.build(), fresh=fresh
+        )

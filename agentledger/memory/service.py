@@ -35,8 +35,13 @@ class MemoryService:
         self.projection = MemoryProjection(log, store, embedder)
 
     @classmethod
-    def open(cls, log: EventLog, path: str | Path, embedder: Embedder) -> MemoryService:
-        store = MemoryStore(path, identity=embedder.identity, dimensions=embedder.dimensions)
+    def open(
+        cls, log: EventLog, path: str | Path, embedder: Embedder, *, fresh: bool = False
+    ) -> MemoryService:
+        """The service over the index at ``path``; ``fresh``: delete it first (a rebuild,
+        e.g. with another embedder than the one it was built with)."""
+        opener = MemoryStore.recreate if fresh else MemoryStore
+        store = opener(path, identity=embedder.identity, dimensions=embedder.dimensions)
         return cls(log, store, embedder)
 
     @property

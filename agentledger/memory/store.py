@@ -131,6 +131,7 @@ class MemoryStore:
         self.identity = identity
         self.dimensions = dimensions
         self._lock = threading.Lock()
+        self._closed = False
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             self._db: Any = sqlite3.connect(
@@ -319,9 +320,15 @@ class MemoryStore:
             Path(f"{path}{suffix}").unlink(missing_ok=True)
         return cls(path, identity=identity, dimensions=dimensions)
 
+    @property
+    def is_open(self) -> bool:
+        return not self._closed
+
     def close(self) -> None:
         with self._lock:
-            self._db.close()
+            if not self._closed:
+                self._db.close()
+                self._closed = True
 
     def _meta(self, key: str) -> str | None:
         row = self._db.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()

@@ -6,14 +6,18 @@ by the embedded runner with a scripted model."""
 
 from __future__ import annotations
 
+import asyncio
+import io
 from pathlib import Path
 
+import orjson
 import pytest
 
 from agentledger.agents.context import Runtime
 from agentledger.agents.workflow import AgentSpec, Workflow
 from agentledger.audit.erasure import ERASED
 from agentledger.audit.projection import AuditProjection
+from agentledger.cli import main
 from agentledger.llm import ScriptedModel
 from agentledger.llm.pricing import PriceTable
 from agentledger.llm.scripted import call_tool, reply
@@ -63,7 +67,8 @@ async def ledger(tmp_path: Path):
     log = SqliteEventLog(tmp_path / "ledger.db")
     memory = MemoryService.open(log, tmp_path / "memory.db", HashingEmbedder(128))
     yield log, memory
-    memory.close()
+    if memory.store.is_open:
+        memory.close()
     await log.close()
 
 
@@ -219,3 +224,30 @@ async def test_erasure_masks_the_value_in_the_audit_copy(ledger, audit_store):
     assert "memory_written" in holding(FACTS["shipping"])  # other keys are kept
     await projection.rebuild()  # replaying the log masks again what it re-inserts
     assert holding(refund) == []
+
+
+async def test_the_memory_cli_lists_searches_forgets_and_rebuilds(ledger, tmp_path: Path):
+    log, memory = ledger
+    await _write_facts(log, memory, _workflow(read=("kb",), write=("kb",)))
+    memory.close()  # the CLI opens the index itself, as another process would
+    base = ["--db", str(tmp_path / "ledger.db")]
+    index = ["--index", str(tmp_path / "memory.db")]
+
+    def cli(*argv: str) -> tuple[int, str]:
+        out, err = io.StringIO(), io.StringIO()
+        code = main([*base, "memory", *argv, *index], out=out, err=err)
+        return code, out.getvalue() + err.getvalue()
+
+    # the CLI's default embedder is hashing:256; this index was built with hashing:128
+    code, text = await asyncio.to_thread(cli, "list")
+    assert code == 2 and "agentledger memory rebuild" in text
+    code, text = await asyncio.to_thread(cli, "rebuild")
+    assert code == 0 and "3 memories in 1 namespaces" in text
+    code, text = await asyncio.to_thread(cli, "search", "kb", "refund receipt", "--json")
+    assert code == 0 and orjson.loads(text)[0]["key"] == "refunds"
+    code, text = await asyncio.to_thread(cli, "forget", "kb", "refunds", "--reason", "asked")
+    assert code == 0 and "forgot key 'refunds'" in text
+    code, text = await asyncio.to_thread(cli, "list", "kb", "--json")
+    assert {m["key"] for m in orjson.loads(text)} == {"shipping", "warranty"}
+    code, text = await asyncio.to_thread(cli, "episodes", "--json")
+    assert code == 0 and orjson.loads(text)[0]["workflow"] == "support"
