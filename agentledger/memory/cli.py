@@ -6,6 +6,7 @@
     agentledger memory forget kb/support refund-window                # one key
     agentledger memory rebuild
     agentledger memory episodes --user alice
+    agentledger memory project --kafka 127.0.0.1:9092 --until-caught-up    # distributed
 
 The embedder comes from ``--workflow FILE`` (its ``memory.embedder``), else the offline
 default; the index is ``--index`` or the workflow's, else HOME/memory.db beside the ledger.
@@ -21,6 +22,7 @@ import orjson
 
 from agentledger.memory.config import MemoryConfig
 from agentledger.memory.service import MemoryService
+from agentledger.memory.store import MemoryStore
 from agentledger.settings import Settings
 from agentledger.streams.sqlite import SqliteEventLog
 
@@ -128,6 +130,29 @@ async def _episodes(args: argparse.Namespace, settings: Settings, out: TextIO, e
     return 0
 
 
+async def _project(args: argparse.Namespace, settings: Settings, out: TextIO, err: TextIO) -> int:
+    from agentledger.memory.kafka_projection import MemoryKafkaProjector
+
+    config = MemoryConfig()
+    if args.workflow:
+        from agentledger.agents.workflow import load_workflow
+
+        config = load_workflow(args.workflow, settings=settings).memory
+    if args.index:
+        config = config.model_copy(update={"index": Path(args.index)})
+    embedder = config.embedder.build()
+    store = MemoryStore(
+        config.index_path(settings), identity=embedder.identity, dimensions=embedder.dimensions
+    )
+    try:
+        projector = MemoryKafkaProjector(store, embedder, args.kafka, prefix=args.prefix)
+        applied = await projector.run(until_caught_up=args.until_caught_up)
+    finally:
+        store.close()
+    print(f"applied {applied} events to {store.path}", file=out)
+    return 0
+
+
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--workflow", help="take the embedder and index from this workflow")
@@ -159,3 +184,10 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     p.add_argument("--session")
     p.add_argument("--limit", type=int, default=10)
     p.set_defaults(func=_episodes)
+    p = cmds.add_parser(
+        "project", parents=[common], help="the distributed shape: feed the index from Kafka"
+    )
+    p.add_argument("--kafka", required=True, metavar="BOOTSTRAP", help="host:port,...")
+    p.add_argument("--prefix", default="agentledger", help="topic prefix (<prefix>.events)")
+    p.add_argument("--until-caught-up", action="store_true", help="stop once all is read")
+    p.set_defaults(func=_project)

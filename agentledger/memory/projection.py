@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Sequence
+from datetime import UTC, datetime
 from typing import Any
 
 import orjson
@@ -54,12 +55,12 @@ def changes(event: Event, vector: list[float] | None = None) -> list[Change]:
                     source=event.source.model_dump(mode="json"),
                     task_id=event.task_id,
                     event_id=event.event_id,
-                    written_at=event.occurred_at.isoformat(),
+                    written_at=stamp(event.occurred_at),
                     vector=vector,
                 )
             ]
         case MemoryErased():
-            return [Erase(event.namespace, event.key)]
+            return [Erase(event.namespace, event.key, stamp(event.occurred_at))]
         case GoalSubmitted():
             session, user = event.inputs.get("session"), event.inputs.get("user")
             return [
@@ -69,7 +70,7 @@ def changes(event: Event, vector: list[float] | None = None) -> list[Change]:
                     user=user if isinstance(user, str) else (event.submitted_by or ""),
                     session=session if isinstance(session, str) else "",
                     goal=event.goal,
-                    started_at=event.occurred_at.isoformat(),
+                    started_at=stamp(event.occurred_at),
                 )
             ]
         case TaskCompleted():
@@ -82,13 +83,27 @@ def changes(event: Event, vector: list[float] | None = None) -> list[Change]:
 
 
 def _ended(event: Event, status: str, outcome: str) -> EpisodeEnded:
-    return EpisodeEnded(
-        event.task_id, status, outcome[:OUTCOME_CHARS], event.occurred_at.isoformat()
-    )
+    return EpisodeEnded(event.task_id, status, outcome[:OUTCOME_CHARS], stamp(event.occurred_at))
+
+
+def stamp(moment: datetime) -> str:
+    """A fixed-width UTC time: text order is time order (what the index compares)."""
+    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%f+00:00")
 
 
 def _short(value: Any) -> str:
     return value if isinstance(value, str) else orjson.dumps(value).decode()
+
+
+async def embedded_changes(events: Sequence[Event], embedder: Embedder) -> list[Change]:
+    """The changes of ``events``, the texts written embedded in one batch."""
+    writes = [e for e in events if isinstance(e, MemoryWritten)]
+    vectors = await embedder.embed([w.text for w in writes]) if writes else []
+    by_id = {w.event_id: v for w, v in zip(writes, vectors, strict=True)}
+    out: list[Change] = []
+    for event in events:
+        out.extend(changes(event, by_id.get(event.event_id)))
+    return out
 
 
 class MemoryProjection:
@@ -110,7 +125,7 @@ class MemoryProjection:
                 if not entries:
                     break
                 events = [e.event for e in entries if isinstance(e, Recorded)]
-                batch = await self._changes(events)
+                batch = await embedded_changes(events, self.embedder)
                 applied = await asyncio.to_thread(
                     self.store.apply, batch, expected=position, position=entries[-1].offset
                 )
@@ -130,12 +145,3 @@ class MemoryProjection:
                 dimensions=self.embedder.dimensions,
             )
         return await self.catch_up()
-
-    async def _changes(self, events: Sequence[Event]) -> list[Change]:
-        writes = [e for e in events if isinstance(e, MemoryWritten)]
-        vectors = await self.embedder.embed([w.text for w in writes]) if writes else []
-        by_id = {w.event_id: v for w, v in zip(writes, vectors, strict=True)}
-        out: list[Change] = []
-        for event in events:
-            out.extend(changes(event, by_id.get(event.event_id)))
-        return out

@@ -13,7 +13,7 @@ same DB-API module with it enabled.
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -72,6 +72,7 @@ class Upsert:
 class Erase:
     namespace: str
     key: str | None  # None: the whole namespace
+    erased_at: str  # writes up to this time are forgotten; later ones are new memories
 
 
 @dataclass(frozen=True, slots=True)
@@ -120,11 +121,23 @@ CREATE TABLE IF NOT EXISTS episodes (
     ended_at   TEXT NOT NULL
 );
 CREATE INDEX IF NOT EXISTS episodes_by_workflow ON episodes (workflow, started_at);
+CREATE TABLE IF NOT EXISTS tombstones (
+    namespace  TEXT NOT NULL,
+    key        TEXT NOT NULL,   -- '' for the whole namespace
+    erased_at  TEXT NOT NULL,
+    PRIMARY KEY (namespace, key)
+);
 """
 
 
 class MemoryStore:
-    """The index file. Thread-safe for the short calls the projection and tools make."""
+    """The index file. Thread-safe for the short calls the projection and tools make.
+
+    Changes commute: a write replaces a key only if it is newer (``written_at``, then
+    ``event_id``), and an erasure leaves a tombstone that keeps out writes older than it.
+    So the index is the same whatever order changes arrive in (Kafka partitions interleave
+    freely) and however often one is re-delivered.
+    """
 
     def __init__(self, path: str | Path, *, identity: str, dimensions: int) -> None:
         self.path = Path(path)
@@ -187,10 +200,51 @@ class MemoryStore:
                 ) from None
         return True
 
+    def apply_tracked(self, changes: Sequence[Change], positions: Mapping[str, int]) -> None:
+        """Apply ``changes`` and store ``positions`` (e.g. a Kafka partition's next offset,
+        by name) in one transaction: the positions never run ahead of the index."""
+        with self._lock:
+            try:
+                self._db.execute("BEGIN IMMEDIATE")
+                try:
+                    for change in changes:
+                        self._apply(change)
+                    for name, offset in positions.items():
+                        self._set_meta(f"position:{name}", str(offset))
+                    self._db.execute("COMMIT")
+                except BaseException:
+                    self._db.execute("ROLLBACK")
+                    raise
+            except sqlite3.Error as exc:
+                raise MemoryStoreError(
+                    f"cannot write the memory index {self.path}: {exc}"
+                ) from None
+
+    def tracked_positions(self, prefix: str) -> dict[str, int]:
+        """Positions stored by ``apply_tracked`` whose name starts with ``prefix``."""
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT key, value FROM meta WHERE key LIKE ?", (f"position:{prefix}%",)
+            ).fetchall()
+        return {str(k).removeprefix("position:"): int(v) for k, v in rows}
+
     def _apply(self, change: Change) -> None:
         db = self._db
         match change:
             case Upsert():
+                current = db.execute(
+                    "SELECT written_at, event_id FROM items WHERE namespace = ? AND key = ?",
+                    (change.namespace, change.key),
+                ).fetchone()
+                if current is not None and tuple(current) >= (change.written_at, change.event_id):
+                    return  # a newer write of this key is already there (or this very one)
+                erased = db.execute(
+                    "SELECT 1 FROM tombstones WHERE namespace = ? AND key IN (?, '') "
+                    "AND erased_at >= ?",
+                    (change.namespace, change.key, change.written_at),
+                ).fetchone()
+                if erased is not None:
+                    return  # forgotten by an erasure made after it was written
                 self._delete("namespace = ? AND key = ?", (change.namespace, change.key))
                 cur = db.execute(
                     "INSERT INTO items (namespace, key, text, metadata, source, task_id, "
@@ -210,13 +264,24 @@ class MemoryStore:
                     "INSERT INTO vectors (rowid, embedding, namespace) VALUES (?, ?, ?)",
                     (cur.lastrowid, sqlite_vec.serialize_float32(change.vector), change.namespace),
                 )
-            case Erase(key=None):
-                self._delete("namespace = ?", (change.namespace,))
             case Erase():
-                self._delete("namespace = ? AND key = ?", (change.namespace, change.key))
-            case EpisodeStarted():
+                where = "namespace = ? AND written_at <= ?"
+                if change.key is not None:
+                    where += " AND key = ?"
+                self._delete(
+                    where,
+                    (change.namespace, change.erased_at, change.key)
+                    if change.key is not None
+                    else (change.namespace, change.erased_at),
+                )
                 db.execute(
-                    "INSERT OR REPLACE INTO episodes VALUES (?, ?, ?, ?, ?, 'running', '', ?, '')",
+                    "INSERT INTO tombstones VALUES (?, ?, ?) ON CONFLICT (namespace, key) "
+                    "DO UPDATE SET erased_at = max(erased_at, excluded.erased_at)",
+                    (change.namespace, change.key or "", change.erased_at),
+                )
+            case EpisodeStarted():
+                db.execute(  # a re-delivered start never resets an ended episode
+                    "INSERT OR IGNORE INTO episodes VALUES (?, ?, ?, ?, ?, 'running', '', ?, '')",
                     (
                         change.task_id,
                         change.workflow,
