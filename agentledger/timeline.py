@@ -44,6 +44,8 @@ from agentledger.schemas import (
     ToolCallRetryScheduled,
     ToolCallStarted,
 )
+from agentledger.schemas.mcp import McpToolsPinned
+from agentledger.schemas.memory import MemoryErased, MemoryWritten
 
 
 def _short(value: object, limit: int = 80) -> str:
@@ -192,6 +194,13 @@ def describe(event: Event) -> str:
                 f"injection suspected in {event.source} ({', '.join(event.rules)}), "
                 f"{event.action}: {_short(event.excerpt, 80)}"
             )
+        case MemoryWritten():
+            return f"remembered {event.namespace}/{event.key}: {_short(event.text, 70)}"
+        case MemoryErased():
+            return f"forgot {event.namespace}" + (f"/{event.key}" if event.key else " (all)")
+        case McpToolsPinned():
+            names = ", ".join(t.name for t in event.tools) or "none"
+            return f"MCP server {event.server} ({event.transport}) pinned: {names}"
     return event.type
 
 
