@@ -14,6 +14,7 @@ comparable, so an index built with another one must be rebuilt, never mixed.
 from __future__ import annotations
 
 import asyncio
+import functools
 import hashlib
 import math
 import os
@@ -39,6 +40,20 @@ class Embedder(Protocol):
     async def embed(self, texts: Sequence[str]) -> list[list[float]]: ...
 
 
+@functools.lru_cache(maxsize=65_536)
+def _word_slots(word: str, dimensions: int) -> tuple[tuple[int, float], ...]:
+    """Where a word and its character trigrams land, with their signed weights (cached:
+    words repeat, so a text costs little more than its tokenising)."""
+    padded = f"#{word}#"
+    features = [f"w:{word}", *(f"c:{padded[i : i + 3]}" for i in range(len(padded) - 2))]
+    out = []
+    for feature in features:
+        h = int.from_bytes(hashlib.blake2b(feature.encode(), digest_size=8).digest(), "big")
+        weight = 2.0 if feature.startswith("w:") else 1.0
+        out.append((h % dimensions, weight if (h >> 63) == 0 else -weight))
+    return tuple(out)
+
+
 class HashingEmbedder:
     """Feature hashing of words and character trigrams, L2-normalised. Deterministic."""
 
@@ -48,17 +63,14 @@ class HashingEmbedder:
 
     def vector(self, text: str) -> list[float]:
         vec = [0.0] * self.dimensions
-        words = _WORD.findall(text.lower())
-        features = [f"w:{w}" for w in words]
-        for w in words:
-            padded = f"#{w}#"
-            features.extend(f"c:{padded[i : i + 3]}" for i in range(len(padded) - 2))
-        for feature in features:
-            h = int.from_bytes(hashlib.blake2b(feature.encode(), digest_size=8).digest(), "big")
-            weight = 2.0 if feature.startswith("w:") else 1.0
-            vec[h % self.dimensions] += weight if (h >> 63) == 0 else -weight
-        norm = math.sqrt(sum(v * v for v in vec))
-        return [v / norm for v in vec] if norm else vec
+        for word in _WORD.findall(text.lower()):
+            for slot, weight in _word_slots(word, self.dimensions):
+                vec[slot] += weight
+        norm = math.hypot(*vec)
+        if not norm:
+            return vec
+        scale = 1.0 / norm
+        return [v * scale for v in vec]
 
     async def embed(self, texts: Sequence[str]) -> list[list[float]]:
         return [self.vector(t) for t in texts]
