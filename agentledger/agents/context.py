@@ -36,9 +36,9 @@ class Runtime:
             close = getattr(model, "aclose", None)
             if close is not None:
                 await close()
-        close_memory = getattr(self.memory, "close", None)
+        close_memory = getattr(self.memory, "aclose", None)
         if close_memory is not None:
-            close_memory()
+            await close_memory()
         if self.workflow.mcp is not None:
             await self.workflow.mcp.aclose()
 

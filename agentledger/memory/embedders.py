@@ -89,6 +89,9 @@ class OpenAIEmbedder:
         self._model = model
         self._client = AsyncOpenAI(base_url=base_url, api_key=api_key or "unused", max_retries=2)
 
+    async def aclose(self) -> None:
+        await self._client.close()
+
     async def embed(self, texts: Sequence[str]) -> list[list[float]]:
         import openai
 

@@ -113,3 +113,10 @@ class MemoryService:
 
     def close(self) -> None:
         self.store.close()
+
+    async def aclose(self) -> None:
+        """Close the index and the embedder's HTTP connections (if it has any)."""
+        self.close()
+        close = getattr(self.embedder, "aclose", None)
+        if close is not None:
+            await close()

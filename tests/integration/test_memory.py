@@ -21,7 +21,8 @@ from agentledger.cli import main
 from agentledger.llm import ScriptedModel
 from agentledger.llm.pricing import PriceTable
 from agentledger.llm.scripted import call_tool, reply
-from agentledger.memory import HashingEmbedder, MemoryService, MemorySpec
+from agentledger.memory import EmbedderSettings, HashingEmbedder, MemoryService, MemorySpec
+from agentledger.memory.embedders import EmbeddingError
 from agentledger.schemas.memory import MemoryErased, MemoryWritten
 from agentledger.streams.embedded import EmbeddedRunner
 from agentledger.streams.log import Recorded
@@ -33,6 +34,7 @@ from tests.integration.audit_fixtures import (  # fixtures are imported to be fo
     audit_store,  # noqa: F401
     audit_url,  # noqa: F401
 )
+from tests.support.openai_server import OpenAIStubServer
 
 pytestmark = pytest.mark.integration
 
@@ -251,3 +253,35 @@ async def test_the_memory_cli_lists_searches_forgets_and_rebuilds(ledger, tmp_pa
     assert {m["key"] for m in orjson.loads(text)} == {"shipping", "warranty"}
     code, text = await asyncio.to_thread(cli, "episodes", "--json")
     assert code == 0 and orjson.loads(text)[0]["workflow"] == "support"
+
+
+async def test_embeddings_from_an_openai_compatible_endpoint(tmp_path: Path):
+    async with OpenAIStubServer(embedding_dimensions=48) as server:
+        embedder = EmbedderSettings(
+            provider="openai",
+            model="text-embedding-3-small",
+            dimensions=48,
+            base_url=server.base_url,
+            api_key_env=None,
+        ).build()
+        log = SqliteEventLog(tmp_path / "ledger.db")
+        memory = MemoryService.open(log, tmp_path / "memory.db", embedder)
+        await _write_facts(log, memory, _workflow(read=("kb",), write=("kb",)))
+        hits = await memory.search("kb", "warranty for manufacturing defects", 2)
+        assert hits[0]["key"] == "warranty"
+        embedded = [r.body["input"] for r in server.requests if r.path == "/v1/embeddings"]
+        assert embedded[-1] == ["warranty for manufacturing defects"]
+        assert sorted(embedded[0]) == sorted(FACTS.values())  # one batch for the writes
+
+        wrong = EmbedderSettings(
+            provider="openai", dimensions=64, base_url=server.base_url, api_key_env=None
+        ).build()
+        with pytest.raises(EmbeddingError, match="expected 1 of 64"):
+            await wrong.embed(["x"])
+        await wrong.aclose()  # type: ignore[attr-defined]
+        await memory.aclose()
+        await log.close()
+    down = EmbedderSettings(provider="openai", base_url=server.base_url, api_key_env=None).build()
+    with pytest.raises(EmbeddingError, match="embeddings endpoint failed"):
+        await down.embed(["x"])
+    await down.aclose()  # type: ignore[attr-defined]
