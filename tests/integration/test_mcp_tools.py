@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 
+from agentledger.agents.approvals import decision
 from agentledger.agents.workflow import load_workflow
 from agentledger.llm import ScriptedModel
 from agentledger.llm.scripted import call_tool, reply
@@ -263,4 +264,56 @@ async def test_streamable_http_tools_are_pinned_called_and_validated(
     assert "'topic' is a required property" in rejected.reason
     stored = [e.event.type for e in await log.read_from(0) if isinstance(e, Recorded)]
     assert "mcp_tools_pinned" in stored
+    await log.close()
+
+
+async def test_approvals_injection_screening_and_timeouts_apply_to_mcp_tools(
+    tmp_path: Path, env: Path
+):
+    path = tmp_path / "wf.yaml"
+    path.write_text(
+        WORKFLOW.format(server=_stdio(tmp_path))
+        .replace(
+            "open_ticket: {mcp: kb/create_ticket, risk: write, side_effect: true}",
+            "open_ticket: {mcp: kb/create_ticket, risk: write, side_effect: true, "
+            "requires_approval: true}\n  nap: {mcp: kb/slow, risk: read, side_effect: false, "
+            "timeout_s: 0.5, max_attempts: 1}",
+        )
+        .replace(
+            "tools: [kb_lookup, open_ticket, flaky, missing]",
+            "tools: [kb_lookup, open_ticket, nap]",
+        )
+    )
+    log = SqliteEventLog(tmp_path / "ledger.db")
+    workflow = load_workflow(path)
+    model = ScriptedModel(
+        {
+            "agent": [
+                call_tool("kb_lookup", topic="tampered"),
+                call_tool("nap", seconds=5),
+                call_tool("kb_lookup", topic="refunds"),  # the session was reset: a new one
+                call_tool("open_ticket", customer="ada", summary="refund"),
+                reply("done"),
+            ]
+        }
+    )
+    runtime = make_runtime(workflow, model)
+    runner = EmbeddedRunner(log, runtime)
+    task_id = await runner.submit("help")
+    state = await runner.run(task_id)
+    assert state.pending_approvals and _lines(env) == 0  # waits for a person; nothing ran
+    [approval] = state.pending_approvals
+    grant = decision(state, approval.id, granted=True, by="ann", text=None)
+    await log.append([grant.model_copy(update={"seq": state.last_seq + 1})])
+    state = await runner.run(task_id)
+    await runtime.aclose()
+    events = await task_events(log, task_id)
+    assert state.status == "completed"
+    [flag] = [e for e in events if e.type == "injection_suspected"]
+    assert flag.source.startswith("tool:kb_lookup")
+    [failed] = [e for e in events if e.type == "tool_call_failed"]
+    assert (failed.tool, failed.error_kind) == ("nap", "timeout")
+    results = [e.result for e in events if e.type == "tool_call_completed"]
+    assert "Refunds are accepted" in str(results[1])
+    assert _lines(env) == 1  # the approved ticket, once
     await log.close()
