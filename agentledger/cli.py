@@ -125,7 +125,7 @@ async def cmd_run(args: argparse.Namespace, settings: Settings, out: TextIO, err
         inputs[key] = value
     _notice_scripted(workflow, err)
     log = _open_log(args, settings)
-    runtime = build_runtime(workflow, settings)
+    runtime = build_runtime(workflow, settings, memory_log=log)
     try:
         runner = EmbeddedRunner(log, runtime, on_event=_Progress(out, args.quiet))
         task_id = await runner.submit(args.goal, inputs=inputs, submitted_by="cli")
@@ -161,7 +161,7 @@ async def cmd_resume(args: argparse.Namespace, settings: Settings, out: TextIO, 
             return EXIT_OK if state.status == "completed" else EXIT_FAILED
         _notice_scripted(workflow, err)
         print(f"resuming task {task_id} from seq {state.last_seq}", file=out, flush=True)
-        runtime = build_runtime(workflow, settings)
+        runtime = build_runtime(workflow, settings, memory_log=log)
         try:
             runner = EmbeddedRunner(log, runtime, on_event=_Progress(out, args.quiet))
             state = await runner.run(task_id)

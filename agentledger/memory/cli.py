@@ -9,7 +9,7 @@
     agentledger memory project --kafka 127.0.0.1:9092 --until-caught-up    # distributed
 
 The embedder comes from ``--workflow FILE`` (its ``memory.embedder``), else the offline
-default; the index is ``--index`` or the workflow's, else HOME/memory.db beside the ledger.
+default; the index is ``--index`` or the workflow's, else beside the ledger (HOME/memory.db).
 """
 
 from __future__ import annotations
@@ -156,7 +156,7 @@ async def _project(args: argparse.Namespace, settings: Settings, out: TextIO, er
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--workflow", help="take the embedder and index from this workflow")
-    common.add_argument("--index", help="the memory index file (default: HOME/memory.db)")
+    common.add_argument("--index", help="the memory index file (default: beside the ledger)")
     common.add_argument("--json", action="store_true")
 
     memory = subparsers.add_parser("memory", help="long-term and episodic memory")

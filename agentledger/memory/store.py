@@ -1,6 +1,6 @@
 """The memory index on disk: SQLite with the ``sqlite-vec`` extension, beside the ledger.
 
-One file (default ``HOME/memory.db``) holds the memories (``items``), their vectors (a
+One file (default: beside the ledger, ``HOME/memory.db``) holds the memories (``items``), their vectors (a
 ``vec0`` table partitioned by namespace, so a search never crosses namespaces), the
 episodes (one row per task), and the projection's position in the log. A batch of changes
 and the position it brings the index to are written in one transaction, so a crash never

@@ -4,12 +4,15 @@ ledger, and the example's offline model."""
 
 from __future__ import annotations
 
+import io
 from pathlib import Path
 
+import orjson
 import pytest
 
 from agentledger.agents.runtime import build_runtime
 from agentledger.agents.workflow import load_workflow
+from agentledger.cli import main
 from agentledger.settings import Settings
 from agentledger.streams.embedded import EmbeddedRunner
 from agentledger.streams.sqlite import SqliteEventLog
@@ -63,3 +66,39 @@ async def test_support_answers_from_the_kb_then_from_memory_and_escalates(tmp_pa
     finally:
         await runtime.aclose()
         await log.close()
+
+
+def test_the_example_runs_from_the_cli_and_its_memory_is_searchable(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+):
+    monkeypatch.setenv("AGENTLEDGER_HOME", str(tmp_path / "home"))
+    db = ["--db", str(tmp_path / "elsewhere.db")]  # memory follows the ledger it is given
+
+    def cli(*argv: str) -> tuple[int, str]:
+        out, err = io.StringIO(), io.StringIO()
+        code = main([*db, *argv], out=out, err=err)
+        return code, out.getvalue() + err.getvalue()
+
+    code, text = cli(
+        "run",
+        str(EXAMPLE / "workflow.yaml"),
+        "--goal",
+        "Where is my parcel? Shipping is slow",
+        "--input",
+        "user=dana",
+        "--quiet",
+    )
+    assert code == 0, text
+    assert "3-5 working days" in text
+    code, text = cli(
+        "memory",
+        "search",
+        "kb/support",
+        "shipping",
+        "--json",
+        "--workflow",
+        str(EXAMPLE / "workflow.yaml"),
+    )
+    assert code == 0, text
+    [hit] = orjson.loads(text)[:1]
+    assert hit["key"] == "shipping" and hit["metadata"] == {"from": "kb"}
