@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import random
 from pathlib import Path
 
 import pytest
@@ -10,6 +11,7 @@ from agentledger.agents.workflow import load_workflow
 from agentledger.errors import WorkflowError
 from agentledger.memory.access import MemorySpec, admit, resolve
 from agentledger.memory.embedders import HashingEmbedder
+from agentledger.memory.store import Erase, MemoryStore, Upsert
 from agentledger.projections.task_state import TaskState
 from agentledger.schemas import WorkflowRef
 
@@ -87,3 +89,34 @@ def test_memory_grants_its_tools_and_checks_namespace_variables(tmp_path: Path):
     assert wf.uses_memory
     with pytest.raises(WorkflowError, match=r"names \['tenant'\]"):
         _load(tmp_path, "agents: {a: {memory: {read: ['t/{tenant}']}}}")
+
+
+def test_index_changes_commute_so_any_delivery_order_gives_the_same_index(tmp_path: Path):
+    """Kafka partitions interleave and re-deliver: writes and erasures applied in any order,
+    some twice, leave the same memories as the log order does."""
+    rng = random.Random(3)
+    changes: list[Upsert | Erase] = []
+    for n in range(60):
+        at = f"2026-11-01T12:00:{n:02d}.000000+00:00"
+        key = f"k{rng.randrange(8)}"
+        if n % 7 == 6:
+            changes.append(Erase("ns", key if n % 2 else None, at))
+        else:
+            changes.append(
+                Upsert("ns", key, f"text {n}", {}, {}, "t", f"e{n:03d}", at, [1.0, float(n)])
+            )
+
+    def index(order: list[Upsert | Erase], name: str) -> list[tuple[str, str]]:
+        store = MemoryStore(tmp_path / f"{name}.db", identity="test", dimensions=2)
+        for change in order:
+            store.apply([change], expected=store.position(), position=store.position() + 1)
+        items = [(i.key, i.text) for i in store.items()]
+        store.close()
+        return items
+
+    expected = index(changes, "log-order")
+    assert expected  # some memories survive the erasures
+    for attempt in range(5):
+        shuffled = changes + rng.sample(changes, 10)  # re-deliveries
+        rng.shuffle(shuffled)
+        assert index(shuffled, f"shuffled-{attempt}") == expected
