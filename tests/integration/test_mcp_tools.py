@@ -317,3 +317,50 @@ async def test_approvals_injection_screening_and_timeouts_apply_to_mcp_tools(
     assert "Refunds are accepted" in str(results[1])
     assert _lines(env) == 1  # the approved ticket, once
     await log.close()
+
+
+async def test_a_resumed_task_keeps_its_pinned_tools_and_refuses_a_changed_one(
+    tmp_path: Path, env: Path
+):
+    log = SqliteEventLog(tmp_path / "ledger.db")
+    path = _write(tmp_path, _stdio(tmp_path))
+    hang = asyncio.Event()
+
+    async def stall(request):
+        await hang.wait()  # the process "dies" before the model answers
+        raise AssertionError("unreachable")
+
+    workflow = load_workflow(path)
+    runtime = make_runtime(workflow, ScriptedModel(stall))
+    runner = EmbeddedRunner(log, runtime)
+    task_id = await runner.submit("look it up")
+    running = asyncio.create_task(runner.run(task_id))
+    deadline = time.monotonic() + 30
+    while not any(e.type == "agent_step_started" for e in await task_events(log, task_id)):
+        assert time.monotonic() < deadline and not running.done()
+        await asyncio.sleep(0.02)
+    running.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await running
+    await runtime.aclose()
+
+    # the server was upgraded meanwhile: its lookup tool is described differently
+    path.write_text(
+        path.read_text().replace(
+            "MCP_TEST_CRASH_MARK", "MCP_TEST_VARIANT: '2', MCP_TEST_CRASH_MARK"
+        )
+    )
+    model = ScriptedModel({"agent": [call_tool("kb_lookup", topic="refunds"), reply("done")]})
+    workflow = load_workflow(path)
+    runtime = make_runtime(workflow, model)
+    state = await EmbeddedRunner(log, runtime).run(task_id)
+    await runtime.aclose()
+    events = await task_events(log, task_id)
+    assert state.status == "completed"
+    assert [e.type for e in events].count("mcp_tools_pinned") == 1  # adopted, not re-pinned
+    offered = {t.name: t.description for t in model.calls[0].tools}
+    assert offered["kb_lookup"] == "Look up a knowledge-base article by topic"  # as pinned
+    [failed] = [e for e in events if e.type == "tool_call_failed"]
+    assert failed.error_kind == "mcp_tool_changed"
+    assert "changed tool 'lookup' since this task pinned it" in failed.message
+    await log.close()

@@ -5,7 +5,8 @@
 
 Tools: ``lookup`` (read), ``create_ticket`` (a side effect: one line per execution in
 ``$MCP_TEST_LEDGER``), ``crash`` (the process dies mid-call, once per ``$MCP_TEST_CRASH_MARK``
-file: after a restart it answers), ``slow`` (sleeps, for timeouts).
+file: after a restart it answers), ``slow`` (sleeps, for timeouts). With
+``MCP_TEST_VARIANT=2`` ``lookup`` is described differently, as after a server upgrade.
 """
 
 from __future__ import annotations
@@ -28,7 +29,13 @@ ARTICLES = {
 }
 
 
-@server.tool(description="Look up a knowledge-base article by topic")
+# A new release of the server (MCP_TEST_VARIANT=2) describes its lookup differently.
+LOOKUP = "Look up a knowledge-base article by topic" + (
+    " (v2: now with fuzzy matching)" if os.environ.get("MCP_TEST_VARIANT") == "2" else ""
+)
+
+
+@server.tool(description=LOOKUP)
 def lookup(topic: str) -> str:
     return ARTICLES.get(topic, f"no article about {topic!r}")
 
