@@ -27,8 +27,14 @@ _DATA = re.compile(r"<data[^>]*>(.*)</data>", re.DOTALL)
 
 
 def _data(text: str | None) -> Any:
+    """The JSON inside a <data> block; a plain-text answer (a refused or failed tool call
+    says why in words) is returned as text."""
     match = _DATA.search(text or "")
-    return orjson.loads(match.group(1) if match else (text or "null"))
+    body = (match.group(1) if match else (text or "")).strip()
+    try:
+        return orjson.loads(body)
+    except orjson.JSONDecodeError:
+        return body
 
 
 def _tool_results(request: ModelRequest) -> list[Any]:
@@ -53,7 +59,7 @@ def research(request: ModelRequest, inputs: dict[str, Any]) -> ModelResponse:
     results = _tool_results(request)
     if not results:
         return call_tool("memory_search", query=topic)
-    memories = results[0].get("memories", [])
+    memories = results[0].get("memories", []) if isinstance(results[0], dict) else []
     best = memories[0] if memories and memories[0]["score"] >= MIN_SCORE else None
     if best is not None and best["key"] == topic:
         return reply_json({"answer": best["text"], "source": "memory"})
@@ -62,7 +68,7 @@ def research(request: ModelRequest, inputs: dict[str, Any]) -> ModelResponse:
     if len(results) == 1:
         return call_tool("kb_lookup", topic=topic)
     article = results[1]
-    if not isinstance(article, str) or article.startswith("no article"):
+    if not isinstance(article, str) or article.startswith(("no article", "ERROR")):
         return reply_json({"answer": None, "source": "none"})
     if len(results) == 2:
         return call_tool("memory_write", key=topic, text=article, metadata={"from": "kb"})
@@ -91,11 +97,17 @@ def escalate(request: ModelRequest, data: dict[str, Any]) -> ModelResponse:
         return call_tool(
             "open_ticket", customer="customer", summary=question[:200], priority="high"
         )
-    return reply_json({"reply": resolution["reply"], "ticket": results[0]["ticket"]})
+    opened = results[0] if isinstance(results[0], dict) else {}
+    if not opened.get("ticket"):  # the helpdesk refused or could not be reached
+        reply = "We could not reach our helpdesk just now; please contact us by phone."
+        return reply_json({"reply": reply, "ticket": None})
+    return reply_json({"reply": resolution["reply"], "ticket": opened["ticket"]})
 
 
 def respond(request: ModelRequest) -> ModelResponse:
     data = _data(request.messages[1].content)
+    if not isinstance(data, dict):
+        raise ModelError("the request carries no <data> block", kind="unexpected_request")
     if request.agent == "triage":
         return reply_json(triage(str(data["goal"])))
     if request.agent == "researcher":
