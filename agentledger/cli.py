@@ -195,7 +195,7 @@ async def cmd_run(args: argparse.Namespace, settings: Settings, out: TextIO, err
     _notice_scripted(workflow, err)
     log = _open_log(args, settings, create=True)
     try:
-        runtime = build_runtime(workflow, settings)
+        runtime = build_runtime(workflow, settings, memory_log=log)
         try:
             runner = EmbeddedRunner(
                 log, runtime, on_event=_Progress(out, args.quiet), **_runner_options(settings)
@@ -246,7 +246,7 @@ async def cmd_resume(args: argparse.Namespace, settings: Settings, out: TextIO, 
             return EXIT_OK if state.status == "completed" else EXIT_FAILED
         _notice_scripted(workflow, err)
         print(f"resuming task {task_id} from seq {state.last_seq}", file=out, flush=True)
-        runtime = build_runtime(workflow, settings)
+        runtime = build_runtime(workflow, settings, memory_log=log)
         try:
             runner = EmbeddedRunner(
                 log,
@@ -548,6 +548,7 @@ def _register_optional(sub: Any) -> None:
         "agentledger.otel.cli",
         "agentledger.doctor",
         "agentledger.evaluation.cli",
+        "agentledger.memory.cli",
     ):
         try:
             mod = importlib.import_module(module)

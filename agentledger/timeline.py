@@ -52,6 +52,8 @@ from agentledger.schemas import (
     ToolCallStarted,
     UntrustedArgument,
 )
+from agentledger.schemas.mcp import McpToolsPinned
+from agentledger.schemas.memory import MemoryErased, MemoryWritten
 
 
 def _short(value: object, limit: int = 80) -> str:
@@ -242,6 +244,13 @@ def describe(event: Event) -> str:
                 f"{event.subtask_id} {event.tool}.{event.argument} got the raw {event.category} "
                 f"behind {event.placeholder} (granted by the {event.granted_by})"
             )
+        case MemoryWritten():
+            return f"remembered {event.namespace}/{event.key}: {_short(event.text, 70)}"
+        case MemoryErased():
+            return f"forgot {event.namespace}" + (f"/{event.key}" if event.key else " (all)")
+        case McpToolsPinned():
+            names = ", ".join(t.name for t in event.tools) or "none"
+            return f"MCP server {event.server} ({event.transport}) pinned: {names}"
     return event.type
 
 

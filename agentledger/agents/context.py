@@ -14,6 +14,7 @@ from agentledger.llm.pricing import PriceTable
 from agentledger.projections.task_state import TaskState
 from agentledger.schemas import Event, EventBase
 from agentledger.security.masking import Masker
+from agentledger.tools.registry import MemoryAccess
 
 
 @dataclass(frozen=True)
@@ -27,6 +28,7 @@ class Runtime:
     # Circuit breakers protect downstream services across tasks: per process, not per task.
     breakers: Breakers = field(default_factory=Breakers, compare=False)
     masker: Masker = field(default_factory=Masker)  # placeholders for the primary log, and vault
+    memory: MemoryAccess | None = None  # long-term memory (agentledger/memory), when declared
 
     async def aclose(self) -> None:
         """Close the models' HTTP connections (models without ``aclose`` need none)."""
@@ -34,6 +36,11 @@ class Runtime:
             close = getattr(model, "aclose", None)
             if close is not None:
                 await close()
+        close_memory = getattr(self.memory, "aclose", None)
+        if close_memory is not None:
+            await close_memory()
+        if self.workflow.mcp is not None:
+            await self.workflow.mcp.aclose()
 
 
 @dataclass(frozen=True)

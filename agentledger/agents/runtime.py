@@ -12,6 +12,8 @@ from agentledger.llm.base import ChatModel, ModelSettings
 from agentledger.llm.pricing import PriceTable
 from agentledger.security.masking import Masker, SqliteVault
 from agentledger.settings import Settings
+from agentledger.streams.log import EventLog
+from agentledger.streams.sqlite import SqliteEventLog
 
 log = logging.getLogger(__name__)
 
@@ -33,9 +35,13 @@ def build_runtime(
     *,
     models: ChatModel | Mapping[str, ChatModel] | None = None,
     prices: PriceTable | None = None,
+    memory_log: EventLog | None = None,
 ) -> Runtime:
     """Models for every agent: ``models`` when given (one for all, or by agent name), else
-    built from each agent's model settings (one client per distinct settings)."""
+    built from each agent's model settings (one client per distinct settings).
+
+    When an agent declares ``memory``, long-term memory is projected from ``memory_log``
+    (default: the SQLite ledger of ``settings``) into the index beside it."""
     settings = settings or Settings()
     base_dir = workflow.source.parent if workflow.source else None
     by_agent: dict[str, ChatModel] = {}
@@ -64,4 +70,9 @@ def build_runtime(
         prices=prices,
         sandbox=sandbox,
         masker=Masker(SqliteVault(settings.vault_path)),
+        memory=(
+            workflow.memory.open(memory_log or SqliteEventLog(settings.ledger_path), settings)
+            if workflow.uses_memory
+            else None
+        ),
     )

@@ -29,6 +29,7 @@ from agentledger.agents.workflow import AgentSpec
 from agentledger.errors import ModelError
 from agentledger.llm.base import canonical_json
 from agentledger.llm.pricing import serving_settings
+from agentledger.memory import access as memory_access
 from agentledger.projections.task_state import SubtaskState, tool_call_key
 from agentledger.schemas import (
     AgentOutputProduced,
@@ -385,6 +386,9 @@ class AgentStep:
             arguments = guard.validate_call(tool, call.arguments, ctx.runtime)
         except ValueError as exc:
             return reject(str(exc), "invalid_arguments")
+        arguments, refusal = memory_access.admit(spec.memory, ctx.state, call.tool, arguments)
+        if refusal is not None:
+            return reject(refusal, "namespace_not_allowed")
         arguments, refusal, kind = guard.check_call(ctx.state, ctx.runtime, sub, tool, arguments)
         if refusal is not None:
             return reject(refusal, kind)

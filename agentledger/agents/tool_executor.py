@@ -161,6 +161,7 @@ class ToolExecutor:
             idempotency_key=request.idempotency_key,
             sandbox=ctx.runtime.sandbox,
             allowed_domains=policy.allowed_domains if policy is not None else None,
+            memory=ctx.runtime.memory,
         )
         breaker, settings = _breaker(ctx, tool)
         started = time.perf_counter()
@@ -207,6 +208,7 @@ class ToolExecutor:
                 result=result,
                 latency_ms=(time.perf_counter() - started) * 1000,
             ),
+            *(tool.records(request, cause) if tool.records is not None else ()),
             *transitions,
         ]
 

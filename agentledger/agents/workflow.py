@@ -49,10 +49,14 @@ from agentledger.agents.plans import default_problem, plan_problems
 from agentledger.errors import ConfigurationError, WorkflowError
 from agentledger.llm.base import ModelSettings
 from agentledger.llm.pricing import ModelPrice
+from agentledger.memory.access import MemorySpec
+from agentledger.memory.config import MemoryConfig
+from agentledger.memory.tools import memory_tools
 from agentledger.schemas import FailurePolicy, Plan, RunningBranches
 from agentledger.security import release
 from agentledger.security.policy import SecurityPolicy, ToolPolicy, ToolPolicyEntry
 from agentledger.settings import Settings
+from agentledger.tools.mcp import McpServerSpec, McpTool, McpToolset, mcp_tool
 from agentledger.tools.registry import Tool, ToolRegistry, as_tool
 
 Pattern = Literal["orchestrated", "peer_to_peer"]
@@ -134,6 +138,12 @@ class AgentSpec:
     max_rejected_calls: int = 5  # refused tool calls a subtask may get before it fails
     # The failure policies a planner may give this agent's subtasks (others are clamped).
     plan_on_failure: tuple[FailurePolicy, ...] = _ALL_POLICIES
+    memory: MemorySpec | None = None  # namespaces it may read/write (agentledger/memory)
+
+    def __post_init__(self) -> None:
+        if self.memory is not None:  # the memory tools come with the declaration
+            granted = tuple(t for t in self.memory.tools() if t not in self.tools)
+            object.__setattr__(self, "tools", (*self.tools, *granted))
 
 
 @dataclass(frozen=True)
@@ -156,6 +166,16 @@ class Workflow:
     security: SecurityPolicy = field(default_factory=SecurityPolicy)
     tool_policies: Mapping[str, ToolPolicy] = field(default_factory=dict)  # by tool name
     prices: Mapping[str, ModelPrice] = field(default_factory=dict)  # declared, by model name
+    memory: MemoryConfig = field(default_factory=MemoryConfig)  # embedder and index location
+    mcp: McpToolset | None = None  # MCP servers, when tools come from them (tools/mcp.py)
+
+    @property
+    def mcp_tools(self) -> list[McpTool]:
+        return [t for t in self.tools if isinstance(t, McpTool)]
+
+    @property
+    def uses_memory(self) -> bool:
+        return any(a.memory is not None for a in self.agents.values())
 
     def present(self, result: Any) -> Any:
         """The part of a task's result a person wants to read (see ``result_field``)."""
@@ -182,6 +202,8 @@ class Workflow:
             for t in a.tools:
                 if t not in self.tools:
                     problems.append(f"agent {a.name!r} allows tool {t!r}, which is not registered")
+            if a.memory is not None:
+                problems.extend(f"agent {a.name!r}: memory: {p}" for p in a.memory.problems())
             if a.max_rejected_calls < 1:
                 problems.append(f"agent {a.name!r}: max_rejected_calls must be at least 1")
             if a.warn_iterations > a.max_iterations:
@@ -253,9 +275,13 @@ class Workflow:
         security: SecurityPolicy | None = None,
         tool_policies: Mapping[str, ToolPolicy] | None = None,
         prices: Mapping[str, ModelPrice] | None = None,
+        memory: MemoryConfig | None = None,
     ) -> Workflow:
         """Declare a workflow in Python; validated like a file."""
         specs = {a.name: a for a in agents}
+        tools = list(tools)
+        if any(a.memory is not None for a in specs.values()):
+            tools.extend(memory_tools())
         wf = cls(
             name=name,
             orchestrator=orchestrator,
@@ -273,6 +299,7 @@ class Workflow:
             security=security or SecurityPolicy(),
             tool_policies=dict(tool_policies or {}),
             prices=dict(prices or {}),
+            memory=memory or MemoryConfig(),
         )
         problems = wf.problems()
         if problems:
@@ -299,7 +326,8 @@ class _BreakerOverride(BaseModel):
 
 class _ToolEntry(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    function: str
+    function: str | None = None
+    mcp: str | None = None  # "server/tool" of an MCP server in mcp_servers
     description: str | None = None
     risk: str | None = None
     side_effect: bool | None = None
@@ -336,6 +364,7 @@ class _AgentEntry(BaseModel):
     context: ContextSettings = Field(default_factory=ContextSettings)
     max_rejected_calls: int = Field(default=5, ge=1)
     plan_on_failure: list[FailurePolicy] | None = None
+    memory: MemorySpec | None = None
 
 
 class _WorkflowFile(BaseModel):
@@ -356,6 +385,8 @@ class _WorkflowFile(BaseModel):
     circuit_breaker: BreakerSettings = Field(default_factory=BreakerSettings)
     security: SecurityPolicy = Field(default_factory=SecurityPolicy)
     prices: dict[str, ModelPrice] = Field(default_factory=dict)
+    memory: MemoryConfig = Field(default_factory=MemoryConfig)
+    mcp_servers: dict[str, McpServerSpec] = Field(default_factory=dict)
 
     @model_validator(mode="after")
     def _who_starts(self) -> Self:
@@ -421,7 +452,11 @@ def load_workflow(path: str | Path, *, settings: Settings | None = None) -> Work
 
     registry = ToolRegistry()
     policies: dict[str, ToolPolicy] = {}
+    toolset = McpToolset(spec.mcp_servers, base_dir) if spec.mcp_servers else None
     for tool_name, tool_entry in spec.tools.items():
+        if tool_entry.mcp is not None or tool_entry.function is None:
+            problems.extend(_add_mcp_tool(registry, tool_name, tool_entry, toolset, spec))
+            continue
         try:
             obj = load_object(tool_entry.function, base_dir=base_dir, what=f"tool {tool_name!r}")
             t = as_tool(obj)
@@ -441,6 +476,12 @@ def load_workflow(path: str | Path, *, settings: Settings | None = None) -> Work
                 policies[tool_name] = tool_entry.policy.build(base_dir, tool_name)
         except ConfigurationError as exc:
             problems.append(str(exc))
+    if any(entry.memory is not None for entry in spec.agents.values()):
+        for t in memory_tools():
+            if t.name in registry:
+                problems.append(f"tool {t.name!r} is the memory tool of that name: rename yours")
+            else:
+                registry.register(t)
 
     default_model = {**spec.model, **settings.model_overrides()}
     agents: dict[str, AgentSpec] = {}
@@ -492,6 +533,7 @@ def load_workflow(path: str | Path, *, settings: Settings | None = None) -> Work
             plan_on_failure=(
                 tuple(entry.plan_on_failure) if entry.plan_on_failure is not None else _ALL_POLICIES
             ),
+            memory=entry.memory,
         )
     wf = Workflow(
         name=spec.name,
@@ -514,11 +556,50 @@ def load_workflow(path: str | Path, *, settings: Settings | None = None) -> Work
         ),
         tool_policies=policies,
         prices=spec.prices,
+        mcp=toolset,
+        memory=spec.memory.model_copy(
+            update={"index": base_dir / spec.memory.index} if spec.memory.index else {}
+        ),
     )
     problems.extend(wf.problems())
     if problems:
         raise WorkflowError(problems, str(path))
     return wf
+
+
+def _add_mcp_tool(
+    registry: ToolRegistry,
+    name: str,
+    entry: _ToolEntry,
+    toolset: McpToolset | None,
+    spec: _WorkflowFile,
+) -> list[str]:
+    """Register the MCP tool of ``entry``; its risk and side effect must be declared here."""
+    if entry.function is not None:
+        return [f"tool {name!r}: give `function` or `mcp`, not both"]
+    if entry.mcp is None:
+        return [f"tool {name!r}: give `function` (a Python tool) or `mcp` (server/tool)"]
+    server, sep, remote = entry.mcp.partition("/")
+    problems = []
+    if not sep or not remote:
+        problems.append(f"tool {name!r}: mcp must look like server/tool, not {entry.mcp!r}")
+    elif toolset is None or server not in toolset.servers:
+        problems.append(f"tool {name!r}: MCP server {server!r} is not declared in mcp_servers")
+    if entry.risk is None or entry.side_effect is None:
+        problems.append(
+            f"tool {name!r}: declare `risk` and `side_effect` for an MCP tool (they are never "
+            "taken from the server)"
+        )
+    if entry.policy is not None:
+        problems.append(f"tool {name!r}: policies are for Python tools; not supported for MCP")
+    if problems or toolset is None:
+        return problems
+    fields = entry.model_dump(exclude={"function", "mcp", "circuit_breaker", "policy"})
+    fields = {k: v for k, v in fields.items() if v is not None}
+    if entry.circuit_breaker is not None:
+        fields["circuit_breaker"] = entry.circuit_breaker.over(spec.circuit_breaker)
+    registry.register(mcp_tool(name, entry.mcp, toolset, **fields))
+    return []
 
 
 def _tool_fields(t: Tool) -> dict[str, Any]:
@@ -539,5 +620,6 @@ def _tool_fields(t: Tool) -> dict[str, Any]:
         "raw_values": t.raw_values,
         "decides": t.decides,
         "wants_context": t.wants_context,
+        "records": t.records,
         "_is_async": t._is_async,
     }

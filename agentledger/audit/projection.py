@@ -31,6 +31,7 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
 
+from agentledger.audit.erasure import apply_erasures
 from agentledger.audit.rows import AuditRow, corrupt_row, to_row, workflow_of
 from agentledger.audit.store import AuditStore
 from agentledger.schemas import EventBase
@@ -157,6 +158,8 @@ class AuditProjection:
                 break
             rows = await asyncio.to_thread(self.writer.rows_for, entries)
             written += await asyncio.to_thread(self.store.insert_rows, rows)
+            events = [e.event for e in entries if isinstance(e, Recorded)]
+            await asyncio.to_thread(apply_erasures, self.store, events)  # memory forgotten
             position = entries[-1].offset
             await asyncio.to_thread(self.store.set_position, self.source, position)
         return written
@@ -243,6 +246,8 @@ class AuditKafkaProjector:
                 if entries:
                     rows = await asyncio.to_thread(self.writer.rows_for, entries)
                     written += await asyncio.to_thread(self.store.insert_rows, rows)
+                    events = [e.event for e in entries if isinstance(e, Recorded)]
+                    await asyncio.to_thread(apply_erasures, self.store, events)
                     await consumer.commit()
                 elif until_caught_up and await self._caught_up(consumer):
                     break

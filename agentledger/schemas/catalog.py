@@ -44,6 +44,8 @@ from agentledger.schemas.llm_attempts import (
     LlmFallbackUsed,
     LlmOutputModeLowered,
 )
+from agentledger.schemas.mcp import McpToolsPinned
+from agentledger.schemas.memory import MemoryErased, MemoryWritten
 from agentledger.schemas.ownership import RunInterrupted, TaskLeaseTakenOver
 from agentledger.schemas.plan_limits import PlanClamped
 from agentledger.schemas.provenance import RawValueReleased, UntrustedArgument
@@ -113,7 +115,10 @@ Event: TypeAlias = Annotated[
     | EvalScoreRecorded
     | EvalRunCompleted
     | RawValueReleased
-    | UntrustedArgument,
+    | UntrustedArgument
+    | MemoryWritten
+    | MemoryErased
+    | McpToolsPinned,
     Field(discriminator="type"),
 ]
 

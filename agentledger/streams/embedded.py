@@ -180,6 +180,11 @@ class EmbeddedRunner:
         try:
             if takeover is not None:
                 await driver.emit([self._takeover_event(task_id, takeover)])
+            mcp = self.runtime.workflow.mcp
+            if mcp is not None:  # the tools this task sees: recorded at its start, or now
+                pins = await mcp.start_task(self.runtime.workflow.mcp_tools, history)
+                if pins:
+                    await driver.emit(pins)
             while True:
                 if self._stop_signal is not None:
                     await self._drain(driver, wake)

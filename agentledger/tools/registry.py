@@ -22,7 +22,7 @@ import inspect
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal, get_type_hints
+from typing import TYPE_CHECKING, Any, Literal, Protocol, get_type_hints
 
 from pydantic import BaseModel, ConfigDict, JsonValue, ValidationError, create_model
 
@@ -30,8 +30,19 @@ from agentledger.agents.breakers import BreakerSettings
 from agentledger.errors import ToolError, UsageError
 from agentledger.llm.base import ToolSpec
 
+if TYPE_CHECKING:
+    from agentledger.schemas import EventBase, ToolCallRequested
+
 Risk = Literal["read", "write", "destructive", "external"]
 RISK_ORDER: dict[str, int] = {"read": 0, "write": 1, "external": 2, "destructive": 3}
+
+
+class MemoryAccess(Protocol):
+    """What the memory tools read through (agentledger/memory/service.py)."""
+
+    async def search(self, namespace: str, query: str, top_k: int) -> list[dict[str, Any]]: ...
+
+    async def episodes(self, task_id: str, scope: str, limit: int) -> list[dict[str, str]]: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -45,9 +56,13 @@ class ToolContext:
     idempotency_key: str
     sandbox: Path
     allowed_domains: tuple[str, ...] | None = None  # from the tool's policy (see http_fetch)
+    memory: MemoryAccess | None = None  # the runtime's long-term memory, if it has one
 
 
 ToolFunction = Callable[..., Any]
+RecordsOutcome = Callable[["ToolCallRequested", "EventBase"], "list[EventBase]"]
+"""Events a completed call records beside its ``tool_call_completed`` (in the same batch),
+given the request and the event that caused the outcome; e.g. ``memory_write``."""
 
 
 @dataclass(frozen=True)
@@ -73,6 +88,7 @@ class Tool:
     # effect, they must not come from untrusted data (security/provenance.py). None: by name.
     decides: tuple[str, ...] | None = None
     wants_context: bool = False
+    records: RecordsOutcome | None = None
     _is_async: bool = field(default=False, repr=False)
 
     def __post_init__(self) -> None:

@@ -40,6 +40,7 @@ import signal
 import sys
 import threading
 import time
+import zlib
 from collections import deque
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -253,7 +254,9 @@ class OpenAIStubServer:
         models: Sequence[str] = ("gpt-4o-mini",),
         host: str = "127.0.0.1",
         port: int = 0,
+        embedding_dimensions: int = 32,
     ) -> None:
+        self.embedding_dimensions = embedding_dimensions
         self.host = host
         self.port = port
         self.models = list(models)
@@ -311,6 +314,7 @@ class OpenAIStubServer:
         app.router.add_post("/v1/chat/completions", self._chat)
         app.router.add_post("/openai/deployments/{deployment}/chat/completions", self._chat)
         app.router.add_get("/v1/models", self._models)
+        app.router.add_post("/v1/embeddings", self._embeddings)
         app.router.add_get("/_stub/requests", self._list_requests)
         app.router.add_post("/_stub/replies", self._add_replies)
         self._closing = asyncio.Event()
@@ -436,6 +440,25 @@ class OpenAIStubServer:
         if is_completion and out.get("model") is None and isinstance(body, dict):
             out = {**out, "model": body.get("model")}
         return web.json_response(out, status=reply.status, headers=reply.headers)
+
+    async def _embeddings(self, request: web.Request) -> web.StreamResponse:
+        """Embeddings are computed, not scripted: character bigrams hashed (crc32) into
+        ``embedding_dimensions``, so similar texts get similar vectors, deterministically."""
+        body: Any = await request.json()
+        self._record(request, body, 200, time.monotonic())
+        texts = body["input"] if isinstance(body["input"], list) else [body["input"]]
+        data = []
+        for i, text in enumerate(texts):
+            vec = [0.0] * self.embedding_dimensions
+            low = f" {str(text).lower()} "
+            for j in range(len(low) - 1):
+                vec[zlib.crc32(low[j : j + 2].encode()) % self.embedding_dimensions] += 1.0
+            norm = sum(v * v for v in vec) ** 0.5 or 1.0
+            data.append({"object": "embedding", "index": i, "embedding": [v / norm for v in vec]})
+        usage = {"prompt_tokens": len(texts), "total_tokens": len(texts)}
+        return web.json_response(
+            {"object": "list", "data": data, "model": body.get("model"), "usage": usage}
+        )
 
     async def _models(self, request: web.Request) -> web.StreamResponse:
         self._record(request, None, 200, time.monotonic())
