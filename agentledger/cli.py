@@ -20,19 +20,24 @@ import orjson
 from agentledger import timeline
 from agentledger.errors import AgentLedgerError, EventLogError, UnknownTaskError, UsageError
 from agentledger.projections.task_state import TaskState, fold
+from agentledger.redaction import redact as shown  # every view is masked, whatever the log holds
 from agentledger.schemas import TERMINAL_TYPES, Event, GoalSubmitted
 from agentledger.schemas.codec import to_dict
 from agentledger.security.logs import install_log_redaction
+from agentledger.security.masking import Masker, SqliteVault
 from agentledger.settings import Settings
 from agentledger.streams.log import CorruptRecord, EventLog, LogEntry, Recorded
 from agentledger.streams.sqlite import SqliteEventLog
+from agentledger.streams.write_guard import WriteGuard
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_UNFINISHED, EXIT_LOG = 0, 1, 2, 3, 4
 
 
 def _open_log(args: argparse.Namespace, settings: Settings) -> SqliteEventLog:
     path = Path(args.db) if args.db else settings.ledger_path
-    return SqliteEventLog(path, synchronous=settings.sqlite_synchronous)
+    # Whatever a command appends (a decision's note, a goal) is masked into the settings' vault.
+    guard = WriteGuard(Masker(lambda: SqliteVault(settings.vault_path)))
+    return SqliteEventLog(path, synchronous=settings.sqlite_synchronous, guard=guard)
 
 
 async def _resolve_task(log: EventLog, task: str) -> str:
@@ -53,7 +58,7 @@ def _split(entries: Sequence[LogEntry], err: TextIO) -> list[Event]:
         if isinstance(entry, Recorded):
             events.append(entry.event)
         else:
-            print(f"!! offset {entry.offset} (seq {entry.seq}): {entry.reason}", file=err)
+            print(f"!! offset {entry.offset} (seq {entry.seq}): {shown(entry.reason)}", file=err)
     return events
 
 
@@ -66,7 +71,7 @@ class _Progress:
     def __call__(self, event: Event, fresh: bool) -> None:
         if not self.quiet:
             marker = " " if fresh else "·"
-            print(f"{marker}{timeline.line(event)}", file=self.out, flush=True)
+            print(f"{marker}{shown(timeline.line(event))}", file=self.out, flush=True)
 
 
 def _notice_scripted(workflow: Any, err: TextIO) -> None:
@@ -186,9 +191,10 @@ async def cmd_status(args: argparse.Namespace, settings: Settings, out: TextIO, 
 def print_status(state: TaskState, as_json: bool, out: TextIO) -> None:
     """A task's state, for people or as JSON (shared by the embedded and Kafka views)."""
     if as_json:
-        print(orjson.dumps(_state_json(state), option=orjson.OPT_INDENT_2).decode(), file=out)
+        body = shown(_state_json(state))
+        print(orjson.dumps(body, option=orjson.OPT_INDENT_2).decode(), file=out)
     else:
-        print(timeline.summary(state), file=out)
+        print(shown(timeline.summary(state)), file=out)
 
 
 def print_replay(
@@ -196,16 +202,20 @@ def print_replay(
 ) -> None:
     """The timeline up to ``until`` and the state as it was then (default: the end)."""
     until = until if until is not None else max((e.seq for e in events), default=0)
-    shown = [e for e in events if e.seq <= until]
-    state = fold(task_id, shown)
+    events_shown = [e for e in events if e.seq <= until]
+    state = fold(task_id, events_shown)
     if as_json:
-        body = {"until": until, "events": [to_dict(e) for e in shown], "state": _state_json(state)}
-        print(orjson.dumps(body, option=orjson.OPT_INDENT_2).decode(), file=out)
+        body = {
+            "until": until,
+            "events": [to_dict(e) for e in events_shown],
+            "state": _state_json(state),
+        }
+        print(orjson.dumps(shown(body), option=orjson.OPT_INDENT_2).decode(), file=out)
         return
-    for e in shown:
-        print(timeline.line(e), file=out)
+    for e in events_shown:
+        print(shown(timeline.line(e)), file=out)
     print(f"\n--- state as of seq {until} ---", file=out)
-    print(timeline.summary(state), file=out)
+    print(shown(timeline.summary(state)), file=out)
 
 
 def _state_json(state: TaskState) -> dict[str, Any]:
@@ -251,14 +261,15 @@ def _print_entry(entry: LogEntry, as_json: bool, out: TextIO, err: TextIO) -> No
                 "seq": entry.seq,
                 "corrupt": entry.reason,
             }
-            print(orjson.dumps(row).decode(), file=out)
+            print(orjson.dumps(shown(row)).decode(), file=out)
         else:
-            print(f"!! offset {entry.offset} (seq {entry.seq}): {entry.reason}", file=err)
+            print(f"!! offset {entry.offset} (seq {entry.seq}): {shown(entry.reason)}", file=err)
         return
     if as_json:
-        print(orjson.dumps({"offset": entry.offset, **to_dict(entry.event)}).decode(), file=out)
+        row = {"offset": entry.offset, **to_dict(entry.event)}
+        print(orjson.dumps(shown(row)).decode(), file=out)
     else:
-        print(timeline.line(entry.event), file=out)
+        print(shown(timeline.line(entry.event)), file=out)
 
 
 async def print_events(

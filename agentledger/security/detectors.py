@@ -245,7 +245,9 @@ PHONE_REGIONS: tuple[str, ...] = ("US", "GB", "DE", "FR")
 """Regions whose national formats (no ``+``) are recognised; ``+`` numbers in any region."""
 
 # A run that could be a phone number: digits with the usual separators, 7-15 digits.
-_PHONE_CANDIDATE = re.compile(r"(?<![\w+/.-])(?:\+|00)?\(?\d[\d ().\-/]{5,20}\d(?![\w/-]|\.\d)")
+_PHONE_CANDIDATE = re.compile(
+    r"(?<![\w+/.:-])(?:\+|00)?\(?\d[\d ().\-/]{5,20}\d(?![\w/:-]|\.\d)"
+)
 # The shapes a phone number has in writing even when libphonenumber calls the number
 # unassigned (fictional 555 numbers, ranges not yet allocated): masked all the same.
 _PHONE_SHAPE = re.compile(
@@ -273,7 +275,7 @@ class ContactDetector:
         for m in _PHONE_CANDIDATE.finditer(text):
             candidate = m.group()
             digits = sum(ch.isdigit() for ch in candidate)
-            if not 7 <= digits <= 15 or _DATE.fullmatch(candidate):
+            if not 7 <= digits <= 15 or _DATE.search(candidate):
                 continue
             confidence = self._phone(candidate)
             if confidence:

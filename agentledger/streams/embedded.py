@@ -37,6 +37,7 @@ from agentledger.security.guard import admit_goal
 from agentledger.security.logs import install_log_redaction
 from agentledger.streams.driver import TaskDriver
 from agentledger.streams.log import CorruptRecord, EventLog, Recorded
+from agentledger.streams.write_guard import WriteGuard
 
 log = logging.getLogger(__name__)
 
@@ -56,6 +57,8 @@ class EmbeddedRunner:
     ) -> None:
         self.log = log
         self.runtime = runtime
+        # Every append masked with this runtime's vault (raw only if the workflow says so).
+        log.guard = WriteGuard(runtime.masker, masked=runtime.workflow.security.masked)
         self.on_event = on_event
         self.on_corrupt = on_corrupt
         self.clock = clock  # what "now" is when approval deadlines are checked

@@ -19,7 +19,10 @@ from typing import Literal
 from agentledger.errors import EventLogError, SequenceConflictError
 from agentledger.schemas import EventBase
 from agentledger.schemas.codec import encode
+from agentledger.security.masking import Masker, SqliteVault
+from agentledger.security.private_files import private_dir, private_file
 from agentledger.streams.log import LogEntry, Recorded, TaskSummary, decode_entry
+from agentledger.streams.write_guard import WriteGuard
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS events (
@@ -50,10 +53,19 @@ Synchronous = Literal["FULL", "NORMAL"]
 class SqliteEventLog:
     """Durable event log in one SQLite file. Use one instance per process."""
 
-    def __init__(self, path: str | Path, *, synchronous: Synchronous = "FULL") -> None:
+    def __init__(
+        self,
+        path: str | Path,
+        *,
+        synchronous: Synchronous = "FULL",
+        guard: WriteGuard | None = None,
+    ) -> None:
         self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        # Masked on every append; by default the raw values go to vault.db beside the ledger.
+        vault = self.path.parent / "vault.db"
+        self.guard = guard if guard is not None else WriteGuard(Masker(lambda: SqliteVault(vault)))
         try:
+            private_file(private_dir(self.path.parent) / self.path.name)
             self._db = sqlite3.connect(
                 self.path, isolation_level=None, check_same_thread=False, timeout=30.0
             )
@@ -65,10 +77,11 @@ class SqliteEventLog:
             ).fetchone()
             if exists is None:  # readers of an existing ledger never take the write lock
                 self._db.executescript(_SCHEMA)
-        except sqlite3.DatabaseError as exc:
+        except (sqlite3.DatabaseError, OSError) as exc:
             raise EventLogError(f"cannot open event log {self.path}: {exc}") from exc
 
     async def append(self, events: Sequence[EventBase]) -> list[Recorded]:
+        events = self.guard(events)
         rows = [
             (
                 e.event_id,
