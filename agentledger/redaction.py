@@ -31,7 +31,7 @@ from typing import Any
 
 import orjson
 
-from agentledger.security.detectors import find
+from agentledger.security.detectors import Finding, find
 
 __all__ = ["MARKERS", "PLACEHOLDER", "Mark", "redact", "redact_text"]
 
@@ -116,13 +116,30 @@ def redact_text(text: str, mark: Mark = _marker) -> str:
 
 def _mask_findings(text: str, mark: Mark) -> str | None:
     findings = find(text)
+    escapes: list[tuple[int, int]] = []
+    if "\\" in text:
+        # The text may be JSON source (a log line, an answer cut off mid-way): detect also
+        # on a view where each backslash escape is blanked (same length, so spans line up),
+        # where a value right after `\\n` starts at a word boundary as it does decoded.
+        # A backslash may also be just a backslash, so what the text itself shows counts too.
+        escapes = [m.span() for m in _ESCAPE.finditer(text)]
+        in_view = find(_ESCAPE.sub(_blank, text))
+        findings = sorted(
+            [*in_view, *(f for f in findings if not any(_overlap(f, v) for v in in_view))],
+            key=lambda f: f.start,
+        )
     if not findings:
         return None
-    kept = _placeholder_spans(text) if "[" in text else ()
+    kept = [m.span() for m in PLACEHOLDER.finditer(text)] if "[" in text else []
     out: list[str] = []
     at = 0
     for f in findings:
-        start, end = _outside_escapes(text, f.start, f.end)
+        start, end = f.start, f.end
+        for e_start, e_end in escapes:
+            if e_start < start < e_end:
+                start = e_end
+            if e_start < end < e_end:
+                end = e_start
         if end <= start or start < at:
             continue
         if any(start < e and end > s for s, e in kept):
@@ -130,39 +147,23 @@ def _mask_findings(text: str, mark: Mark) -> str | None:
         out.append(text[at:start])
         out.append(mark(f.category, text[start:end]))
         at = end
-    if at == 0:
+    if not out:
         return None
     out.append(text[at:])
     return "".join(out)
 
 
-def _placeholder_spans(text: str) -> list[tuple[int, int]]:
-    return [m.span() for m in PLACEHOLDER.finditer(text)]
+def _overlap(a: Finding, b: Finding) -> bool:
+    return a.start < b.end and b.start < a.end
 
 
 _ESCAPE = re.compile(r'\\(?:u[0-9a-fA-F]{4}|["\\/bfnrt])')
 
 
-def _outside_escapes(text: str, start: int, end: int) -> tuple[int, int]:
-    """``(start, end)`` moved so the span neither begins inside a backslash escape that
-    precedes it nor ends with a lone backslash (the first half of an escape)."""
-    if start > 0 and "\\" in text:
-        # Walk the escapes that end at or after start and begin before it.
-        lo = max(0, start - 6)
-        for m in _ESCAPE.finditer(text, lo, min(len(text), start + 6)):
-            if m.start() < start < m.end() and _escaping(text, m.start()):
-                start = m.end()
-    while end > start and text[end - 1] == "\\" and _escaping(text, end - 1):
-        end -= 1
-    return start, end
-
-
-def _escaping(text: str, i: int) -> bool:
-    """Whether the backslash at ``i`` begins an escape (an even run of backslashes before it)."""
-    run = 0
-    while i - run - 1 >= 0 and text[i - run - 1] == "\\":
-        run += 1
-    return run % 2 == 0
+def _blank(match: re.Match[str]) -> str:
+    # `\/` stays a slash (JSON may escape the slashes of a URL); everything else is blank.
+    escape = match.group()
+    return " /" if escape == "\\/" else " " * len(escape)
 
 
 @functools.lru_cache(maxsize=4096)  # events reuse a few hundred key names

@@ -104,7 +104,7 @@ _PEM_BLOCK = re.compile(
 )
 # Keys of vendors detect-secrets has no rule for (Anthropic, OpenAI project keys, Google).
 _VENDOR_KEY = re.compile(
-    r"(?<![\w-])(?:sk-[A-Za-z0-9_-]{16,}|AIza[0-9A-Za-z_-]{35}|github_pat_[A-Za-z0-9_]{22,})"
+    r"(?<![A-Za-z0-9_-])(?:sk-[A-Za-z0-9_-]{16,}|AIza[0-9A-Za-z_-]{35}|github_pat_[A-Za-z0-9_]{22,})"
 )
 _BEARER = re.compile(r"(?i)\bbearer(?:\s+|\s*[=:]\s*)([A-Za-z0-9\-._~+/]+=*)")
 _KEY_NAMES = "|".join(
@@ -114,14 +114,14 @@ _KEY_NAMES = "|".join(
 # text still reads. A name may carry affixes (DB_PASSWORD, aws_secret_access_key).
 _KEY_VALUE = re.compile(
     rf"""(?ix)
-    (?<![\w\[-])[\w-]*?(?:{_KEY_NAMES})[\w-]*
+    (?<![A-Za-z0-9_\[-])[\w-]*?(?:{_KEY_NAMES})[\w-]*
     ["'\]]{{0,2}}\s*(?::=|=|:)\s*["']?
     (?P<value>(?!\[|(?:bearer|basic)\b)[^\s"'&,;<>)\]}}]{{4,}})
     """
 )
 _SECRET_HINT = re.compile(r"(?i)key|secret|token|passw|pwd|bearer|auth|credential|contrase")
 # A 40-character base64 run: the shape of an AWS secret access key and many others.
-_BARE_KEY = re.compile(r"(?<![A-Za-z0-9/+=])[A-Za-z0-9/+]{40}(?![A-Za-z0-9/+=])")
+_BARE_KEY = re.compile(r"(?<![A-Za-z0-9+=])[A-Za-z0-9/+]{40}(?![A-Za-z0-9/+=])")
 _ENTROPY = Base64HighEntropyString(limit=4.5)
 
 
@@ -176,16 +176,16 @@ class SecretDetector:
 # -- identifiers with check digits ------------------------------------------------------------
 
 # Country code, two check digits, then 11-30 alphanumerics, optionally grouped by spaces.
-_IBAN = re.compile(r"\b[A-Z]{2}\d{2}(?:[ ]?[A-Z0-9]){11,30}\b")
-_CARD = re.compile(r"(?<![\w.])\d(?:[ -]?\d){12,18}(?![\w.])")
-_SSN = re.compile(r"(?<![\w.-])\d{3}([- ])\d{2}\1\d{4}(?![\w.-])")
-_SSN_BARE = re.compile(r"(?i)\bssn\b\W{0,3}(\d{9})\b")
+_IBAN = re.compile(r"(?<![A-Za-z0-9])[A-Z]{2}\d{2}(?:[ ]?[A-Z0-9]){11,30}\b")
+_CARD = re.compile(r"(?<![A-Za-z0-9_.])\d(?:[ -]?\d){12,18}(?![\w.])")
+_SSN = re.compile(r"(?<![A-Za-z0-9_.-])\d{3}([- ])\d{2}\1\d{4}(?![\w.-])")
+_SSN_BARE = re.compile(r"(?i)(?<![A-Za-z0-9])ssn\b\W{0,3}(\d{9})\b")
 _VAT = re.compile(
-    r"\b(?:AT|BE|BG|CY|CZ|DE|DK|EE|EL|ES|FI|FR|GB|HR|HU|IE|IT|LT|LU|LV|MT|NL|PL|PT|RO|SE|SI|SK)"
+    r"(?<![A-Za-z0-9])(?:AT|BE|BG|CY|CZ|DE|DK|EE|EL|ES|FI|FR|GB|HR|HU|IE|IT|LT|LU|LV|MT|NL|PL|PT|RO|SE|SI|SK)"
     r"[ ]?[0-9A-Z]{8,12}\b"
 )
 _PASSPORT = re.compile(
-    r"(?i)\b(?:passport|reisepass|passeport|pasaporte)\b[^\n\w]{0,3}"
+    r"(?i)(?:passport|reisepass|passeport|pasaporte)\b[^\n\w]{0,3}"
     r"(?:(?:no|nr|num|number|n°|#)\b\.?[^\n\w]{0,3})?"
     r"(?-i:([A-Z0-9]{6,9}))\b"
 )
@@ -246,7 +246,7 @@ PHONE_REGIONS: tuple[str, ...] = ("US", "GB", "DE", "FR")
 
 # A run that could be a phone number: digits with the usual separators, 7-15 digits.
 _PHONE_CANDIDATE = re.compile(
-    r"(?<![\w+/.:-])(?:\+|00)?\(?\d[\d ().\-/]{5,20}\d(?![\w/:-]|\.\d)"
+    r"(?<![A-Za-z0-9_+.:-])(?:\+|00)?\(?\d[\d ().\-/]{5,20}\d(?![\w/:-]|\.\d)"
 )
 # The shapes a phone number has in writing even when libphonenumber calls the number
 # unassigned (fictional 555 numbers, ranges not yet allocated): masked all the same.
@@ -257,7 +257,7 @@ _PHONE_SHAPE = re.compile(
 )
 # Dates are digit runs with separators too; they are never phone numbers here.
 _DATE = re.compile(r"\d{4}([./-])\d\d?\1\d\d?|\d\d?([./-])\d\d?\2\d{2,4}")
-_EMAIL = re.compile(r"(?<![\w.%+-])[\w.%+-]+@[\w-]+(?:\.[\w-]+)*\.[^\W\d_]{2,}(?![\w-])")
+_EMAIL = re.compile(r"(?<![A-Za-z0-9_.%+-])[\w.%+-]+@[\w-]+(?:\.[\w-]+)*\.[^\W\d_]{2,}(?![\w-])")
 
 
 class ContactDetector:
@@ -296,12 +296,12 @@ class ContactDetector:
 # -- network -------------------------------------------------------------------------------
 
 _IPV4 = re.compile(
-    r"(?<![\w.])(?:(?:25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)\.){3}(?:25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)"
+    r"(?<![A-Za-z0-9_.])(?:(?:25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)\.){3}(?:25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)"
     r"(?![\w]|\.\d)"
 )
 # Candidates only; ipaddress decides, so times like 12:30:45 are left alone.
 _IPV6 = re.compile(
-    r"(?<![\w:.])(?:[0-9A-Fa-f]{0,4}:){2,7}(?:\d{1,3}(?:\.\d{1,3}){3}|[0-9A-Fa-f]{1,4})?(?![\w:])"
+    r"(?<![A-Za-z0-9_:.])(?:[0-9A-Fa-f]{0,4}:){2,7}(?:\d{1,3}(?:\.\d{1,3}){3}|[0-9A-Fa-f]{1,4})?(?![\w:])"
 )
 
 
