@@ -120,8 +120,11 @@ _KEY_VALUE = re.compile(
     """
 )
 _SECRET_HINT = re.compile(r"(?i)key|secret|token|passw|pwd|bearer|auth|credential|contrase")
-# A 40-character base64 run: the shape of an AWS secret access key and many others.
-_BARE_KEY = re.compile(r"(?<![A-Za-z0-9+=])[A-Za-z0-9/+]{40}(?![A-Za-z0-9/+=])")
+# A run of 40 or more base64 characters: the shape of an AWS secret access key (40) and
+# of many other keys; the entropy decides.
+_BARE_KEY = re.compile(r"(?<![A-Za-z0-9+=])[A-Za-z0-9/+]{40,}={0,2}(?![A-Za-z0-9/+=])")
+# A word or path segment glued on with a slash ("see/<key>"), kept when the rest is a key.
+_LEADING_WORD = re.compile(r"[a-z]{1,12}/")
 _ENTROPY = Base64HighEntropyString(limit=4.5)
 
 
@@ -163,31 +166,38 @@ class SecretDetector:
                 yield from _spans(_KEY_VALUE, text, "secret", 0.8, group="value")
         if len(text) >= 40:
             for m in _BARE_KEY.finditer(text):
-                value = m.group()
-                mixed = not value.isalnum() or (
-                    any(c.isupper() for c in value)
-                    and any(c.islower() for c in value)
-                    and any(c.isdigit() for c in value)
-                )
-                if mixed and _ENTROPY.calculate_shannon_entropy(value) >= 4.5:
-                    yield Finding(m.start(), m.end(), "secret", 0.7)
+                start, value = m.start(), m.group()
+                while (lead := _LEADING_WORD.match(value)) and len(value) - lead.end() >= 40:
+                    start, value = start + lead.end(), value[lead.end() :]
+                if _random_looking(value):
+                    yield Finding(start, m.end(), "secret", 0.7)
+
+
+def _random_looking(value: str) -> bool:
+    """Upper and lower case letters and digits, spread like random bytes (not a path)."""
+    return (
+        any(c.isupper() for c in value)
+        and any(c.islower() for c in value)
+        and any(c.isdigit() for c in value)
+        and _ENTROPY.calculate_shannon_entropy(value) >= 4.5
+    )
 
 
 # -- identifiers with check digits ------------------------------------------------------------
 
 # Country code, two check digits, then 11-30 alphanumerics, optionally grouped by spaces.
-_IBAN = re.compile(r"(?<![A-Za-z0-9])[A-Z]{2}\d{2}(?:[ ]?[A-Z0-9]){11,30}\b")
-_CARD = re.compile(r"(?<![A-Za-z0-9_.])\d(?:[ -]?\d){12,18}(?![\w.])")
-_SSN = re.compile(r"(?<![A-Za-z0-9_.-])\d{3}([- ])\d{2}\1\d{4}(?![\w.-])")
-_SSN_BARE = re.compile(r"(?i)(?<![A-Za-z0-9])ssn\b\W{0,3}(\d{9})\b")
+_IBAN = re.compile(r"(?<![A-Za-z0-9])[A-Z]{2}\d{2}(?:[ ]?[A-Z0-9]){11,30}(?![A-Za-z0-9])")
+_CARD = re.compile(r"(?<![A-Za-z0-9_.])\d(?:[ -]?\d){12,18}(?![A-Za-z0-9_.])")
+_SSN = re.compile(r"(?<![A-Za-z0-9_.-])\d{3}([- ])\d{2}\1\d{4}(?![A-Za-z0-9_.-])")
+_SSN_BARE = re.compile(r"(?i)(?<![A-Za-z0-9])ssn\b\W{0,3}(\d{9})(?![A-Za-z0-9])")
 _VAT = re.compile(
     r"(?<![A-Za-z0-9])(?:AT|BE|BG|CY|CZ|DE|DK|EE|EL|ES|FI|FR|GB|HR|HU|IE|IT|LT|LU|LV|MT|NL|PL|PT|RO|SE|SI|SK)"
-    r"[ ]?[0-9A-Z]{8,12}\b"
+    r"[ ]?[0-9A-Z]{8,12}(?![A-Za-z0-9])"
 )
 _PASSPORT = re.compile(
     r"(?i)(?:passport|reisepass|passeport|pasaporte)\b[^\n\w]{0,3}"
     r"(?:(?:no|nr|num|number|n°|#)\b\.?[^\n\w]{0,3})?"
-    r"(?-i:([A-Z0-9]{6,9}))\b"
+    r"(?-i:([A-Z0-9]{6,9}))(?![A-Za-z0-9])"
 )
 
 
@@ -246,7 +256,7 @@ PHONE_REGIONS: tuple[str, ...] = ("US", "GB", "DE", "FR")
 
 # A run that could be a phone number: digits with the usual separators, 7-15 digits.
 _PHONE_CANDIDATE = re.compile(
-    r"(?<![A-Za-z0-9_+.:-])(?:\+|00)?\(?\d[\d ().\-/]{5,20}\d(?![\w/:-]|\.\d)"
+    r"(?<![A-Za-z0-9_+.:-])(?:\+|00)?\(?\d[\d ().\-/]{5,20}\d(?![A-Za-z0-9_/:-]|\.\d)"
 )
 # The shapes a phone number has in writing even when libphonenumber calls the number
 # unassigned (fictional 555 numbers, ranges not yet allocated): masked all the same.
@@ -257,7 +267,9 @@ _PHONE_SHAPE = re.compile(
 )
 # Dates are digit runs with separators too; they are never phone numbers here.
 _DATE = re.compile(r"\d{4}([./-])\d\d?\1\d\d?|\d\d?([./-])\d\d?\2\d{2,4}")
-_EMAIL = re.compile(r"(?<![A-Za-z0-9_.%+-])[\w.%+-]+@[\w-]+(?:\.[\w-]+)*\.[^\W\d_]{2,}(?![\w-])")
+_EMAIL = re.compile(
+    r"(?<![A-Za-z0-9_.%+-])[\w.%+-]+@[\w-]+(?:\.[\w-]+)*\.[^\W\d_]{2,}(?![A-Za-z0-9_-])"
+)
 
 
 class ContactDetector:
@@ -297,11 +309,11 @@ class ContactDetector:
 
 _IPV4 = re.compile(
     r"(?<![A-Za-z0-9_.])(?:(?:25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)\.){3}(?:25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)"
-    r"(?![\w]|\.\d)"
+    r"(?![A-Za-z0-9_]|\.\d)"
 )
 # Candidates only; ipaddress decides, so times like 12:30:45 are left alone.
 _IPV6 = re.compile(
-    r"(?<![A-Za-z0-9_:.])(?:[0-9A-Fa-f]{0,4}:){2,7}(?:\d{1,3}(?:\.\d{1,3}){3}|[0-9A-Fa-f]{1,4})?(?![\w:])"
+    r"(?<![A-Za-z0-9_:.])(?:[0-9A-Fa-f]{0,4}:){2,7}(?:\d{1,3}(?:\.\d{1,3}){3}|[0-9A-Fa-f]{1,4})?(?![A-Za-z0-9_:])"
 )
 
 

@@ -15,6 +15,7 @@ class Sensitive:
     category: str
     text: str  # a sentence holding the value
     value: str  # what must never be seen unmasked
+    needs_context: bool = False  # recognisable only in its text (a password after its name)
 
     def forms(self) -> set[str]:
         """The value as written and in NFKC form (either one showing is a leak)."""
