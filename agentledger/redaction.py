@@ -26,7 +26,7 @@ from __future__ import annotations
 import functools
 import re
 import unicodedata
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import orjson
@@ -115,7 +115,7 @@ def redact_text(text: str, mark: Mark = _marker) -> str:
 
 
 def _mask_findings(text: str, mark: Mark) -> str | None:
-    findings = find(text)
+    findings: Sequence[Finding] = find(text)
     escapes: list[tuple[int, int]] = []
     if "\\" in text:
         # The text may be JSON source (a log line, an answer cut off mid-way): detect also

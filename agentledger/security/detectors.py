@@ -28,6 +28,7 @@ event skip every expensive call.
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 import re
 from collections.abc import Iterator, Sequence
@@ -289,20 +290,21 @@ class ContactDetector:
             digits = sum(ch.isdigit() for ch in candidate)
             if not 7 <= digits <= 15 or _DATE.search(candidate):
                 continue
-            confidence = self._phone(candidate)
+            confidence = _phone(candidate, self.regions)
             if confidence:
                 yield Finding(m.start(), m.end(), "phone", confidence)
 
-    def _phone(self, candidate: str) -> float:
-        regions = (None,) if candidate.startswith("+") else self.regions
-        for region in regions:
-            try:
-                number = phonenumbers.parse(candidate, region)
-            except phonenumbers.NumberParseException:
-                continue
-            if phonenumbers.is_valid_number(number):
-                return 0.95
-        return 0.6 if _PHONE_SHAPE.fullmatch(candidate) else 0.0
+
+@functools.lru_cache(maxsize=4096)  # parsing is the dearest step; numbers recur across events
+def _phone(candidate: str, regions: tuple[str, ...]) -> float:
+    for region in (None,) if candidate.startswith("+") else regions:
+        try:
+            number = phonenumbers.parse(candidate, region)
+        except phonenumbers.NumberParseException:
+            continue
+        if phonenumbers.is_valid_number(number):
+            return 0.95
+    return 0.6 if _PHONE_SHAPE.fullmatch(candidate) else 0.0
 
 
 # -- network -------------------------------------------------------------------------------
@@ -353,10 +355,26 @@ hold digit runs that would otherwise read as a phone or a card)."""
 _DIGIT = re.compile(r"\d")
 
 
-def find(text: str, detectors: Sequence[Detector] = DEFAULT_DETECTORS) -> list[Finding]:
+def find(text: str, detectors: Sequence[Detector] = DEFAULT_DETECTORS) -> tuple[Finding, ...]:
     """The findings in ``text`` that do not overlap, in text order.
 
-    Overlaps are settled by detector order, then by length (the longer wins)."""
+    Overlaps are settled by detector order, then by length (the longer wins). Results for
+    the default detectors are cached: an agent's context repeats the same texts (goal,
+    documents, earlier answers) in event after event."""
+    if detectors is DEFAULT_DETECTORS and len(text) <= _CACHED_TEXT:
+        return _find_default(text)
+    return _find(text, detectors)
+
+
+_CACHED_TEXT = 16_384
+
+
+@functools.lru_cache(maxsize=2048)
+def _find_default(text: str) -> tuple[Finding, ...]:
+    return _find(text, DEFAULT_DETECTORS)
+
+
+def _find(text: str, detectors: Sequence[Detector]) -> tuple[Finding, ...]:
     picked: list[Finding] = []
     has_digit = _DIGIT.search(text) is not None
     for detector in detectors:
@@ -367,4 +385,4 @@ def find(text: str, detectors: Sequence[Detector] = DEFAULT_DETECTORS) -> list[F
             if all(f.end <= p.start or f.start >= p.end for p in picked):
                 picked.append(f)
     picked.sort(key=lambda f: f.start)
-    return picked
+    return tuple(picked)

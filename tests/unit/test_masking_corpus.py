@@ -91,7 +91,7 @@ def test_nothing_is_found_in_ordinary_event_text() -> None:
         "the bearer instrument and a token budget",
     ]
     for text in ordinary:
-        assert find(text) == [], text
+        assert find(text) == (), text
 
 
 def test_keys_holding_values_are_masked_too() -> None:
