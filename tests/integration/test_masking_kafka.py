@@ -17,6 +17,7 @@ from agentledger.streams.kafka import KafkaEventLog, KafkaRecord, read_partition
 from agentledger.streams.kafka_dlq import dead_letter
 from agentledger.streams.kafka_runner import submit_goal
 from agentledger.streams.kafka_topics import DLQ_PARTITIONS, TopicLayout, init_topics
+from agentledger.streams.log import Recorded
 from agentledger.streams.write_guard import WriteGuard
 from tests.support.sensitive import corpus, leaked
 
@@ -120,7 +121,11 @@ async def test_no_topic_holds_a_raw_value(
     assert set(parked) == {"type", "task_id", "text"} and "[email" in parked["text"]
     (parked_text,) = [r for r in seen[layout.dlq] if r.key is None]
     assert (parked_text.value or b"").startswith(b"\xff\xfe garbage ")
-    entries = [r.entry() for r in seen[layout.events]]
-    assert [type(e).__name__ for e in entries] == ["Recorded"] * 3
-    inner = orjson.loads(entries[1].event.arguments["raw"])  # type: ignore[union-attr]
+    events = [e.event for e in (r.entry() for r in seen[layout.events]) if isinstance(e, Recorded)]
+    assert len(events) == 3
+    stored = events[1]
+    assert isinstance(stored, ToolCallRequested)
+    raw = stored.arguments["raw"]
+    assert isinstance(raw, str)
+    inner = orjson.loads(raw)
     assert set(inner) == {"a"} and "[card:" in inner["a"]
