@@ -27,6 +27,7 @@ import orjson
 from agentledger.errors import SequenceConflictError, TaskLeasedError, UsageError
 from agentledger.projections.approvals import ApprovalState
 from agentledger.projections.task_state import TaskState, fold
+from agentledger.redaction import redact, redact_text
 from agentledger.schemas import TERMINAL_TYPES, ApprovalDenied, ApprovalGranted, Event, utc_now
 from agentledger.settings import Settings
 from agentledger.streams.kafka_cli import add_connection_options, open_kafka_log
@@ -150,7 +151,7 @@ def print_waiting(state: TaskState, out: TextIO) -> None:
         file=out,
     )
     for line in describe_pending(state):
-        print(line, file=out)
+        print(redact_text(line), file=out)
     print("decide with:", file=out)
     for a in pending:
         print(f"  agentledger approve {a.id} [--note TEXT]", file=out)
@@ -187,11 +188,11 @@ async def cmd_approvals(
                     "escalated_to": a.escalate_to if a.escalations else None,
                     "decision_sent": _sent(sent[a.id]) if a.id in sent else None,
                 }
-                print(orjson.dumps(row).decode(), file=out)
+                print(orjson.dumps(redact(row)).decode(), file=out)
         if state.pending_approvals and not args.json:
             print(f"task {state.task_id}", file=out)
             for line in describe_pending(state, now, sent):
-                print(line, file=out)
+                print(redact_text(line), file=out)
     if not count:
         print("no pending approvals", file=err)
     return EXIT_OK

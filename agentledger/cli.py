@@ -34,12 +34,15 @@ from agentledger.errors import (
     UsageError,
 )
 from agentledger.projections.task_state import TaskState, fold
+from agentledger.redaction import redact as shown  # every view is masked, whatever the log holds
 from agentledger.schemas import TERMINAL_TYPES, Event, GoalSubmitted
 from agentledger.schemas.codec import to_dict
 from agentledger.security.logs import install_log_redaction
+from agentledger.security.masking import Masker, SqliteVault
 from agentledger.settings import Settings
 from agentledger.streams.log import UNKNOWN_TIME, CorruptRecord, EventLog, LogEntry, Recorded
 from agentledger.streams.sqlite import SqliteEventLog
+from agentledger.streams.write_guard import WriteGuard
 from agentledger.terminal import TerminalText
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_UNFINISHED, EXIT_LOG, EXIT_LEASED = 0, 1, 2, 3, 4, 5
@@ -55,6 +58,8 @@ def _open_log(
         synchronous=settings.sqlite_synchronous,
         create=create,
         busy_timeout_s=settings.sqlite_busy_timeout_s,
+        # Whatever a command appends (a decision's note, a goal) is masked into the settings' vault.
+        guard=WriteGuard(Masker(lambda: SqliteVault(settings.vault_path))),
     )
 
 
@@ -121,7 +126,7 @@ def _split(entries: Sequence[LogEntry], err: TextIO) -> list[Event]:
         if isinstance(entry, Recorded):
             events.append(entry.event)
         else:
-            print(f"!! offset {entry.offset} (seq {entry.seq}): {entry.reason}", file=err)
+            print(f"!! offset {entry.offset} (seq {entry.seq}): {shown(entry.reason)}", file=err)
     return events
 
 
@@ -134,7 +139,7 @@ class _Progress:
     def __call__(self, event: Event, fresh: bool) -> None:
         if not self.quiet:
             marker = " " if fresh else "·"
-            print(f"{marker}{timeline.line(event)}", file=self.out, flush=True)
+            print(f"{marker}{shown(timeline.line(event))}", file=self.out, flush=True)
 
 
 def _notice_scripted(workflow: Any, err: TextIO) -> None:
@@ -289,9 +294,10 @@ async def cmd_status(args: argparse.Namespace, settings: Settings, out: TextIO, 
 def print_status(state: TaskState, as_json: bool, out: TextIO) -> None:
     """A task's state, for people or as JSON (shared by the embedded and Kafka views)."""
     if as_json:
-        print(orjson.dumps(_state_json(state), option=orjson.OPT_INDENT_2).decode(), file=out)
+        body = shown(_state_json(state))
+        print(orjson.dumps(body, option=orjson.OPT_INDENT_2).decode(), file=out)
     else:
-        print(timeline.summary(state), file=out)
+        print(shown(timeline.summary(state)), file=out)
 
 
 def print_replay(
@@ -299,16 +305,20 @@ def print_replay(
 ) -> None:
     """The timeline up to ``until`` and the state as it was then (default: the end)."""
     until = until if until is not None else max((e.seq for e in events), default=0)
-    shown = [e for e in events if e.seq <= until]
-    state = fold(task_id, shown)
+    events_shown = [e for e in events if e.seq <= until]
+    state = fold(task_id, events_shown)
     if as_json:
-        body = {"until": until, "events": [to_dict(e) for e in shown], "state": _state_json(state)}
-        print(orjson.dumps(body, option=orjson.OPT_INDENT_2).decode(), file=out)
+        body = {
+            "until": until,
+            "events": [to_dict(e) for e in events_shown],
+            "state": _state_json(state),
+        }
+        print(orjson.dumps(shown(body), option=orjson.OPT_INDENT_2).decode(), file=out)
         return
-    for e in shown:
-        print(timeline.line(e), file=out)
+    for e in events_shown:
+        print(shown(timeline.line(e)), file=out)
     print(f"\n--- state as of seq {until} ---", file=out)
-    print(timeline.summary(state), file=out)
+    print(shown(timeline.summary(state)), file=out)
 
 
 def _state_json(state: TaskState) -> dict[str, Any]:
@@ -355,14 +365,15 @@ def _print_entry(entry: LogEntry, as_json: bool, out: TextIO, err: TextIO) -> No
                 "seq": entry.seq,
                 "corrupt": entry.reason,
             }
-            print(orjson.dumps(row).decode(), file=out)
+            print(orjson.dumps(shown(row)).decode(), file=out)
         else:
-            print(f"!! offset {entry.offset} (seq {entry.seq}): {entry.reason}", file=err)
+            print(f"!! offset {entry.offset} (seq {entry.seq}): {shown(entry.reason)}", file=err)
         return
     if as_json:
-        print(orjson.dumps({"offset": entry.offset, **to_dict(entry.event)}).decode(), file=out)
+        row = {"offset": entry.offset, **to_dict(entry.event)}
+        print(orjson.dumps(shown(row)).decode(), file=out)
     else:
-        print(timeline.line(entry.event), file=out)
+        print(shown(timeline.line(entry.event)), file=out)
 
 
 async def print_events(

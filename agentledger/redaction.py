@@ -24,10 +24,14 @@ guessed back). Text that already is a marker or placeholder is left alone.
 from __future__ import annotations
 
 import functools
-import ipaddress
 import re
-from collections.abc import Callable
+import unicodedata
+from collections.abc import Callable, Sequence
 from typing import Any
+
+import orjson
+
+from agentledger.security.detectors import Finding, find
 
 __all__ = ["MARKERS", "PLACEHOLDER", "Mark", "redact", "redact_text"]
 
@@ -40,64 +44,23 @@ MARKERS = {
     "api_key": "[api_key]",
     "token": "[token]",
     "secret": "[secret]",
+    "private_key": "[private_key]",
+    "ssn": "[ssn]",
+    "passport": "[passport]",
+    "vat": "[vat]",
 }
 """The replacement marker for each kind of finding."""
 
 Mark = Callable[[str, str], str]
 """``mark(kind, raw_value) -> replacement``; ``kind`` is a key of ``MARKERS``."""
 
-PLACEHOLDER = re.compile(r"\[(email|phone|card|iban|ip|api_key|token|secret)(?::([0-9a-f]{12}))?\]")
+PLACEHOLDER = re.compile(r"\[(" + "|".join(MARKERS) + r")(?::([0-9a-f]{12}))?\]")
 """A marker (``[email]``) or a placeholder (``[email:3f2a9c1e0b7d]``)."""
 
 
 def _marker(kind: str, raw: str) -> str:
     return MARKERS[kind]
 
-
-# Secrets first: a key can contain digit runs that would otherwise be read as a phone or card.
-_BEARER = re.compile(r"\b(Bearer)\s+([A-Za-z0-9\-._~+/]+=*)", re.IGNORECASE)
-_JWT = re.compile(r"\beyJ[A-Za-z0-9_-]{5,}\.eyJ[A-Za-z0-9_-]{5,}\.[A-Za-z0-9_-]{5,}")
-_API_KEY = re.compile(
-    r"\b(?:"
-    r"sk-[A-Za-z0-9_-]{16,}"  # OpenAI / Anthropic style: sk-..., sk-proj-..., sk-ant-...
-    r"|(?:AKIA|ASIA)[0-9A-Z]{16}"  # AWS access key ids
-    r"|gh[pousr]_[A-Za-z0-9]{30,}"  # GitHub tokens
-    r"|github_pat_[A-Za-z0-9_]{22,}"
-    r"|xox[abposr]-[A-Za-z0-9-]{10,}"  # Slack tokens
-    r"|AIza[0-9A-Za-z_-]{35}"  # Google API keys
-    r")"
-)
-_SECRET_NAMES = (
-    r"api[_-]?key|apikey|secret(?:[_-]?key)?|client[_-]?secret|access[_-]?key|private[_-]?key"
-    r"|access[_-]?token|refresh[_-]?token|auth[_-]?token|token|password|passwd|pwd"
-)
-# `name=value`, `name: value`, `"name": "value"`; the name is kept so the text still reads.
-_KEY_VALUE = re.compile(
-    rf"""(?ix)
-    (?P<name>(?<!\[)\b(?:{_SECRET_NAMES})\b["']?\s*[=:]\s*["']?)
-    (?P<value>(?!\[)[^\s"'&,;<>]{{3,}})
-    """
-)
-_SECRET_HINT = re.compile(r"key|secret|token|passw|pwd")
-_EMAIL = re.compile(r"\b[A-Za-z0-9._%+-]+@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*\.[A-Za-z]{2,}\b")
-# Country code, two check digits, then 11-30 alphanumerics, optionally grouped by spaces.
-_IBAN = re.compile(r"\b[A-Z]{2}\d{2}(?:[ ]?[A-Z0-9]){11,30}\b")
-_CARD = re.compile(r"(?<![\w.])\d(?:[ -]?\d){12,18}(?![\w.])")
-_PHONE = re.compile(
-    r"(?<![\w+])(?:"
-    r"\+\d{1,3}[ .-]?(?:\(\d{1,4}\)[ .-]?)?\d{1,4}(?:[ .-]?\d{2,4}){1,4}"  # +44 20 7946 0958
-    r"|\(\d{3}\)[ .-]?\d{3}[ .-]\d{4}"  # (555) 123-4567
-    r"|\d{3}[.-]\d{3}[.-]\d{4}"  # 555-123-4567
-    r")(?![\w])"
-)
-_IPV4 = re.compile(
-    r"(?<![\w.])(?:(?:25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)\.){3}(?:25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)"
-    r"(?![\w]|\.\d)"
-)
-# Candidates only; ipaddress decides, so times like 12:30:45 are left alone.
-_IPV6 = re.compile(
-    r"(?<![\w:.])(?:[0-9A-Fa-f]{0,4}:){2,7}(?:\d{1,3}(?:\.\d{1,3}){3}|[0-9A-Fa-f]{1,4})?(?![\w:])"
-)
 
 _SENSITIVE_KEYS = frozenset(
     {
@@ -125,84 +88,6 @@ _SENSITIVE_KEYS = frozenset(
 _SENSITIVE_SUFFIXES = ("_password", "_secret", "_token", "_api_key", "_apikey", "_private_key")
 
 
-def _luhn_ok(digits: str) -> bool:
-    total = 0
-    for i, ch in enumerate(reversed(digits)):
-        d = ord(ch) - 48
-        if i % 2 == 1:
-            d *= 2
-            if d > 9:
-                d -= 9
-        total += d
-    return total % 10 == 0
-
-
-def _iban_ok(compact: str) -> bool:
-    if not 15 <= len(compact) <= 34:
-        return False
-    rearranged = compact[4:] + compact[:4]
-    try:
-        number = int("".join(str(int(ch, 36)) for ch in rearranged))
-    except ValueError:
-        return False
-    return number % 97 == 1
-
-
-def _card(mark: Mark, match: re.Match[str]) -> str:
-    digits = re.sub(r"[ -]", "", match.group())
-    if 13 <= len(digits) <= 19 and _luhn_ok(digits):
-        return mark("card", match.group())
-    return match.group()
-
-
-def _iban(mark: Mark, match: re.Match[str]) -> str:
-    text = match.group()
-    # The pattern can run on into a following upper-case word ("... 00 OK"), so try the
-    # longest prefix that ends at a character boundary and passes the check.
-    positions = [i for i, ch in enumerate(text) if ch != " "]
-    for n in range(len(positions), 14, -1):
-        end = positions[n - 1] + 1
-        if end < len(text) and text[end] != " ":
-            continue
-        if _iban_ok(text[:end].replace(" ", "")):
-            return mark("iban", text[:end]) + text[end:]
-    return text
-
-
-def _phone(mark: Mark, match: re.Match[str]) -> str:
-    digits = sum(ch.isdigit() for ch in match.group())
-    return mark("phone", match.group()) if 7 <= digits <= 15 else match.group()
-
-
-def _ipv6(mark: Mark, match: re.Match[str]) -> str:
-    text = match.group()
-    if not any(ch.isalnum() for ch in text):
-        return text
-    try:
-        ipaddress.IPv6Address(text)
-    except ValueError:
-        return text
-    return mark("ip", text)
-
-
-def _key_value(mark: Mark, match: re.Match[str]) -> str:
-    return match.group("name") + mark("secret", match.group("value"))
-
-
-def _bearer(mark: Mark, match: re.Match[str]) -> str:
-    token = match.group(2)
-    # Prose says "bearer" too ("the bearer instrument"): a credential is long and has digits.
-    if len(token) < 16 or not any(ch.isdigit() for ch in token):
-        return match.group()
-    return f"{match.group(1)} {mark('token', token)}"
-
-
-def _simple(kind: str, mark: Mark, match: re.Match[str]) -> str:
-    return mark(kind, match.group())
-
-
-_DIGIT = re.compile(r"\d")
-_API_KEY_HINT = re.compile(r"sk-|AKIA|ASIA|gh[pousr]_|github_pat_|xox|AIza")
 # Strings events are full of that can hold nothing to mask: ids and timestamps.
 _PLAIN = re.compile(
     r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}"
@@ -211,35 +96,74 @@ _PLAIN = re.compile(
 
 
 def redact_text(text: str, mark: Mark = _marker) -> str:
-    """``text`` with every finding replaced by ``mark(kind, value)`` (default: ``MARKERS``)."""
+    """``text`` with every finding replaced by ``mark(kind, value)`` (default: ``MARKERS``).
+
+    Detection runs on the NFKC form of the text, so full-width digits and look-alike
+    letters do not hide a value; when something is found, the masked text is that form.
+    A value right after a backslash escape (``\\n``, ``\\u00e9``) keeps the escape
+    whole, so JSON held in text that does not parse stays as valid as it was."""
     # Nothing we mask is this short, or an id or a timestamp; most strings stop here.
     if len(text) < 6 or _PLAIN.fullmatch(text):
         return text
-    sub = functools.partial
-    # Cheap substring tests decide which patterns can match at all; most strings in an
-    # event (ids, type names, model names) skip every regex.
-    lower = text.lower()
-    if "bearer" in lower:
-        text = _BEARER.sub(sub(_bearer, mark), text)
-    if "eyJ" in text:
-        text = _JWT.sub(sub(_simple, "token", mark), text)
-    if _API_KEY_HINT.search(text):
-        text = _API_KEY.sub(sub(_simple, "api_key", mark), text)
-    if ("=" in text or ":" in text) and _SECRET_HINT.search(lower):
-        text = _KEY_VALUE.sub(sub(_key_value, mark), text)
-    if "@" in text:
-        text = _EMAIL.sub(sub(_simple, "email", mark), text)
-    if _DIGIT.search(text) is None:
-        return text
-    text = _IBAN.sub(sub(_iban, mark), text)
-    text = _CARD.sub(sub(_card, mark), text)
-    text = _PHONE.sub(sub(_phone, mark), text)
-    # IPv6 before IPv4, so an IPv4-mapped address is masked whole.
-    if "::" in text or text.count(":") >= 5:
-        text = _IPV6.sub(sub(_ipv6, mark), text)
-    if "." in text:
-        text = _IPV4.sub(sub(_simple, "ip", mark), text)
-    return text
+    if not text.isascii():
+        normal = unicodedata.normalize("NFKC", text)
+        if normal != text:
+            masked = _mask_findings(normal, mark)
+            return text if masked is None else masked
+    masked = _mask_findings(text, mark)
+    return text if masked is None else masked
+
+
+def _mask_findings(text: str, mark: Mark) -> str | None:
+    findings: Sequence[Finding] = find(text)
+    escapes: list[tuple[int, int]] = []
+    if "\\" in text:
+        # The text may be JSON source (a log line, an answer cut off mid-way): detect also
+        # on a view where each backslash escape is blanked (same length, so spans line up),
+        # where a value right after `\\n` starts at a word boundary as it does decoded.
+        # A backslash may also be just a backslash, so what the text itself shows counts too.
+        escapes = [m.span() for m in _ESCAPE.finditer(text)]
+        in_view = find(_ESCAPE.sub(_blank, text))
+        findings = sorted(
+            [*in_view, *(f for f in findings if not any(_overlap(f, v) for v in in_view))],
+            key=lambda f: f.start,
+        )
+    if not findings:
+        return None
+    kept = [m.span() for m in PLACEHOLDER.finditer(text)] if "[" in text else []
+    out: list[str] = []
+    at = 0
+    for f in findings:
+        start, end = f.start, f.end
+        for e_start, e_end in escapes:
+            if e_start < start < e_end:
+                start = e_end
+            if e_start < end < e_end:
+                end = e_start
+        if end <= start or start < at:
+            continue
+        if any(start < e and end > s for s, e in kept):
+            continue  # a placeholder (or part of one) is already masked
+        out.append(text[at:start])
+        out.append(mark(f.category, text[start:end]))
+        at = end
+    if not out:
+        return None
+    out.append(text[at:])
+    return "".join(out)
+
+
+def _overlap(a: Finding, b: Finding) -> bool:
+    return a.start < b.end and b.start < a.end
+
+
+_ESCAPE = re.compile(r'\\(?:u[0-9a-fA-F]{4}|["\\/bfnrt])')
+
+
+def _blank(match: re.Match[str]) -> str:
+    # `\/` stays a slash (JSON may escape the slashes of a URL); everything else is blank.
+    escape = match.group()
+    return " /" if escape == "\\/" else " " * len(escape)
 
 
 @functools.lru_cache(maxsize=4096)  # events reuse a few hundred key names
@@ -251,15 +175,19 @@ def _sensitive_key(key: str) -> bool:
 def redact(value: Any, mark: Mark = _marker) -> Any:
     """A copy of a JSON-like ``value`` with personal data and secrets masked.
 
-    Strings are masked with ``redact_text``; a string under a key that names a secret
-    (``password``, ``api_key``, ``authorization``, ``*_token`` ...) is replaced entirely.
-    Dicts, lists and tuples are walked; other values are returned unchanged.
+    Strings are masked with ``redact_text``; a string that holds a JSON object or array (a
+    model's answer, tool arguments) is decoded, walked and encoded again, so the result is
+    valid JSON of the same shape. A string under a key that names a secret (``password``,
+    ``api_key``, ``authorization``, ``*_token`` ...) is replaced entirely. Keys are masked
+    too. Dicts, lists and tuples are walked; other values are returned unchanged.
     """
     if isinstance(value, str):
-        return redact_text(value, mark)
+        return _redact_string(value, mark)
     if isinstance(value, dict):
         out: dict[Any, Any] = {}
         for key, item in value.items():
+            if isinstance(key, str) and not (len(key) < 24 and key.isidentifier()):
+                key = redact_text(key, mark)
             if isinstance(item, str) and isinstance(key, str) and _sensitive_key(key) and item:
                 out[key] = item if PLACEHOLDER.fullmatch(item) else mark("secret", item)
             else:
@@ -268,3 +196,21 @@ def redact(value: Any, mark: Mark = _marker) -> Any:
     if isinstance(value, list | tuple):
         return [redact(item, mark) for item in value]
     return value
+
+
+def _redact_string(text: str, mark: Mark) -> str:
+    stripped = text.strip()
+    if len(stripped) > 6 and stripped[0] in "{[" and stripped[-1] in "}]":
+        try:
+            decoded = orjson.loads(stripped)
+        except orjson.JSONDecodeError:
+            pass
+        else:
+            if isinstance(decoded, dict | list):
+                masked = redact(decoded, mark)
+                if masked == decoded:
+                    return text
+                pretty = "\n" in stripped
+                body = orjson.dumps(masked, option=orjson.OPT_INDENT_2 if pretty else 0).decode()
+                return text[: len(text) - len(text.lstrip())] + body
+    return redact_text(text, mark)

@@ -11,6 +11,7 @@ from agentledger.agents.workflow import Workflow
 from agentledger.llm.base import ChatModel, ModelSettings
 from agentledger.llm.pricing import PriceTable
 from agentledger.security.masking import Masker, SqliteVault
+from agentledger.security.private_files import private_dir
 from agentledger.settings import Settings
 from agentledger.streams.log import EventLog
 from agentledger.streams.sqlite import SqliteEventLog
@@ -62,8 +63,7 @@ def build_runtime(
             PriceTable.from_file(settings.prices_file) if settings.prices_file else PriceTable()
         )
     prices = prices.with_overrides(workflow.prices)  # the workflow's declared prices win
-    sandbox = settings.sandbox_dir.resolve()
-    sandbox.mkdir(parents=True, exist_ok=True)
+    sandbox = private_dir(settings.sandbox_dir.resolve())
     return Runtime(
         workflow=workflow,
         models=by_agent,

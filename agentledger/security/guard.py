@@ -2,8 +2,8 @@
 
 * ``admit_goal``: a goal's inputs are screened for injection and the goal masked, before
   it is written (embedded ``submit`` and the Kafka worker's goal intake).
-* ``protect``: every batch a reaction emits is masked before it is written (the primary
-  log setting) and a final result leaving the system is checked (``outbound``).
+* ``protect``: a final result leaving the system is checked (``outbound``); masking
+  itself is done by the log's write guard on every append (``streams.write_guard``).
 * ``screen_tool_result``: a tool's result is screened before it is recorded and handed
   to the model.
 * ``check_call``: a requested call is checked against its tool's policy and, for
@@ -103,18 +103,13 @@ def admit_goal(goal: GoalSubmitted, runtime: Runtime) -> list[EventBase]:
 
 
 def protect(events: Sequence[EventBase], runtime: Runtime) -> list[EventBase]:
-    """Events as they may be written: masked (unless the primary log is raw), with a raw
-    final result masked or refused by the ``outbound`` policy."""
+    """Events as they may be written: with a raw primary log, a final result that holds
+    personal data is masked or refused by the ``outbound`` policy. (The log's write guard
+    masks everything else on append, so no writer has to remember it.)"""
     events = [neutralise_result_links(e, runtime) for e in events]
-    security = runtime.workflow.security
-    out: list[EventBase] = []
-    for event in events:
-        if isinstance(event, TaskCompleted) and not security.masked:
-            event = _outbound_result(event, runtime)
-        if security.masked:
-            event = runtime.masker.mask_event(event)
-        out.append(event)
-    return out
+    if runtime.workflow.security.masked:
+        return list(events)
+    return [_outbound_result(e, runtime) if isinstance(e, TaskCompleted) else e for e in events]
 
 
 def _outbound_result(event: TaskCompleted, runtime: Runtime) -> EventBase:

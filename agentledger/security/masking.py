@@ -20,6 +20,7 @@ import hmac
 import os
 import sqlite3
 import threading
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -29,6 +30,7 @@ from agentledger.errors import EventLogError
 from agentledger.redaction import PLACEHOLDER, redact
 from agentledger.schemas import EVENT_TYPES, EventBase
 from agentledger.schemas.codec import to_dict
+from agentledger.security.private_files import private_dir, private_file
 
 __all__ = ["Masker", "MemoryVault", "SqliteVault", "Vault"]
 
@@ -93,7 +95,7 @@ class SqliteVault:
 
     def __init__(self, path: str | Path) -> None:
         self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        private_file(private_dir(self.path.parent) / self.path.name)
         self._lock = threading.Lock()
         self._db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
         self._db.execute("PRAGMA journal_mode=WAL")
@@ -108,7 +110,6 @@ class SqliteVault:
         self._key: bytes = self._db.execute(
             "SELECT value FROM meta WHERE name = 'hmac_key'"
         ).fetchone()[0]
-        os.chmod(self.path, 0o600)
 
     def key(self) -> bytes:
         return self._key
@@ -136,13 +137,24 @@ class SqliteVault:
 
 
 class Masker:
-    """Turns raw values into placeholders (remembering them in the vault) and back."""
+    """Turns raw values into placeholders (remembering them in the vault) and back.
 
-    def __init__(self, vault: Vault | None = None) -> None:
-        self.vault: Vault = vault if vault is not None else MemoryVault()
-        self._key = self.vault.key()
+    ``vault`` may be a function that opens one: it is called the first time a value is
+    found, so a writer with nothing to mask never creates a vault file."""
+
+    def __init__(self, vault: Vault | Callable[[], Vault] | None = None) -> None:
+        self._vault: Vault | Callable[[], Vault] = vault if vault is not None else MemoryVault()
+        self._key: bytes | None = None
+
+    @property
+    def vault(self) -> Vault:
+        if callable(self._vault):
+            self._vault = self._vault()
+        return self._vault
 
     def placeholder(self, kind: str, raw: str) -> str:
+        if self._key is None:
+            self._key = self.vault.key()
         digest = hmac.new(self._key, f"{kind}:{raw}".encode(), hashlib.sha256).hexdigest()
         return f"[{kind}:{digest[:12]}]"
 

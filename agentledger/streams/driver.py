@@ -176,7 +176,8 @@ class TaskDriver:
                 e.model_copy(update={"seq": self._next_seq + i}) for i, e in enumerate(events)
             ]
             try:
-                # Masked before the write, so live state, resume and replay see the same.
+                # The outbound check; the log's write guard masks on append, and the
+                # events that come back from the log are the masked ones.
                 stamped = protect(stamped, self.runtime)
                 await self._sink(stamped)
             except EventLogError as exc:

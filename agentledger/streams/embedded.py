@@ -55,6 +55,7 @@ from agentledger.streams.driver import TaskDriver
 from agentledger.streams.lease import Owner, SqliteLeases, Takeover
 from agentledger.streams.log import CorruptRecord, EventLog, Recorded
 from agentledger.streams.sqlite import SqliteEventLog
+from agentledger.streams.write_guard import WriteGuard
 
 log = logging.getLogger(__name__)
 
@@ -78,6 +79,8 @@ class EmbeddedRunner:
     ) -> None:
         self.log = log
         self.runtime = runtime
+        # Every append masked with this runtime's vault (raw only if the workflow says so).
+        log.guard = WriteGuard(runtime.masker, masked=runtime.workflow.security.masked)
         self.on_event = on_event
         self.on_corrupt = on_corrupt
         self.clock = clock  # what "now" is when approval deadlines are checked

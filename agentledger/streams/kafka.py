@@ -66,6 +66,7 @@ from agentledger.schemas.codec import encode
 from agentledger.streams.kafka_clients import event_producer
 from agentledger.streams.kafka_topics import DEFAULT_PREFIX, TopicLayout, partition_counts
 from agentledger.streams.log import CorruptRecord, LogEntry, Recorded, TaskSummary, decode_entry
+from agentledger.streams.write_guard import WriteGuard, settings_guard
 
 OFFSET_BITS = 40
 _POSITION_MASK = (1 << OFFSET_BITS) - 1
@@ -227,8 +228,12 @@ class KafkaEventLog:
         max_batch_bytes: int = 1_048_576,
         fetch_max_wait_ms: int = 100,
         request_timeout_ms: int = 30_000,
+        guard: WriteGuard | None = None,
     ) -> None:
         self.bootstrap = bootstrap
+        # Masked before producing: no raw value is ever in the topic (the default vault is
+        # the settings' one, AGENTLEDGER_VAULT or HOME/vault.db; runners install their own).
+        self.guard = guard if guard is not None else settings_guard()
         self.layout = TopicLayout(prefix)
         self.topic = self.layout.events
         self._client_id = client_id
@@ -315,6 +320,7 @@ class KafkaEventLog:
         producer = self._started()
         if not events:
             return []
+        events = self.guard(events)
         seen: set[tuple[str, int]] = set()
         for event in events:
             key = (event.task_id, event.seq)

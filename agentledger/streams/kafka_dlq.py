@@ -9,9 +9,13 @@ A dead letter is the original record, bytes and key unchanged, produced to the
     x-agentledger-source-offset     ... and at which Kafka offset
     x-agentledger-failed-at         when it was parked (ISO 8601, UTC)
 
-The original record's own headers travel along, so re-driving (producing the original
-bytes, key and headers to the source topic again) gives back the record as it was. A
-re-driven event that had been stored after all is a duplicate; readers dedupe on
+The original record's own headers travel along, so re-driving (producing the parked
+bytes, key and headers to the source topic again) gives back the record as it was, with
+one exception: personal data and secrets are masked before parking (``mask_record``), so
+the dead-letter topic never holds a raw value whatever was sent to the source topic. A
+record that decodes as JSON is masked as a structure and stays valid JSON of the same
+shape; other bytes are masked as text. A record with nothing to mask is parked byte for
+byte. A re-driven event that had been stored after all is a duplicate; readers dedupe on
 ``event_id``.
 
 A record too large to park whole (``park_whole``: more than ``MAX_RECORD_BYTES``) is
@@ -31,9 +35,10 @@ Example::
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import Any
 
 import orjson
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
@@ -41,7 +46,7 @@ from aiokafka.errors import KafkaError, MessageSizeTooLargeError, RecordTooLarge
 
 from agentledger.errors import EventLogError, UsageError
 from agentledger.errors import RecordTooLargeError as TooLarge
-from agentledger.redaction import redact_text
+from agentledger.redaction import redact, redact_text
 from agentledger.streams.kafka import KafkaRecord, deadline, read_partitions
 from agentledger.streams.kafka_topics import MAX_RECORD_BYTES, require_topic
 
@@ -65,6 +70,26 @@ PREVIEW_BYTES = 512
 """How much of an oversize record a reference shows (masked)."""
 
 Headers = Sequence[tuple[str, bytes]]
+
+Mask = Callable[[Any], Any]
+"""Masks a JSON-like value (``redact``, or a ``Masker.mask`` that keeps raw values in its vault)."""
+
+
+def mask_record(data: bytes | None, mask: Mask = redact) -> bytes | None:
+    """``data`` with personal data and secrets masked; the same bytes when there are none.
+
+    JSON is decoded, masked as a structure and encoded again (valid JSON, same shape);
+    anything else is masked as text, bytes that are not UTF-8 kept as they were."""
+    if not data:
+        return data
+    try:
+        decoded = orjson.loads(data)
+    except orjson.JSONDecodeError:
+        text = data.decode("utf-8", errors="surrogateescape")
+        masked_text = mask(text)
+        return data if masked_text == text else str(masked_text).encode("utf-8", "surrogateescape")
+    masked = mask(decoded)
+    return data if masked == decoded else orjson.dumps(masked)
 
 
 @dataclass(frozen=True, slots=True)
@@ -138,17 +163,20 @@ async def dead_letter(
     headers: Headers = (),
     failed_at: datetime | None = None,
     reference: bool = False,
+    mask: Mask = redact,
 ) -> Placed:
     """Park a record on the dead-letter ``topic``; wait until the broker has it.
 
-    ``headers`` are the original record's own headers, kept for re-driving.
+    ``headers`` are the original record's own headers, kept for re-driving. The value,
+    key, headers and reason are masked with ``mask`` first (see ``mask_record``).
     """
     if raw_value is None and key is None:
         raise UsageError("a dead letter needs the original value or key; both are None")
     at = (failed_at or datetime.now(UTC)).astimezone(UTC)
-    own = [(k, v) for k, v in headers if k not in DLQ_HEADERS]
+    raw_value, key = mask_record(raw_value, mask), mask_record(key, mask)
+    own = [(k, mask_record(v, mask) or b"") for k, v in headers if k not in DLQ_HEADERS]
     parked = [
-        (HEADER_REASON, reason.encode()),
+        (HEADER_REASON, str(mask(reason)).encode()),
         (HEADER_SOURCE_TOPIC, source_topic.encode()),
         (HEADER_SOURCE_PARTITION, str(partition).encode()),
         (HEADER_SOURCE_OFFSET, str(offset).encode()),

@@ -118,6 +118,7 @@ from agentledger.streams.kafka_topics import (
     topic_settings,
 )
 from agentledger.streams.log import CorruptRecord, Recorded
+from agentledger.streams.write_guard import WriteGuard, settings_guard
 
 log = logging.getLogger(__name__)
 
@@ -236,6 +237,7 @@ class WorkerCore:
             client_id=f"agentledger-worker-{os.getpid()}",
             fetch_max_wait_ms=config.fetch_max_wait_ms,
             request_timeout_ms=int(config.request_timeout_s * 1000),
+            guard=WriteGuard(runtime.masker, masked=runtime.workflow.security.masked),
         )
         self._producer: AIOKafkaProducer | None = None
         self._start_lock = asyncio.Lock()
@@ -836,6 +838,7 @@ class WorkerCore:
             record.partition,
             record.kafka_offset,
             headers=record.headers,
+            mask=self.runtime.masker.mask,  # raw values kept in the vault, as on the log
         )
 
     async def _retrying(self, operation: Callable[[], Any], *, attempts: int = 0) -> Any:
@@ -955,12 +958,15 @@ async def submit_goal(
     task_id: str | None = None,
     submitted_by: str | None = None,
     request_timeout_s: float = 30.0,
+    guard: WriteGuard | None = None,
 ) -> str:
     """Put a goal on ``<prefix>.goals`` for the workers; return the new task's id.
 
     ``workflow`` is a workflow file, a workflow name, or a WorkflowRef. The goal becomes
     seq 1 of the task once a worker takes it (submitting the same task id twice starts
-    one task).
+    one task). It is masked before it is produced (``guard``, default: the settings'
+    vault), so the goals topic holds no raw value either; a tool that may receive a raw
+    value gets it only from a worker that shares that vault.
     """
     ref = workflow if isinstance(workflow, WorkflowRef) else workflow_ref(workflow)
     layout = TopicLayout(prefix)
@@ -975,6 +981,7 @@ async def submit_goal(
         inputs=dict(inputs or {}),
         submitted_by=submitted_by,
     )
+    (masked,) = (guard if guard is not None else settings_guard())([event])
     headers = [
         (HEADER_EVENT_ID, event.event_id.encode()),
         (HEADER_SEQ, b"1"),
@@ -988,7 +995,7 @@ async def submit_goal(
     try:
         await producer.start()
         await producer.send_and_wait(
-            layout.goals, value=encode(event), key=task_id.encode(), headers=headers
+            layout.goals, value=encode(masked), key=task_id.encode(), headers=headers
         )
     except KafkaError as exc:
         raise EventLogError(f"submitting a goal to {layout.goals} failed: {exc}") from exc

@@ -14,11 +14,14 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
 from agentledger.errors import CorruptEventError
 from agentledger.schemas import Event, EventBase
 from agentledger.schemas.codec import EventDecodeError, decode
+
+if TYPE_CHECKING:
+    from agentledger.streams.write_guard import WriteGuard
 
 
 @dataclass(frozen=True, slots=True)
@@ -97,7 +100,12 @@ def decode_row(offset: int, task_id: str, seq: object, data: object) -> LogEntry
 
 @runtime_checkable
 class EventLog(Protocol):
-    """Append-only, durable event storage with tracked consumer positions."""
+    """Append-only, durable event storage with tracked consumer positions.
+
+    ``append`` passes every batch through ``guard`` (masking, see ``write_guard``) before
+    it stores anything; a runner installs its runtime's guard."""
+
+    guard: WriteGuard
 
     async def append(self, events: Sequence[EventBase]) -> list[Recorded]:
         """Append a batch atomically (all or none), in order. Returns them with offsets.

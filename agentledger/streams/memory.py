@@ -10,7 +10,9 @@ from dataclasses import dataclass
 from agentledger.errors import SequenceConflictError
 from agentledger.schemas import EventBase
 from agentledger.schemas.codec import encode
+from agentledger.security.masking import Masker
 from agentledger.streams.log import LogEntry, Recorded, TaskSummary, decode_entry
+from agentledger.streams.write_guard import WriteGuard
 
 
 @dataclass(slots=True)
@@ -23,7 +25,9 @@ class _Row:
 
 
 class MemoryEventLog:
-    def __init__(self) -> None:
+    def __init__(self, *, guard: WriteGuard | None = None) -> None:
+        # Masked like every log; the raw values live in a vault of this process only.
+        self.guard = guard if guard is not None else WriteGuard(Masker())
         self._rows: list[_Row] = []
         self._by_task: dict[str, list[_Row]] = {}
         self._seqs: set[tuple[str, int]] = set()
@@ -31,6 +35,7 @@ class MemoryEventLog:
         self._changed = asyncio.Condition()
 
     async def append(self, events: Sequence[EventBase]) -> list[Recorded]:
+        events = self.guard(events)
         encoded = [(e, encode(e)) for e in events]
         keys = [(e.task_id, e.seq) for e in events]
         for key in keys:

@@ -20,6 +20,8 @@ from typing import Literal
 from agentledger.errors import EventLogError, LedgerReplacedError, SequenceConflictError
 from agentledger.schemas import EventBase
 from agentledger.schemas.codec import encode
+from agentledger.security.masking import Masker, SqliteVault
+from agentledger.security.private_files import private_dir, private_file
 from agentledger.streams.lease import LEASES_SCHEMA, SqliteLeases
 from agentledger.streams.log import (
     UNKNOWN_TIME,
@@ -28,6 +30,7 @@ from agentledger.streams.log import (
     TaskSummary,
     decode_row,
 )
+from agentledger.streams.write_guard import WriteGuard
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS events (
@@ -83,19 +86,24 @@ class SqliteEventLog:
         synchronous: Synchronous = "FULL",
         create: bool = True,
         busy_timeout_s: float = 30.0,
+        guard: WriteGuard | None = None,
     ) -> None:
         self.path = Path(path)
         if not create and not self.path.is_file():
             raise EventLogError(
                 f"no ledger at {self.path}; check --db / AGENTLEDGER_HOME (a run creates it)"
             )
+        # Masked on every append; by default the raw values go to vault.db beside the ledger.
+        vault = self.path.parent / "vault.db"
+        self.guard = guard if guard is not None else WriteGuard(Masker(lambda: SqliteVault(vault)))
         try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
+            private_dir(self.path.parent)
         except OSError as exc:
             raise EventLogError(
                 f"cannot create the ledger's folder {self.path.parent}: {exc}"
             ) from exc
         try:
+            private_file(self.path)
             self._db = sqlite3.connect(
                 self.path, isolation_level=None, check_same_thread=False, timeout=busy_timeout_s
             )
@@ -127,6 +135,7 @@ class SqliteEventLog:
             )
 
     async def append(self, events: Sequence[EventBase]) -> list[Recorded]:
+        events = self.guard(events)
         rows = [
             (
                 e.event_id,

@@ -102,7 +102,8 @@ def test_redact_walks_json_like_values_and_masks_secret_keys() -> None:
 
 
 def test_markers_are_the_documented_ones() -> None:
-    assert set(MARKERS.values()) == {
+    # The first eight are keyed on elsewhere (raw-value release): they never change.
+    assert set(MARKERS.values()) - {"[private_key]", "[ssn]", "[passport]", "[vat]"} == {
         "[email]",
         "[phone]",
         "[card]",
