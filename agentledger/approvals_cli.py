@@ -200,13 +200,13 @@ async def cmd_approvals(
 
 async def cmd_decide(args: argparse.Namespace, settings: Settings, out: TextIO, err: TextIO) -> int:
     from agentledger.agents.approvals import decision
-    from agentledger.cli import _open_log, cmd_resume
+    from agentledger.cli import cmd_resume, open_ledger
 
     by = args.by or getpass.getuser()
     text = args.note if args.granted else args.reason
     if args.brokers:
         return await _decide_on_kafka(args, by, text, out)
-    log = _open_log(args, settings)
+    log = open_ledger(args, settings)
     try:
         for attempt in range(3):  # the task may gain an event between reading and appending
             state, _ = await _find(log, args.approval_id, args.task)
@@ -257,11 +257,11 @@ def refuse_if_leased(log: SqliteEventLog, task_id: str, settings: Settings) -> N
 
 async def _open(args: argparse.Namespace, settings: Settings) -> EventLog:
     """The Kafka log with ``--brokers``, else the SQLite ledger."""
-    from agentledger.cli import _open_log
+    from agentledger.cli import open_ledger
 
     if args.brokers:
         return await open_kafka_log(args)
-    return _open_log(args, settings)
+    return open_ledger(args, settings)
 
 
 async def _decide_on_kafka(args: argparse.Namespace, by: str, text: str | None, out: TextIO) -> int:

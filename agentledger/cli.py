@@ -48,7 +48,7 @@ from agentledger.terminal import TerminalText
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_UNFINISHED, EXIT_LOG, EXIT_LEASED = 0, 1, 2, 3, 4, 5
 
 
-def _open_log(
+def open_ledger(
     args: argparse.Namespace, settings: Settings, *, create: bool = False
 ) -> SqliteEventLog:
     """The ledger; only ``run`` creates a missing one (a read of a wrong path is exit 4)."""
@@ -198,7 +198,7 @@ async def cmd_run(args: argparse.Namespace, settings: Settings, out: TextIO, err
             raise UsageError(f"--input {item!r} must look like key=value")
         inputs[key] = value
     _notice_scripted(workflow, err)
-    log = _open_log(args, settings, create=True)
+    log = open_ledger(args, settings, create=True)
     try:
         runtime = build_runtime(workflow, settings, memory_log=log)
         try:
@@ -232,7 +232,7 @@ async def cmd_resume(args: argparse.Namespace, settings: Settings, out: TextIO, 
     from agentledger.agents.workflow import load_workflow
     from agentledger.streams.embedded import EmbeddedRunner
 
-    log = _open_log(args, settings)
+    log = open_ledger(args, settings)
     try:
         task_id = await _resolve_task(log, args.task)
         events = _split(await log.read_task(task_id), err)
@@ -270,7 +270,7 @@ async def cmd_resume(args: argparse.Namespace, settings: Settings, out: TextIO, 
 
 
 async def cmd_status(args: argparse.Namespace, settings: Settings, out: TextIO, err: TextIO) -> int:
-    log = _open_log(args, settings)
+    log = open_ledger(args, settings)
     try:
         task_id = await _resolve_task(log, args.task)
         events = _split(await log.read_task(task_id), err)
@@ -398,7 +398,7 @@ async def print_events(
 
 
 async def cmd_events(args: argparse.Namespace, settings: Settings, out: TextIO, err: TextIO) -> int:
-    log = _open_log(args, settings)
+    log = open_ledger(args, settings)
     try:
         task_id = await _resolve_task(log, args.task)
         await print_events(log, task_id, await log.read_task(task_id), args, out, err)
@@ -408,7 +408,7 @@ async def cmd_events(args: argparse.Namespace, settings: Settings, out: TextIO, 
 
 
 async def cmd_replay(args: argparse.Namespace, settings: Settings, out: TextIO, err: TextIO) -> int:
-    log = _open_log(args, settings)
+    log = open_ledger(args, settings)
     try:
         task_id = await _resolve_task(log, args.task)
         events = _split(await log.read_task(task_id), err)
@@ -419,7 +419,7 @@ async def cmd_replay(args: argparse.Namespace, settings: Settings, out: TextIO, 
 
 
 async def cmd_tasks(args: argparse.Namespace, settings: Settings, out: TextIO, err: TextIO) -> int:
-    log = _open_log(args, settings)
+    log = open_ledger(args, settings)
     try:
         rows = await log.tasks(limit=args.limit)
     finally:

@@ -55,9 +55,9 @@ async def cmd_ui(args: argparse.Namespace, settings: Settings, out: TextIO, err:
         log: Any = await open_kafka_log(args)
         ledger: Path | None = None
     else:
-        from agentledger.cli import _open_log
+        from agentledger.cli import open_ledger
 
-        log = _open_log(args, settings)
+        log = open_ledger(args, settings, create=True)  # a console may start before the first run
         ledger = Path(log.path)
     source = ConsoleSource(
         log=log,

@@ -85,9 +85,9 @@ async def _log(args: argparse.Namespace, settings: Settings) -> EventLog:
         from agentledger.streams.kafka_cli import open_kafka_log
 
         return await open_kafka_log(args)
-    from agentledger.cli import _open_log
+    from agentledger.cli import open_ledger
 
-    return _open_log(args, settings)
+    return open_ledger(args, settings)
 
 
 async def cmd_export(args: argparse.Namespace, settings: Settings, out: TextIO, err: TextIO) -> int:
