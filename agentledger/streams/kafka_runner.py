@@ -5,7 +5,8 @@ The worker is three concepts, each in its module:
 - ``kafka_worker``: ``WorkerCore``, what a worker does with each record (tasks, stamping,
   acknowledgements, rebalances, dead letters, broker health), its clients injected;
 - ``kafka_faust``: the faust consumer group that delivers records to it, with the offset
-  rules and the two patches of faust internals;
+  rules and the two patches of faust internals (``kafka_group``: the opt-in alternative, a
+  bare aiokafka group on the worker's own loop);
 - ``kafka_submit``: the client side, putting goals on the goals topic.
 
 Example::
@@ -56,7 +57,12 @@ def run_worker(
     out: TextIO | None = None,
     runtime: Runtime | None = None,
 ) -> int:
-    """Run a worker until SIGTERM/SIGINT; return its exit code (see ``kafka_faust``)."""
+    """Run a worker until SIGTERM/SIGINT; return its exit code (see ``kafka_faust``, or
+    ``kafka_group`` with ``config.consumer == "aiokafka"``)."""
+    if config.consumer == "aiokafka":
+        from agentledger.streams.kafka_group import run_worker as run_on_group
+
+        return run_on_group(workflow, settings, config, out=out, runtime=runtime)
     from agentledger.streams.kafka_faust import run_worker as run_on_faust
 
     return run_on_faust(workflow, settings, config, out=out, runtime=runtime)

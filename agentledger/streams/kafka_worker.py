@@ -139,6 +139,9 @@ class WorkerConfig:
     """After this long without a broker (or without the layout's topics) the worker exits
     with EXIT_BROKER_LOST, so a supervisor restarts it; 0: never."""
     log_level: str = "WARN"
+    consumer: str = "faust"
+    """The consumer group runtime: ``faust`` (``kafka_faust``) or ``aiokafka``
+    (``kafka_group``, the consumer on the worker's own loop)."""
 
 
 class WorkerLog(Protocol):

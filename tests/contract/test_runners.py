@@ -1,6 +1,6 @@
 """The runner contract: the same scripted scenarios on the embedded runner and on the Kafka
 worker (its core over in-memory topics, and the `agentledger worker` process on Apache
-Kafka) leave the same events: the same types, agents, subtasks and tools, each caused by
+Kafka, with either consumer runtime) leave the same events: the same types, agents, subtasks and tools, each caused by
 the same kind of event. Ids, timestamps and the order of parallel branches may differ."""
 
 from __future__ import annotations
@@ -39,11 +39,12 @@ async def test_the_scenario_ends_the_same_on_the_worker_core(
 
 
 @pytest.mark.integration
+@pytest.mark.parametrize("consumer", ["faust", "aiokafka"])
 async def test_the_scenario_ends_the_same_on_a_worker_process(
-    scenario: Scenario, tmp_path: Path, kafka_broker: str, kafka_prefix: str
+    scenario: Scenario, consumer: str, tmp_path: Path, kafka_broker: str, kafka_prefix: str
 ) -> None:
     expected = await run_embedded(scenario, tmp_path / "embedded")
     home = tmp_path / "worker"
     home.mkdir()
-    got = await run_kafka_worker(scenario, home, kafka_broker, kafka_prefix)
+    got = await run_kafka_worker(scenario, home, kafka_broker, kafka_prefix, consumer=consumer)
     assert shape(got) == shape(expected)

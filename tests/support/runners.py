@@ -165,15 +165,22 @@ async def run_memory_worker(scenario: Scenario, home: Path, *, members: int = 1)
 
 
 async def run_kafka_worker(
-    scenario: Scenario, home: Path, bootstrap: str, prefix: str, *, within_s: float = 90.0
+    scenario: Scenario,
+    home: Path,
+    bootstrap: str,
+    prefix: str,
+    *,
+    consumer: str = "faust",
+    within_s: float = 90.0,
 ) -> list[Event]:
-    """An ``agentledger worker`` subprocess on the real broker."""
+    """An ``agentledger worker`` subprocess on the real broker (``--consumer``)."""
     await init_topics(bootstrap, prefix, partitions=1)
     out = (home / "worker.out").open("wb")
     err = (home / "worker.err").open("wb")
     env = {**os.environ, "AGENTLEDGER_HOME": str(home), "DELIVERIES_MODEL_DELAY": "0"}
     args = ["worker", str(scenario.workflow), "--brokers", bootstrap, "--prefix", prefix]
     args += ["--session-timeout", "3", "--fetch-wait-ms", "50", "--shutdown-timeout", "5"]
+    args += ["--consumer", consumer]
     process = subprocess.Popen(  # noqa: ASYNC220  (a process that outlives this call)
         [sys.executable, "-m", "agentledger.cli", *args],
         env=env,
