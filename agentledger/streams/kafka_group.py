@@ -100,10 +100,15 @@ class GroupWorker(ConsumerRebalanceListener):  # type: ignore[misc]
         )
         self.partitions: dict[TopicPartition, _Partition] = {}
         self.stopping = asyncio.Event()
+        # Goals are handled by a task of their own, as faust's two agents do: a goal's
+        # duplicate check reads its partition, and events must not wait behind it.
+        self.goals: asyncio.Queue[tuple[TopicPartition, KafkaRecord]] = asyncio.Queue()
 
     # -- rebalances (called by aiokafka inside getmany) ------------------------------------
 
     async def on_partitions_revoked(self, revoked: Iterable[TopicPartition]) -> None:
+        while not self.goals.empty():  # their owner after the rebalance gets them again
+            self.goals.get_nowait()
         await self.core.on_revoked()  # reactions in flight finish (bounded) or are cancelled
         await self.commit()
         self.partitions = {}
@@ -124,19 +129,32 @@ class GroupWorker(ConsumerRebalanceListener):  # type: ignore[misc]
                 for message in messages:
                     if self.stopping.is_set():
                         return
-                    await self._one(tp, KafkaRecord.of(message))
+                    if tp.topic == self.layout.goals:
+                        self.goals.put_nowait((tp, KafkaRecord.of(message)))
+                    else:
+                        await self._event(tp, KafkaRecord.of(message))
 
-    async def _one(self, tp: TopicPartition, record: KafkaRecord) -> None:
+    async def consume_goals(self) -> None:
+        while True:
+            tp, record = await self.goals.get()
+            state = self.partitions.get(tp)
+            if state is None:
+                continue  # revoked meanwhile: its owner gets it again
+            state.delivered(record.kafka_offset)
+            try:
+                await self.core.on_goal(record)
+            except Exception:
+                log.exception("goal at %s[%d]@%d", tp.topic, tp.partition, record.kafka_offset)
+                continue  # not acknowledged: delivered again after a rebalance or restart
+            state.ack(record.kafka_offset)
+
+    async def _event(self, tp: TopicPartition, record: KafkaRecord) -> None:
         state = self.partitions.get(tp)
         if state is None:
             return  # revoked while the batch was being handled: its owner gets it again
         state.delivered(record.kafka_offset)
         where = f"{tp.topic}[{tp.partition}]@{record.kafka_offset}"
         try:
-            if tp.topic == self.layout.goals:
-                await self.core.on_goal(record)
-                state.ack(record.kafka_offset)
-                return
             reactions = await self.core.on_event(record)
         except Exception:
             log.exception("record at %s", where)
@@ -236,6 +254,7 @@ async def _serve(
         ),
         asyncio.ensure_future(_every(config.broker_probe_interval_s, "probing the broker", probe)),
         asyncio.ensure_future(worker.commit_timer()),
+        asyncio.ensure_future(worker.consume_goals()),
     ]
     worker.consumer.subscribe([core.layout.goals, core.layout.events], listener=worker)
     await worker.consumer.start()

@@ -151,6 +151,9 @@ class MemoryTopicLog:
             out.append(Recorded(record.offset, event))  # type: ignore[arg-type]
         return out
 
+    def partition_for(self, task_id: str) -> int:
+        return partition_for_key(task_id.encode(), len(self.topics.records[self.topic]))
+
     async def read_task(
         self, task_id: str, *, after_seq: int = 0, unstamped: bool = False
     ) -> list[LogEntry]:

@@ -157,6 +157,8 @@ class WorkerLog(Protocol):
         self, task_id: str, *, after_seq: int = 0, unstamped: bool = False
     ) -> list[LogEntry]: ...
 
+    def partition_for(self, task_id: str) -> int: ...
+
 
 class DeadLetterProducer(RecordSender, Protocol):
     """The producer a worker parks dead letters with (``kafka_clients.dead_letter_producer``)."""
@@ -391,6 +393,20 @@ class WorkerCore:
             await self._dead_letter(record, self.layout.goals, f"oversize goal: {exc}")
             return
         self.goals_started += 1
+        await self._host_started(event.task_id)
+
+    async def _host_started(self, task_id: str) -> None:
+        """Host a task whose goal this worker just appended as seq 1, if its events partition
+        is ours: its history is that goal alone, so the goal, when consumed, is dispatched
+        like any event of a hosted task, without a rebuild (a read of the partition)."""
+        partition = self.log.partition_for(task_id)
+        async with self._lock:
+            mine = self._assigned.get(self.layout.events, set())
+            if self._paused or task_id in self._tasks or partition not in mine:
+                return
+            hosted = _Hosted(partition)
+            hosted.driver = TaskDriver(self.runtime, task_id, functools.partial(self._sink, hosted))
+            self._tasks[task_id] = hosted
 
     async def on_event(self, record: KafkaRecord) -> set[asyncio.Future[None]] | None:
         """Dispatch one consumed event; return what must finish before acknowledging it.
