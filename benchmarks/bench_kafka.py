@@ -98,7 +98,14 @@ async def _all_events(bootstrap: str, prefix: str) -> list[Event]:
         return out
 
 
-def run(bootstrap: str, workers: int, fetch_wait_ms: int, tasks: int, partitions: int) -> Result:
+def run(
+    bootstrap: str,
+    workers: int,
+    fetch_wait_ms: int,
+    tasks: int,
+    partitions: int,
+    consumer: str = "faust",
+) -> Result:
     prefix = f"bench-{uuid.uuid4().hex[:10]}"
     asyncio.run(init_topics(bootstrap, prefix, partitions=partitions))
     with tempfile.TemporaryDirectory() as home, ExitStack() as stack:
@@ -127,6 +134,8 @@ def run(bootstrap: str, workers: int, fetch_wait_ms: int, tasks: int, partitions
                             "3",
                             "--fetch-wait-ms",
                             str(fetch_wait_ms),
+                            "--consumer",
+                            consumer,
                         ],
                         env=env,
                         stdin=subprocess.DEVNULL,
@@ -204,6 +213,7 @@ def main() -> None:
     parser.add_argument("--workers", default="1,2", help="worker counts to try")
     parser.add_argument("--fetch-wait-ms", default="100", help="fetch waits to try")
     parser.add_argument("--partitions", type=int, default=4)
+    parser.add_argument("--consumer", choices=("faust", "aiokafka"), default="faust")
     args = parser.parse_args()
     counts = [int(x) for x in args.workers.split(",")]
     waits = [int(x) for x in args.fetch_wait_ms.split(",")]
@@ -216,12 +226,13 @@ def main() -> None:
             bootstrap = stack.enter_context(running_broker()).bootstrap
         print(
             f"deliveries workflow, zero-latency model, {args.tasks} tasks submitted at once, "
-            f"{args.partitions} partitions, broker {bootstrap}"
+            f"{args.partitions} partitions, broker {bootstrap}, consumer {args.consumer}"
         )
         print(HEADER)
         for wait in waits:
             for n in counts:
-                print(run(bootstrap, n, wait, args.tasks, args.partitions).row(), flush=True)
+                result = run(bootstrap, n, wait, args.tasks, args.partitions, args.consumer)
+                print(result.row(), flush=True)
         print(
             "note: each hop is a produce plus a fetch; Apache Kafka answers a waiting fetch as "
             "soon as data arrives (fetch.min.bytes=1), so fetch_max_wait_ms bounds only idle "

@@ -216,14 +216,14 @@ class AuditKafkaProjector:
     async def run(self, *, stop: asyncio.Event | None = None, until_caught_up: bool = False) -> int:
         """Consume and write until ``stop`` is set (or, with ``until_caught_up``, until this
         member's partitions hold nothing unread). Returns the rows written."""
-        from aiokafka import AIOKafkaConsumer  # only the distributed shape needs Kafka
+        # Only the distributed shape needs Kafka.
+        from agentledger.streams.kafka_clients import record_consumer
 
-        consumer = AIOKafkaConsumer(
+        consumer = record_consumer(
+            self.bootstrap,
             self.topic,
-            bootstrap_servers=self.bootstrap,
             group_id=self.group_id,
             client_id=f"{self.group_id}.projector",
-            enable_auto_commit=False,
             auto_offset_reset="earliest",
             **self._consumer_options,
         )

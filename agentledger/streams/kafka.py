@@ -56,14 +56,13 @@ from datetime import UTC, datetime
 from typing import Any, Literal
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
-from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.errors import KafkaError
 from aiokafka.partitioner import murmur2
 
 from agentledger.errors import ConfigurationError, EventLogError, SequenceConflictError, UsageError
 from agentledger.schemas import EventBase
 from agentledger.schemas.codec import encode
-from agentledger.streams.kafka_clients import event_producer
+from agentledger.streams.kafka_clients import admin_client, event_producer, record_consumer
 from agentledger.streams.kafka_topics import DEFAULT_PREFIX, TopicLayout, partition_counts
 from agentledger.streams.log import CorruptRecord, LogEntry, Recorded, TaskSummary, decode_entry
 from agentledger.streams.write_guard import WriteGuard, settings_guard
@@ -91,6 +90,15 @@ def kafka_position(offset: int) -> tuple[int, int]:
 def partition_for_key(key: bytes, partitions: int) -> int:
     """The partition Kafka's default partitioner (Java client, aiokafka, faust) picks."""
     return int(murmur2(key) & 0x7FFFFFFF) % partitions
+
+
+def event_headers(event: EventBase) -> list[tuple[str, bytes]]:
+    """The headers of ``event``'s record: its id, seq and type, readable without decoding."""
+    return [
+        (HEADER_EVENT_ID, event.event_id.encode()),
+        (HEADER_SEQ, str(event.seq).encode()),
+        (HEADER_TYPE, str(type(event).model_fields["type"].default).encode()),
+    ]
 
 
 @dataclass(frozen=True, slots=True)
@@ -147,6 +155,48 @@ class KafkaRecord:
             )
             return CorruptRecord(self.offset, self.task_id, seq, reason, self.value)
         return entry
+
+
+def task_entries(
+    records: Iterable[KafkaRecord], task_id: str, *, after_seq: int = 0, unstamped: bool = False
+) -> list[LogEntry]:
+    """``task_id``'s entries among ``records`` (its partition, in offset order), as
+    ``KafkaEventLog.read_task`` returns them: seq order, each event id once, at its highest
+    seq; with ``unstamped``, the seq-0 events not stamped yet follow, in offset order."""
+    key = task_id.encode()
+    placed: dict[str, tuple[int, int, LogEntry]] = {}  # event id -> (seq, offset, entry)
+    waiting: dict[str, LogEntry] = {}
+    loose: list[tuple[int, int, LogEntry]] = []  # corrupt records, kept where they were
+    last_seq = 0
+    for record in records:
+        if record.key != key:
+            continue
+        entry = record.entry()
+        seq = entry_seq(entry)
+        if isinstance(entry, Recorded):
+            event_id = entry.event.event_id
+            if seq == 0:
+                waiting.setdefault(event_id, entry)
+                continue
+            known = placed.get(event_id)
+            if known is not None and known[0] >= entry.event.seq:
+                continue  # the same event stored twice by a retried send
+            placed[event_id] = (entry.event.seq, record.offset, entry)
+            last_seq = max(last_seq, entry.event.seq)
+        elif seq is None:
+            # Unplaceable bytes: keep them where they were, after the event before them.
+            if last_seq >= after_seq:
+                loose.append((last_seq, record.offset, entry))
+        else:
+            if seq > after_seq:
+                loose.append((seq, record.offset, entry))
+            last_seq = max(last_seq, seq)
+    entries = [item for item in placed.values() if item[0] > after_seq] + loose
+    entries.sort(key=lambda item: (item[0], item[1]))
+    result = [entry for _, _, entry in entries]
+    if unstamped:
+        result += [entry for event_id, entry in waiting.items() if event_id not in placed]
+    return result
 
 
 async def read_partitions(
@@ -262,10 +312,8 @@ class KafkaEventLog:
         """Check the events topic exists (it is never auto-created) and connect."""
         if self._producer is not None:
             return
-        admin = AIOKafkaAdminClient(
-            bootstrap_servers=self.bootstrap,
-            client_id=self._client_id,
-            request_timeout_ms=self._request_timeout_ms,
+        admin = admin_client(
+            self.bootstrap, client_id=self._client_id, request_timeout_ms=self._request_timeout_ms
         )
         try:
             await admin.start()
@@ -358,13 +406,11 @@ class KafkaEventLog:
     def _build_batch(self, producer: AIOKafkaProducer, events: Sequence[EventBase]) -> Any:
         batch = producer.create_batch()
         for event in events:
-            headers = [
-                (HEADER_EVENT_ID, event.event_id.encode()),
-                (HEADER_SEQ, str(event.seq).encode()),
-                (HEADER_TYPE, str(type(event).model_fields["type"].default).encode()),
-            ]
             added = batch.append(
-                key=event.task_id.encode(), value=encode(event), timestamp=None, headers=headers
+                key=event.task_id.encode(),
+                value=encode(event),
+                timestamp=None,
+                headers=event_headers(event),
             )
             if added is None:
                 raise EventLogError(
@@ -386,41 +432,8 @@ class KafkaEventLog:
         yet follow, in offset order.
         """
         self._started()
-        key = task_id.encode()
         records, _ = await self._scan({self.partition_for(task_id): 0})
-        placed: dict[str, tuple[int, int, LogEntry]] = {}  # event id -> (seq, offset, entry)
-        waiting: dict[str, LogEntry] = {}
-        loose: list[tuple[int, int, LogEntry]] = []  # corrupt records, kept where they were
-        last_seq = 0
-        for record in records:
-            if record.key != key:
-                continue
-            entry = record.entry()
-            seq = entry_seq(entry)
-            if isinstance(entry, Recorded):
-                event_id = entry.event.event_id
-                if seq == 0:
-                    waiting.setdefault(event_id, entry)
-                    continue
-                known = placed.get(event_id)
-                if known is not None and known[0] >= entry.event.seq:
-                    continue  # the same event stored twice by a retried send
-                placed[event_id] = (entry.event.seq, record.offset, entry)
-                last_seq = max(last_seq, entry.event.seq)
-            elif seq is None:
-                # Unplaceable bytes: keep them where they were, after the event before them.
-                if last_seq >= after_seq:
-                    loose.append((last_seq, record.offset, entry))
-            else:
-                if seq > after_seq:
-                    loose.append((seq, record.offset, entry))
-                last_seq = max(last_seq, seq)
-        entries = [item for item in placed.values() if item[0] > after_seq] + loose
-        entries.sort(key=lambda item: (item[0], item[1]))
-        result = [entry for _, _, entry in entries]
-        if unstamped:
-            result += [entry for event_id, entry in waiting.items() if event_id not in placed]
-        return result
+        return task_entries(records, task_id, after_seq=after_seq, unstamped=unstamped)
 
     async def read_from(self, after: int = 0, *, limit: int | None = None) -> list[LogEntry]:
         """Records with offset > ``after``, in offset order (partition-major, see module)."""
@@ -538,11 +551,10 @@ class KafkaEventLog:
         async with self._groups_lock:
             group = self._groups.get(consumer)
             if group is None:
-                group = AIOKafkaConsumer(
-                    bootstrap_servers=self.bootstrap,
+                group = record_consumer(
+                    self.bootstrap,
                     client_id=self._client_id,
                     group_id=self.position_group(consumer),
-                    enable_auto_commit=False,
                     request_timeout_ms=self._request_timeout_ms,
                 )
                 await group.start()
@@ -570,11 +582,10 @@ class KafkaEventLog:
     async def _consumer(
         self, reset: Literal["earliest", "latest"]
     ) -> AsyncIterator[AIOKafkaConsumer]:
-        consumer = AIOKafkaConsumer(
-            bootstrap_servers=self.bootstrap,
+        consumer = record_consumer(
+            self.bootstrap,
             client_id=self._client_id,
             group_id=None,
-            enable_auto_commit=False,
             auto_offset_reset=reset,
             fetch_max_wait_ms=self._fetch_max_wait_ms,
             max_partition_fetch_bytes=max(1_048_576, self._max_batch_bytes),

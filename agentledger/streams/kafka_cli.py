@@ -122,6 +122,13 @@ def register(sub: Any) -> None:
         metavar="SECONDS",
         help="how often to look for approval deadlines that passed (default %(default)s)",
     )
+    p.add_argument(
+        "--consumer",
+        choices=("faust", "aiokafka"),
+        default="faust",
+        help="the consumer group runtime: faust (default), or a bare aiokafka group on the "
+        "worker's own loop (no consumer thread hand-off: shorter hops; docs/kafka.md)",
+    )
     p.set_defaults(func=cmd_worker)
 
     p = sub.add_parser("submit", help="submit a goal to the workers; prints the task id")
@@ -204,6 +211,7 @@ def cmd_worker(args: argparse.Namespace, settings: Settings, out: TextIO, err: T
         approval_check_interval_s=args.approval_check_interval,
         broker_lost_exit_s=args.broker_lost_exit,
         log_level="DEBUG" if getattr(args, "verbose", False) else "WARN",
+        consumer=args.consumer,
     )
     return run_worker(workflow, settings, config, out=out)
 

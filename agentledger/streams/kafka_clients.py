@@ -1,4 +1,5 @@
-"""The one place agentledger builds its Kafka producers, with the settings every one shares.
+"""The one place agentledger builds its Kafka clients (producers, consumers, admin clients),
+with the settings every one shares.
 
 Every producer is idempotent (``enable_idempotence=True``, ``acks="all"``): a retried send
 after a lost acknowledgement cannot store a batch twice, and a partition's batches keep
@@ -8,6 +9,9 @@ dead-letter producer may send up to ``DLQ_MAX_RECORD_BYTES`` (a full-size record
 dead-letter headers). ``linger_ms=0``: each hop of a task is one produce, and waiting to
 fill a batch would add to every hop.
 
+Consumers never commit on their own (``enable_auto_commit=False``): whoever reads decides
+when a position is stored. Admin clients are used for one request and closed.
+
 Example::
 
     producer = event_producer("127.0.0.1:9092", client_id="agentledger-submit")
@@ -16,9 +20,19 @@ Example::
 
 from __future__ import annotations
 
-from aiokafka import AIOKafkaProducer
+from typing import Any
 
-from agentledger.streams.kafka_topics import DLQ_MAX_RECORD_BYTES, MAX_RECORD_BYTES
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from aiokafka.admin import AIOKafkaAdminClient
+
+MAX_RECORD_BYTES = 1_048_576
+"""The largest record batch agentledger's producers send (their ``max_request_size``) and
+the goals and events topics accept (``max.message.bytes``, plus Kafka's 12-byte batch
+overhead allowance). One limit on both sides: whatever a producer may send, the topic
+takes, and whatever the topic holds, a worker can read and re-send."""
+DLQ_MAX_RECORD_BYTES = 2 * MAX_RECORD_BYTES
+"""The dead-letter topic takes twice that, so a record parked whole, with its reason and
+source headers added, always fits. Bigger records are parked as a reference instead."""
 
 
 def event_producer(
@@ -50,4 +64,27 @@ def dead_letter_producer(
         client_id=client_id,
         max_request_size=DLQ_MAX_RECORD_BYTES,
         request_timeout_ms=request_timeout_ms,
+    )
+
+
+def record_consumer(bootstrap: str, *topics: str, **options: Any) -> AIOKafkaConsumer:
+    """A consumer (not started) that never commits on its own; ``options`` are aiokafka's
+    (``group_id``, ``auto_offset_reset``, ``fetch_max_wait_ms``, ...)."""
+    return AIOKafkaConsumer(
+        *topics, bootstrap_servers=bootstrap, **({"enable_auto_commit": False} | options)
+    )
+
+
+async def broker_topics(producer: AIOKafkaProducer) -> set[str]:
+    """The topics the broker behind a started ``producer`` has now (a metadata request)."""
+    metadata = await producer.client.fetch_all_metadata()
+    return set(metadata.topics())
+
+
+def admin_client(
+    bootstrap: str, *, client_id: str = "agentledger-admin", request_timeout_ms: int = 30_000
+) -> AIOKafkaAdminClient:
+    """An admin client (not started)."""
+    return AIOKafkaAdminClient(
+        bootstrap_servers=bootstrap, client_id=client_id, request_timeout_ms=request_timeout_ms
     )

@@ -38,16 +38,17 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Protocol
 
 import orjson
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaError, MessageSizeTooLargeError, RecordTooLargeError
 
 from agentledger.errors import EventLogError, UsageError
 from agentledger.errors import RecordTooLargeError as TooLarge
 from agentledger.redaction import redact, redact_text
 from agentledger.streams.kafka import KafkaRecord, deadline, read_partitions
+from agentledger.streams.kafka_clients import record_consumer
 from agentledger.streams.kafka_topics import MAX_RECORD_BYTES, require_topic
 
 HEADER_REASON = "x-agentledger-reason"
@@ -150,8 +151,22 @@ def _time(text: str | None) -> datetime | None:
         return None
 
 
+class RecordSender(Protocol):
+    """What parking needs of a producer: an ``AIOKafkaProducer``, or a stand-in (tests)."""
+
+    async def send_and_wait(
+        self,
+        topic: str,
+        value: bytes | None = None,
+        key: bytes | None = None,
+        partition: int | None = None,
+        timestamp_ms: int | None = None,
+        headers: Any = None,
+    ) -> Any: ...
+
+
 async def dead_letter(
-    producer: AIOKafkaProducer,
+    producer: RecordSender,
     topic: str,
     raw_value: bytes | None,
     key: bytes | None,
@@ -213,7 +228,7 @@ def park_whole(record: KafkaRecord) -> bool:
 
 
 async def dead_letter_reference(
-    producer: AIOKafkaProducer,
+    producer: RecordSender,
     topic: str,
     record: KafkaRecord,
     reason: str,
@@ -266,10 +281,9 @@ async def read_dead_letters(
     partitions = await require_topic(
         bootstrap, topic, prefix=prefix, timeout_s=request_timeout_ms / 1000
     )
-    consumer = AIOKafkaConsumer(
-        bootstrap_servers=bootstrap,
+    consumer = record_consumer(
+        bootstrap,
         group_id=None,
-        enable_auto_commit=False,
         auto_offset_reset="earliest",
         fetch_max_wait_ms=fetch_max_wait_ms,
         request_timeout_ms=request_timeout_ms,

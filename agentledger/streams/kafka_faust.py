@@ -1,7 +1,7 @@
 """The faust wiring of the distributed worker: consumer group, agents, timers, and the two
 patches of faust internals the worker's offset rules need.
 
-``WorkerCore`` (``kafka_runner``) decides what to do with each record and knows nothing of
+``WorkerCore`` (``kafka_worker``) decides what to do with each record and knows nothing of
 faust; this module only delivers records to it, acknowledges them when it says so, reports
 rebalances, and runs the timers (health, approval expiry) and the broker watch. The offset
 rules live here in one place:
@@ -33,11 +33,11 @@ from agentledger.agents.workflow import Workflow
 from agentledger.security.logs import install_log_redaction
 from agentledger.settings import Settings
 from agentledger.streams.kafka import KafkaRecord
-from agentledger.streams.kafka_runner import (
+from agentledger.streams.kafka_topics import require_layout
+from agentledger.streams.kafka_worker import (
     EXIT_BROKER_LOST,
     WorkerConfig,
     WorkerCore,
-    check_topics,
     worker_group,
 )
 
@@ -145,7 +145,7 @@ def run_worker(
     asyncio.set_event_loop(loop)
     try:
         loop.run_until_complete(
-            check_topics(
+            require_layout(
                 config.bootstrap, config.prefix, request_timeout_s=config.request_timeout_s
             )
         )
@@ -156,7 +156,11 @@ def run_worker(
     _lower_fetch_wait(config.fetch_max_wait_ms)
     offsets = _guard_commits()
     runtime = runtime or build_runtime(workflow, settings)
-    core = WorkerCore(runtime, config, out=out)
+
+    async def build_core() -> WorkerCore:  # aiokafka clients are made inside their loop
+        return WorkerCore(runtime, config, out=out)
+
+    core = loop.run_until_complete(build_core())
     # Connected before consuming, so the broker probe has a client from the first tick.
     loop.run_until_complete(core.start())
     layout = core.layout

@@ -32,6 +32,9 @@ from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 from aiokafka.errors import KafkaError, TopicAlreadyExistsError, for_code
 
 from agentledger.errors import ConfigurationError, EventLogError
+from agentledger.streams.kafka_clients import DLQ_MAX_RECORD_BYTES as DLQ_MAX_RECORD_BYTES
+from agentledger.streams.kafka_clients import MAX_RECORD_BYTES as MAX_RECORD_BYTES
+from agentledger.streams.kafka_clients import admin_client
 
 DEFAULT_PREFIX = "agentledger"
 DEFAULT_PARTITIONS = 4
@@ -39,15 +42,6 @@ DEFAULT_PARTITIONS = 4
 the work of one workflow. Fixed for a topic's life (more partitions move tasks)."""
 DLQ_PARTITIONS = 1
 """Dead letters are few and read by people; one partition keeps them in arrival order."""
-
-MAX_RECORD_BYTES = 1_048_576
-"""The largest record batch agentledger's producers send (their ``max_request_size``) and
-the goals and events topics accept (``max.message.bytes``, plus Kafka's 12-byte batch
-overhead allowance). One limit on both sides: whatever a producer may send, the topic
-takes, and whatever the topic holds, a worker can read and re-send."""
-DLQ_MAX_RECORD_BYTES = 2 * MAX_RECORD_BYTES
-"""The dead-letter topic takes twice that, so a record parked whole, with its reason and
-source headers added, always fits. Bigger records are parked as a reference instead."""
 
 TOPIC_SETTINGS: dict[str, str] = {
     # The event log is the source of truth (a rebuild reads it from the first event of a
@@ -121,10 +115,8 @@ async def init_topics(
         )
     layout = TopicLayout(prefix)
     wanted = {layout.goals: partitions, layout.events: partitions, layout.dlq: dlq_partitions}
-    admin = AIOKafkaAdminClient(
-        bootstrap_servers=bootstrap,
-        client_id="agentledger-topics",
-        request_timeout_ms=request_timeout_ms,
+    admin = admin_client(
+        bootstrap, client_id="agentledger-topics", request_timeout_ms=request_timeout_ms
     )
     try:
         await admin.start()
@@ -255,7 +247,7 @@ async def check_topics(
     producers send (a smaller ``max.message.bytes``). A missing topic is a problem too.
     """
     layout = TopicLayout(prefix)
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=request_timeout_ms)
+    admin = admin_client(bootstrap, request_timeout_ms=request_timeout_ms)
     try:
         await admin.start()
         existing = set(await admin.list_topics())
@@ -284,7 +276,7 @@ async def repair_topics(
     value the broker does not reveal and which would otherwise be lost.
     """
     layout = TopicLayout(prefix)
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=request_timeout_ms)
+    admin = admin_client(bootstrap, request_timeout_ms=request_timeout_ms)
     changes: list[str] = []
     try:
         await admin.start()
@@ -338,9 +330,7 @@ async def repair_topics(
 async def require_topic(bootstrap: str, topic: str, *, prefix: str, timeout_s: float = 30.0) -> int:
     """``topic``'s partition count; refuses clearly when it is missing (without letting the
     broker auto-create it)."""
-    admin = AIOKafkaAdminClient(
-        bootstrap_servers=bootstrap, request_timeout_ms=int(timeout_s * 1000)
-    )
+    admin = admin_client(bootstrap, request_timeout_ms=int(timeout_s * 1000))
     try:
         await admin.start()
         counts = await partition_counts(admin, [topic])
@@ -369,4 +359,33 @@ def _raise_for_create_errors(response: dict[str, object], bootstrap: str) -> Non
     if problems:
         raise EventLogError(
             f"the broker at {bootstrap} refused to create topics: " + "; ".join(problems)
+        )
+
+
+async def require_layout(bootstrap: str, prefix: str, *, request_timeout_s: float = 30.0) -> None:
+    """What a worker checks before it runs: raise ConfigurationError unless the goals,
+    events and dead-letter topics exist with settings that cannot lose the log
+    (``settings_problems``)."""
+    layout = TopicLayout(prefix)
+    admin = admin_client(bootstrap, request_timeout_ms=int(request_timeout_s * 1000))
+    try:
+        await admin.start()
+        counts = await partition_counts(admin, layout.names())
+        settings = await topic_settings(admin, list(counts)) if counts else {}
+    except KafkaError as exc:
+        raise EventLogError(f"cannot reach Kafka at {bootstrap}: {exc}") from exc
+    finally:
+        await admin.close()
+    missing = [t for t in layout.names() if t not in counts]
+    if missing:
+        raise ConfigurationError(
+            f"topics {', '.join(missing)} do not exist on {bootstrap}; create them first with "
+            f"`agentledger kafka init --brokers {bootstrap} --prefix {prefix}`"
+        )
+    problems = settings_problems(layout, settings)
+    if problems:
+        raise ConfigurationError(
+            f"the topics under prefix {prefix!r} on {bootstrap} could lose the event log or "
+            f"refuse its records: {'; '.join(problems)}. Fix them in place with "
+            f"`agentledger kafka check --fix --brokers {bootstrap} --prefix {prefix}`"
         )

@@ -357,11 +357,13 @@ def test_bad_records_are_dead_lettered_and_the_workers_keep_going(shared: Cluste
     assert any("unknown event type 'made_up'" in line for line in warned), warned
 
 
+@pytest.mark.parametrize("consumer", ["faust", "aiokafka"])
 def test_sigkill_of_a_worker_mid_task_loses_nothing_and_repeats_no_delivery(
-    kafka_broker: str, tmp_path: Path
+    kafka_broker: str, tmp_path: Path, consumer: str
 ) -> None:
     env = {"DELIVERIES_MODEL_DELAY": "0.8"}
-    with running_cluster(kafka_broker, tmp_path, env=env) as cluster:
+    args = ("--consumer", consumer)
+    with running_cluster(kafka_broker, tmp_path, env=env, worker_args=args) as cluster:
         task_id = asyncio.run(
             submit_goal(cluster.bootstrap, "deliver", workflow=FIXTURE, prefix=cluster.prefix)
         )
@@ -437,15 +439,19 @@ def test_commits_never_pass_a_record_whose_reactions_are_unfinished(
     assert new_offset(None, [5, 6], IntervalTree()) == 7
 
 
+@pytest.mark.parametrize("consumer", ["faust", "aiokafka"])
 def test_workers_joining_and_leaving_mid_task_hand_tasks_over_cleanly(
-    kafka_broker: str, tmp_path: Path
+    kafka_broker: str, tmp_path: Path, consumer: str
 ) -> None:
     """A join revokes partitions from a busy worker (a short grace cancels reactions in
     flight), then that worker leaves on SIGTERM; the tasks still end well formed, with no
     delivery run twice."""
     # After the first delivery, 8 s of model calls: time for a worker to start and join.
     env = {"DELIVERIES_MODEL_DELAY": "4"}
-    with running_cluster(kafka_broker, tmp_path, workers=1, env=env, revoke_grace="0.1") as cluster:
+    args = ("--consumer", consumer)
+    with running_cluster(
+        kafka_broker, tmp_path, workers=1, env=env, revoke_grace="0.1", worker_args=args
+    ) as cluster:
         task_ids = [
             asyncio.run(
                 submit_goal(
