@@ -72,8 +72,8 @@ async def submit_goal(
         inputs=dict(inputs or {}),
         submitted_by=submitted_by,
     )
-    (event,) = (guard if guard is not None else settings_guard())([event])
-    headers = event_headers(event)
+    (masked,) = (guard if guard is not None else settings_guard())([event])
+    headers = event_headers(masked)
     producer = event_producer(
         bootstrap,
         client_id="agentledger-submit",
@@ -82,7 +82,7 @@ async def submit_goal(
     try:
         await producer.start()
         await producer.send_and_wait(
-            layout.goals, value=encode(event), key=task_id.encode(), headers=headers
+            layout.goals, value=encode(masked), key=task_id.encode(), headers=headers
         )
     except KafkaError as exc:
         raise EventLogError(f"submitting a goal to {layout.goals} failed: {exc}") from exc
