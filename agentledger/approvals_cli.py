@@ -24,6 +24,7 @@ from typing import Any, TextIO
 
 import orjson
 
+from agentledger.cli_ledger import open_ledger, resolve_task
 from agentledger.errors import SequenceConflictError, TaskLeasedError, UsageError
 from agentledger.projections.approvals import ApprovalState
 from agentledger.projections.task_state import TaskState, fold
@@ -76,11 +77,10 @@ def register(sub: Any) -> None:
 async def _open_states(log: EventLog, task: str | None) -> list[tuple[TaskState, Sent]]:
     """The folded state of ``task``, or of every unfinished task in the ledger, each with
     the decisions sent to it that its worker has not stamped yet (Kafka only)."""
-    from agentledger.cli import _resolve_task
     from agentledger.streams.kafka import KafkaEventLog
 
     if task is not None:
-        ids = [await _resolve_task(log, task)]
+        ids = [await resolve_task(log, task)]
     else:
         ids = [
             t.task_id for t in await log.tasks(limit=1_000_000) if t.last_type not in TERMINAL_TYPES
@@ -200,7 +200,7 @@ async def cmd_approvals(
 
 async def cmd_decide(args: argparse.Namespace, settings: Settings, out: TextIO, err: TextIO) -> int:
     from agentledger.agents.approvals import decision
-    from agentledger.cli import cmd_resume, open_ledger
+    from agentledger.cli import cmd_resume
 
     by = args.by or getpass.getuser()
     text = args.note if args.granted else args.reason
@@ -257,8 +257,6 @@ def refuse_if_leased(log: SqliteEventLog, task_id: str, settings: Settings) -> N
 
 async def _open(args: argparse.Namespace, settings: Settings) -> EventLog:
     """The Kafka log with ``--brokers``, else the SQLite ledger."""
-    from agentledger.cli import open_ledger
-
     if args.brokers:
         return await open_kafka_log(args)
     return open_ledger(args, settings)

@@ -26,11 +26,11 @@ import orjson
 
 from agentledger import timeline
 from agentledger.cli_input import non_negative_int, positive_int, read_goal
+from agentledger.cli_ledger import open_ledger, resolve_task, split_entries
 from agentledger.errors import (
     AgentLedgerError,
     EventLogError,
     TaskLeasedError,
-    UnknownTaskError,
     UsageError,
 )
 from agentledger.projections.task_state import TaskState, fold
@@ -38,29 +38,11 @@ from agentledger.redaction import redact as shown  # every view is masked, whate
 from agentledger.schemas import TERMINAL_TYPES, Event, GoalSubmitted
 from agentledger.schemas.codec import to_dict
 from agentledger.security.logs import install_log_redaction
-from agentledger.security.masking import Masker, SqliteVault
 from agentledger.settings import Settings
 from agentledger.streams.log import UNKNOWN_TIME, CorruptRecord, EventLog, LogEntry, Recorded
-from agentledger.streams.sqlite import SqliteEventLog
-from agentledger.streams.write_guard import WriteGuard
 from agentledger.terminal import TerminalText
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_UNFINISHED, EXIT_LOG, EXIT_LEASED = 0, 1, 2, 3, 4, 5
-
-
-def open_ledger(
-    args: argparse.Namespace, settings: Settings, *, create: bool = False
-) -> SqliteEventLog:
-    """The ledger; only ``run`` creates a missing one (a read of a wrong path is exit 4)."""
-    path = Path(args.db) if args.db else settings.ledger_path
-    return SqliteEventLog(
-        path,
-        synchronous=settings.sqlite_synchronous,
-        create=create,
-        busy_timeout_s=settings.sqlite_busy_timeout_s,
-        # Whatever a command appends (a decision's note, a goal) is masked into the settings' vault.
-        guard=WriteGuard(Masker(lambda: SqliteVault(settings.vault_path))),
-    )
 
 
 def _runner_options(settings: Settings, take_over: bool = False) -> dict[str, Any]:
@@ -108,26 +90,9 @@ def _interrupted(task_id: str, err: TextIO) -> int:
     return EXIT_UNFINISHED
 
 
-async def _resolve_task(log: EventLog, task: str) -> str:
-    """Accept a full task id or a unique prefix of one."""
-    if await log.read_task(task):
-        return task
-    matches = [t.task_id for t in await log.tasks(limit=100_000) if t.task_id.startswith(task)]
-    if len(matches) == 1:
-        return matches[0]
-    if len(matches) > 1:
-        raise UsageError(f"task prefix {task!r} is ambiguous: {', '.join(matches[:5])}")
-    raise UnknownTaskError(task)
-
-
-def _split(entries: Sequence[LogEntry], err: TextIO) -> list[Event]:
-    events: list[Event] = []
-    for entry in entries:
-        if isinstance(entry, Recorded):
-            events.append(entry.event)
-        else:
-            print(f"!! offset {entry.offset} (seq {entry.seq}): {shown(entry.reason)}", file=err)
-    return events
+# streams/kafka_cli.py still imports these under their former private names.
+_resolve_task = resolve_task
+_split = split_entries
 
 
 class _Progress:
@@ -234,8 +199,8 @@ async def cmd_resume(args: argparse.Namespace, settings: Settings, out: TextIO, 
 
     log = open_ledger(args, settings)
     try:
-        task_id = await _resolve_task(log, args.task)
-        events = _split(await log.read_task(task_id), err)
+        task_id = await resolve_task(log, args.task)
+        events = split_entries(await log.read_task(task_id), err)
         goal = next((e for e in events if isinstance(e, GoalSubmitted)), None)
         if goal is None:
             raise UsageError(f"task {task_id} has no goal_submitted event; it cannot be resumed")
@@ -272,8 +237,8 @@ async def cmd_resume(args: argparse.Namespace, settings: Settings, out: TextIO, 
 async def cmd_status(args: argparse.Namespace, settings: Settings, out: TextIO, err: TextIO) -> int:
     log = open_ledger(args, settings)
     try:
-        task_id = await _resolve_task(log, args.task)
-        events = _split(await log.read_task(task_id), err)
+        task_id = await resolve_task(log, args.task)
+        events = split_entries(await log.read_task(task_id), err)
         state = fold(task_id, events)
     finally:
         await log.close()
@@ -400,7 +365,7 @@ async def print_events(
 async def cmd_events(args: argparse.Namespace, settings: Settings, out: TextIO, err: TextIO) -> int:
     log = open_ledger(args, settings)
     try:
-        task_id = await _resolve_task(log, args.task)
+        task_id = await resolve_task(log, args.task)
         await print_events(log, task_id, await log.read_task(task_id), args, out, err)
     finally:
         await log.close()
@@ -410,8 +375,8 @@ async def cmd_events(args: argparse.Namespace, settings: Settings, out: TextIO, 
 async def cmd_replay(args: argparse.Namespace, settings: Settings, out: TextIO, err: TextIO) -> int:
     log = open_ledger(args, settings)
     try:
-        task_id = await _resolve_task(log, args.task)
-        events = _split(await log.read_task(task_id), err)
+        task_id = await resolve_task(log, args.task)
+        events = split_entries(await log.read_task(task_id), err)
     finally:
         await log.close()
     print_replay(task_id, events, args.until, args.json, out)

@@ -85,7 +85,7 @@ async def _log(args: argparse.Namespace, settings: Settings) -> EventLog:
         from agentledger.streams.kafka_cli import open_kafka_log
 
         return await open_kafka_log(args)
-    from agentledger.cli import open_ledger
+    from agentledger.cli_ledger import open_ledger
 
     return open_ledger(args, settings)
 
@@ -103,9 +103,9 @@ async def cmd_export(args: argparse.Namespace, settings: Settings, out: TextIO, 
             tasks, spans = await export_since(log, since, sender, content=args.content)
             print(f"exported {spans} spans of {tasks} tasks since {since:%Y-%m-%d %H:%M}", file=out)
         else:
-            from agentledger.cli import _resolve_task
+            from agentledger.cli_ledger import resolve_task
 
-            task_id = await _resolve_task(log, args.task)
+            task_id = await resolve_task(log, args.task)
             spans = await export_task(log, task_id, sender, content=args.content)
             print(f"exported {spans} spans of task {task_id}", file=out)
     finally:
