@@ -3,28 +3,21 @@
 from __future__ import annotations
 
 import asyncio
-import io
 import json
 import sys
 from pathlib import Path
 
 import pytest
 
-from agentledger.cli import main
 from agentledger.schemas import Event
 from agentledger.streams.sqlite import SqliteEventLog
 from agentledger.testing import task_events
+from tests.support.cli import cli
 
 FIXTURES = Path(__file__).parent.parent / "fixtures" / "poisoned"
 WORKFLOW = FIXTURES / "workflow.yaml"
 sys.path.insert(0, str(FIXTURES))
 from poisoned_model import NOTES  # noqa: E402
-
-
-def cli(*argv: str) -> tuple[int, str, str]:
-    out, err = io.StringIO(), io.StringIO()
-    code = main(list(argv), out=out, err=err)
-    return code, out.getvalue(), err.getvalue()
 
 
 @pytest.fixture
