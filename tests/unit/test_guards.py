@@ -30,6 +30,7 @@ from agentledger.streams import MemoryEventLog
 from agentledger.streams.embedded import EmbeddedRunner
 from agentledger.testing import RunResult, make_runtime, run_goal, task_events
 from agentledger.tools import tool
+from tests.support.scripted_runs import plan
 
 STEP = ["agent_step_started", "llm_call_completed", "tool_call_requested", "tool_call_completed"]
 
@@ -42,10 +43,6 @@ class Findings(BaseModel):
 def search(query: str) -> dict:
     """Search the notes."""
     return {"hits": [f"note about {query}: " + "detail " * 40]}
-
-
-def plan(*subtasks: dict) -> ModelResponse:
-    return reply_json({"subtasks": list(subtasks)})
 
 
 def workflow(*tools: object, limits: Limits | None = None, **agent: object) -> Workflow:
