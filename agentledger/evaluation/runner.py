@@ -28,6 +28,7 @@ from agentledger.agents.runtime import build_runtime
 from agentledger.agents.workflow import Workflow, load_workflow
 from agentledger.errors import UsageError
 from agentledger.evaluation.candidate import with_models
+from agentledger.evaluation.case_run import CaseRun
 from agentledger.evaluation.diff import RunFigures
 from agentledger.evaluation.judge import prompt
 from agentledger.evaluation.scorers import score_output
@@ -37,10 +38,8 @@ from agentledger.llm.base import ChatModel
 from agentledger.llm.factory import build_model
 from agentledger.projections.task_state import fold
 from agentledger.schemas import (
-    EvalCaseCompleted,
     EvalRunCompleted,
     EvalRunStarted,
-    EvalScoreRecorded,
     Event,
     EventBase,
     GoalSubmitted,
@@ -272,27 +271,8 @@ class EvalRunner:
         self, case: Case, variant: Variant, rep: int, events: list[Event], *, blocked: int
     ) -> None:
         figures = RunFigures.of(events)
-        common = {
-            "case_id": case.id,
-            "variant": variant,
-            "repetition": rep,
-            "run_task_id": figures.task_id,
-        }
-        out: list[EventBase] = [
-            EvalCaseCompleted(
-                task_id=self.run_id,
-                **common,
-                status=figures.status,
-                output=figures.result,
-                input_tokens=figures.input_tokens,
-                output_tokens=figures.output_tokens,
-                cost_usd=figures.cost_usd,
-                latency_ms=figures.wall_ms,
-                llm_calls=figures.llm_calls,
-                tool_calls=figures.tool_calls,
-                blocked_side_effects=blocked,
-            )
-        ]
+        run = CaseRun(self.run_id, case.id, variant, rep, figures)
+        out: list[EventBase] = [run.completed(blocked=blocked)]
         for scorer in self.suite.scorers:
             result = await score_output(
                 scorer,
@@ -302,21 +282,7 @@ class EvalRunner:
                 judges=self.judges,
                 run_id=self.run_id,
             )
-            out.append(
-                EvalScoreRecorded(
-                    task_id=self.run_id,
-                    **common,
-                    scorer=scorer.name,
-                    kind=scorer.type,
-                    score=result.score,
-                    passed=result.passed and figures.status == "completed",
-                    reasoning=result.reasoning,
-                    rubric=result.rubric,
-                    prompt_version=result.prompt_version,
-                    judge_model=result.judge_model,
-                    error=result.error,
-                )
-            )
+            out.append(run.scored(scorer, result))
         self.runs += 1
         self.scores += len(out) - 1
         await self._record(out)

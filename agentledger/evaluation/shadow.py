@@ -35,6 +35,7 @@ from pydantic import JsonValue
 
 from agentledger.agents.workflow import Workflow
 from agentledger.errors import AgentLedgerError, ToolError
+from agentledger.evaluation.case_run import CaseRun
 from agentledger.evaluation.diff import RunFigures
 from agentledger.evaluation.recording import answering_tool, replace_tools
 from agentledger.evaluation.scorers import score_output
@@ -45,7 +46,6 @@ from agentledger.schemas import (
     EvalCaseCompleted,
     EvalRunCompleted,
     EvalRunStarted,
-    EvalScoreRecorded,
     Event,
     EventBase,
     GoalSubmitted,
@@ -56,6 +56,7 @@ from agentledger.schemas import (
     new_event_id,
 )
 from agentledger.schemas.codec import decode
+from agentledger.schemas.evaluation import Variant
 from agentledger.streams.kafka import KafkaEventLog
 from agentledger.streams.kafka_runner import submit_goal
 from agentledger.streams.kafka_topics import TopicLayout
@@ -280,40 +281,17 @@ async def compare_shadow(
         goal = next((e for e in base if isinstance(e, GoalSubmitted)), None)
         base_figures, cand_figures = RunFigures.of(base), RunFigures.of(cand)
         case = Case(id=task_id, goal=goal.goal if goal else "-", expected=base_figures.result)
-        for variant, figures in (("baseline", base_figures), ("candidate", cand_figures)):
-            common: dict[str, Any] = {
-                "task_id": run_id,
-                "case_id": task_id,
-                "variant": variant,
-                "repetition": 0,
-                "run_task_id": task_id,
-            }
-            out.append(
-                EvalCaseCompleted(
-                    **common,
-                    status=figures.status,
-                    output=figures.result,
-                    input_tokens=figures.input_tokens,
-                    output_tokens=figures.output_tokens,
-                    cost_usd=figures.cost_usd,
-                    latency_ms=figures.wall_ms,
-                    llm_calls=figures.llm_calls,
-                    tool_calls=figures.tool_calls,
-                )
-            )
+        variants: list[tuple[Variant, RunFigures]] = [
+            ("baseline", base_figures),
+            ("candidate", cand_figures),
+        ]
+        for variant, figures in variants:
+            run = CaseRun(run_id, task_id, variant, 0, figures)
+            out.append(run.completed())
             result = await score_output(
                 scorer, case, figures.result, base_dir=None, judges={}, run_id=run_id
             )
-            out.append(
-                EvalScoreRecorded(
-                    **common,
-                    scorer=scorer.name,
-                    kind="exact",
-                    score=result.score,
-                    passed=result.passed and figures.status == "completed",
-                    reasoning=result.reasoning,
-                )
-            )
+            out.append(run.scored(scorer, result))
     runs = sum(1 for e in out if isinstance(e, EvalCaseCompleted))
     out.append(EvalRunCompleted(task_id=run_id, runs=runs, scores=runs))
     stamped = [
