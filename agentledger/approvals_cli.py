@@ -29,10 +29,10 @@ from agentledger.errors import SequenceConflictError, TaskLeasedError, UsageErro
 from agentledger.projections.approvals import ApprovalState
 from agentledger.projections.task_state import TaskState, fold
 from agentledger.redaction import redact, redact_text
-from agentledger.schemas import TERMINAL_TYPES, ApprovalDenied, ApprovalGranted, Event, utc_now
+from agentledger.schemas import TERMINAL_TYPES, ApprovalDenied, ApprovalGranted, utc_now
 from agentledger.settings import Settings
 from agentledger.streams.kafka_cli import add_connection_options, open_kafka_log
-from agentledger.streams.log import EventLog, Recorded
+from agentledger.streams.log import EventLog, events_of
 from agentledger.streams.sqlite import SqliteEventLog
 
 Sent = dict[str, ApprovalGranted | ApprovalDenied]
@@ -91,7 +91,7 @@ async def _open_states(log: EventLog, task: str | None) -> list[tuple[TaskState,
             entries = await log.read_task(task_id, unstamped=True)
         else:
             entries = await log.read_task(task_id)
-        events: list[Event] = [e.event for e in entries if isinstance(e, Recorded)]
+        events = events_of(entries)
         sent: Sent = {
             e.approval_id: e
             for e in events

@@ -49,13 +49,9 @@ from agentledger.schemas.evaluation import Variant
 from agentledger.security.masking import Masker, SqliteVault
 from agentledger.settings import Settings
 from agentledger.streams.embedded import EmbeddedRunner
-from agentledger.streams.log import EventLog, Recorded
+from agentledger.streams.log import EventLog, task_events
 
 ModelChoice = ChatModel | Mapping[str, ChatModel]
-
-
-async def _events(log: EventLog, task_id: str) -> list[Event]:
-    return [e.event for e in await log.read_task(task_id) if isinstance(e, Recorded)]
 
 
 async def recorded_cases(log: EventLog, query: TaskQuery) -> list[Case]:
@@ -64,7 +60,7 @@ async def recorded_cases(log: EventLog, query: TaskQuery) -> list[Case]:
     for summary in await log.tasks(limit=100_000):
         if query.since is not None and summary.last_at < query.since:
             continue
-        events = await _events(log, summary.task_id)
+        events = await task_events(log, summary.task_id)
         goal = next((e for e in events if isinstance(e, GoalSubmitted)), None)
         if goal is None or (goal.submitted_by or "").startswith("eval:"):
             continue  # not a task, or a run of an earlier eval
@@ -233,7 +229,7 @@ class EvalRunner:
         async with self._limit:
             recorded_path: str | None = None
             if case.baseline_task is not None:
-                baseline = await _events(self.log, case.baseline_task)
+                baseline = await task_events(self.log, case.baseline_task)
                 goal = next(e for e in baseline if isinstance(e, GoalSubmitted))
                 recorded_path = goal.workflow.path
                 await self._score_run(case, "baseline", 0, baseline, blocked=0)
@@ -265,7 +261,7 @@ class EvalRunner:
             case.goal, inputs=dict(case.inputs), submitted_by=f"eval:{self.run_id}"
         )
         await runner.run(task_id)
-        return await _events(self.log, task_id), tools
+        return await task_events(self.log, task_id), tools
 
     async def _score_run(
         self, case: Case, variant: Variant, rep: int, events: list[Event], *, blocked: int
@@ -290,4 +286,4 @@ class EvalRunner:
     async def _pass_rates(self) -> dict[str, float]:
         from agentledger.evaluation.report import pass_rates
 
-        return pass_rates(await _events(self.log, self.run_id))
+        return pass_rates(await task_events(self.log, self.run_id))

@@ -60,7 +60,7 @@ from agentledger.schemas.evaluation import Variant
 from agentledger.streams.kafka import KafkaEventLog
 from agentledger.streams.kafka_runner import submit_goal
 from agentledger.streams.kafka_topics import TopicLayout
-from agentledger.streams.log import EventLog, Recorded
+from agentledger.streams.log import EventLog, task_events
 from agentledger.tools.registry import Tool, ToolContext
 
 log = logging.getLogger(__name__)
@@ -69,10 +69,6 @@ log = logging.getLogger(__name__)
 def shadow_group(shadow_prefix: str) -> str:
     """The consumer group that mirrors the primary's goals."""
     return f"{TopicLayout(shadow_prefix).prefix}.shadow-goals"
-
-
-async def _events(event_log: EventLog, task_id: str) -> list[Event]:
-    return [e.event for e in await event_log.read_task(task_id) if isinstance(e, Recorded)]
 
 
 class PrimaryToolResults:
@@ -118,7 +114,7 @@ class PrimaryToolResults:
         key = tool_key(tool, arguments)
         deadline = time.monotonic() + self.wait_s
         while True:
-            events = await _events(await self._primary(), ctx.task_id)
+            events = await task_events(await self._primary(), ctx.task_id)
             outcome = _outcome(events, tool, key)
             if outcome is not None:
                 self.answered += 1
@@ -275,7 +271,7 @@ async def compare_shadow(
         )
     ]
     for task_id in task_ids:
-        base, cand = await _events(primary, task_id), await _events(shadow, task_id)
+        base, cand = await task_events(primary, task_id), await task_events(shadow, task_id)
         if not base or not cand:
             continue
         goal = next((e for e in base if isinstance(e, GoalSubmitted)), None)
