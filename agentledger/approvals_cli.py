@@ -175,17 +175,8 @@ async def cmd_approvals(
             count += 1
             if args.json:
                 row = {
-                    "approval_id": a.id,
-                    "task_id": state.task_id,
-                    "subtask_id": a.subtask_id,
-                    "agent": a.agent,
-                    "tool": a.tool,
-                    "arguments": dict(a.arguments),
-                    "risk": a.risk,
-                    "requested_at": a.requested_at.isoformat(),
-                    "expires_at": a.expires_at.isoformat(),
+                    **a.as_row(state.task_id),
                     "expired": a.expires_at <= now,
-                    "escalated_to": a.escalate_to if a.escalations else None,
                     "decision_sent": _sent(sent[a.id]) if a.id in sent else None,
                 }
                 print(orjson.dumps(redact(row)).decode(), file=out)
