@@ -11,7 +11,7 @@ from pydantic import BaseModel, Field
 
 from agentledger.agents.breakers import Breakers, BreakerSettings
 from agentledger.agents.context import Runtime
-from agentledger.agents.context_window import SUMMARY_HEADER, ContextSettings
+from agentledger.agents.context_window import ContextSettings
 from agentledger.agents.workflow import AgentSpec, Limits, Workflow
 from agentledger.errors import ModelError, ToolError, TransientToolError
 from agentledger.llm import (
@@ -24,6 +24,7 @@ from agentledger.llm import (
     reply,
     reply_json,
 )
+from agentledger.projections.compaction import SUMMARY_HEADER
 from agentledger.schemas import Event
 from agentledger.security.untrusted import data_block
 from agentledger.streams import MemoryEventLog
