@@ -9,7 +9,7 @@ from collections import Counter
 import pytest
 from pydantic import BaseModel, Field
 
-from agentledger.agents.breakers import Breakers, BreakerSettings
+from agentledger.agents.breakers import Breakers
 from agentledger.agents.context import Runtime
 from agentledger.agents.context_window import ContextSettings
 from agentledger.agents.workflow import AgentSpec, Limits, Workflow
@@ -31,6 +31,7 @@ from agentledger.streams import MemoryEventLog
 from agentledger.streams.embedded import EmbeddedRunner
 from agentledger.testing import RunResult, make_runtime, run_goal, task_events
 from agentledger.tools import tool
+from agentledger.tools.registry import BreakerSettings
 from tests.support.scripted_runs import plan
 
 STEP = ["agent_step_started", "llm_call_completed", "tool_call_requested", "tool_call_completed"]
