@@ -5,13 +5,13 @@ divergence, ``eval report`` exits 1 when a threshold is crossed."""
 from __future__ import annotations
 
 import argparse
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TextIO
 
 import orjson
 
 from agentledger import timeline
+from agentledger.cli_input import utc_time
 from agentledger.cli_ledger import open_ledger, resolve_task, split_entries
 from agentledger.errors import AgentLedgerError, UsageError
 from agentledger.schemas import Event, GoalSubmitted, WorkflowRef
@@ -52,6 +52,7 @@ async def cmd_verify(args: argparse.Namespace, settings: Settings, out: TextIO, 
 
     if bool(args.task) == bool(args.since):
         raise UsageError("give a TASK or --since DATE (not both)")
+    since = utc_time(args.since, "--since") if args.since else None
     log: EventLog
     if args.brokers:  # tasks of the distributed shape, read from <prefix>.events
         from agentledger.streams.kafka_cli import open_kafka_log
@@ -61,10 +62,9 @@ async def cmd_verify(args: argparse.Namespace, settings: Settings, out: TextIO, 
         log = open_ledger(args, settings)
     failed = 0
     try:
-        if args.task:
+        if since is None:
             task_ids = [await resolve_task(log, args.task)]
         else:
-            since = _parse_date(args.since)
             task_ids = [t.task_id for t in await log.tasks(limit=100_000) if t.last_at >= since]
             if not task_ids:
                 print(f"no task ran since {args.since}", file=out)
@@ -93,16 +93,6 @@ async def cmd_verify(args: argparse.Namespace, settings: Settings, out: TextIO, 
     if args.since and task_ids:
         print(f"{len(task_ids) - failed} of {len(task_ids)} tasks verified", file=out)
     return EXIT_FAILED if failed else EXIT_OK
-
-
-def _parse_date(text: str) -> datetime:
-    try:
-        when = datetime.fromisoformat(text)
-    except ValueError:
-        raise UsageError(
-            f"--since {text!r} is not an ISO date (2026-11-30 or 2026-11-30T04:00)"
-        ) from None
-    return when if when.tzinfo else when.replace(tzinfo=UTC)
 
 
 async def cmd_fork(args: argparse.Namespace, settings: Settings, out: TextIO, err: TextIO) -> int:

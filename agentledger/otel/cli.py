@@ -17,9 +17,9 @@ import argparse
 import asyncio
 import contextlib
 import signal
-from datetime import UTC, datetime
 from typing import Any, TextIO
 
+from agentledger.cli_input import utc_time
 from agentledger.errors import UsageError
 from agentledger.settings import Settings
 from agentledger.streams.log import EventLog
@@ -58,16 +58,6 @@ def register(sub: Any) -> None:
     f.set_defaults(func=cmd_follow)
 
 
-def _when(text: str) -> datetime:
-    try:
-        at = datetime.fromisoformat(text)
-    except ValueError:
-        raise UsageError(
-            f"--since {text!r} is not a date or date-time (YYYY-MM-DD[THH:MM])"
-        ) from None
-    return at if at.tzinfo else at.replace(tzinfo=UTC)
-
-
 def _sender(args: argparse.Namespace) -> Any:
     from agentledger.otel.export import SpanSender
 
@@ -95,7 +85,7 @@ async def cmd_export(args: argparse.Namespace, settings: Settings, out: TextIO, 
 
     if bool(args.task) == bool(args.since):
         raise UsageError("name a TASK or pass --since DATE (one of the two)")
-    since = _when(args.since) if args.since else None
+    since = utc_time(args.since, "--since") if args.since else None
     sender = _sender(args)
     log = await _log(args, settings)
     try:
