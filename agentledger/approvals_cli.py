@@ -191,7 +191,7 @@ async def cmd_approvals(
 
 async def cmd_decide(args: argparse.Namespace, settings: Settings, out: TextIO, err: TextIO) -> int:
     from agentledger.agents.approvals import decision
-    from agentledger.cli import cmd_resume
+    from agentledger.run_cli import cmd_resume
 
     by = args.by or getpass.getuser()
     text = args.note if args.granted else args.reason

@@ -14,12 +14,11 @@ from agentledger import timeline
 from agentledger.cli_input import utc_time
 from agentledger.cli_ledger import open_ledger, resolve_task, split_entries
 from agentledger.errors import AgentLedgerError, UsageError
+from agentledger.exit_codes import EXIT_FAILED, EXIT_OK, EXIT_UNFINISHED
 from agentledger.schemas import Event, GoalSubmitted, WorkflowRef
 from agentledger.settings import Settings
 from agentledger.streams.log import EventLog
 from agentledger.streams.sqlite import SqliteEventLog
-
-EXIT_OK, EXIT_FAILED, EXIT_UNFINISHED = 0, 1, 3
 
 
 async def read_events(log: EventLog, task_id: str, err: TextIO) -> list[Event]:
