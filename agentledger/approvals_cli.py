@@ -19,14 +19,13 @@ from __future__ import annotations
 import argparse
 import getpass
 import time
-from datetime import datetime
 from typing import Any, TextIO
 
 import orjson
 
+from agentledger.approvals_text import Sent, decision_text, describe_pending
 from agentledger.cli_ledger import open_ledger, resolve_task
 from agentledger.errors import SequenceConflictError, TaskLeasedError, UsageError
-from agentledger.projections.approvals import ApprovalState
 from agentledger.projections.task_state import TaskState, fold
 from agentledger.redaction import redact, redact_text
 from agentledger.schemas import TERMINAL_TYPES, ApprovalDenied, ApprovalGranted, utc_now
@@ -34,9 +33,6 @@ from agentledger.settings import Settings
 from agentledger.streams.kafka_cli import add_connection_options, open_kafka_log
 from agentledger.streams.log import EventLog, events_of
 from agentledger.streams.sqlite import SqliteEventLog
-
-Sent = dict[str, ApprovalGranted | ApprovalDenied]
-"""Decisions produced to Kafka that no worker has stamped yet, by approval id."""
 
 EXIT_OK = 0
 
@@ -101,63 +97,6 @@ async def _open_states(log: EventLog, task: str | None) -> list[tuple[TaskState,
     return states
 
 
-def _age(delta_s: float) -> str:
-    s = int(abs(delta_s))
-    text = (
-        f"{s // 86400}d{s % 86400 // 3600}h"
-        if s >= 86400
-        else (f"{s // 3600}h{s % 3600 // 60:02d}m" if s >= 3600 else f"{s // 60}m{s % 60:02d}s")
-    )
-    return text
-
-
-def _arguments(a: ApprovalState) -> str:
-    return orjson.dumps(dict(a.arguments), option=orjson.OPT_SORT_KEYS).decode()
-
-
-def describe_pending(
-    state: TaskState, now: datetime | None = None, sent: Sent | None = None
-) -> list[str]:
-    """One line per approval the task waits for: id, tool and arguments, who, when."""
-    now = now or utc_now()
-    lines = []
-    for a in state.pending_approvals:
-        left = (a.expires_at - now).total_seconds()
-        expiry = f"expires in {_age(left)}" if left > 0 else f"EXPIRED {_age(left)} ago"
-        who = f", escalated to {a.escalate_to}" if a.escalations else ""
-        on_its_way = (sent or {}).get(a.id)
-        if on_its_way is not None:
-            who += f"; {_sent(on_its_way)}, not yet recorded by a worker"
-        lines.append(
-            f"  {a.id}  {a.tool}({_arguments(a)})  agent {a.agent}, subtask {a.subtask_id}, "
-            f"risk {a.risk}, asked {_age((now - a.requested_at).total_seconds())} ago, "
-            f"{expiry}{who}"
-        )
-    return lines
-
-
-def _sent(event: ApprovalGranted | ApprovalDenied) -> str:
-    if isinstance(event, ApprovalGranted):
-        return f"granted by {event.approved_by}"
-    return f"denied by {event.denied_by}"
-
-
-def print_waiting(state: TaskState, out: TextIO) -> None:
-    """What a run that stops for approvals tells the person who must decide."""
-    pending = state.pending_approvals
-    print(
-        f"task {state.task_id} is waiting for approval of {len(pending)} tool "
-        f"call{'s' if len(pending) != 1 else ''}:",
-        file=out,
-    )
-    for line in describe_pending(state):
-        print(redact_text(line), file=out)
-    print("decide with:", file=out)
-    for a in pending:
-        print(f"  agentledger approve {a.id} [--note TEXT]", file=out)
-        print(f'  agentledger deny {a.id} --reason "..."', file=out)
-
-
 async def cmd_approvals(
     args: argparse.Namespace, settings: Settings, out: TextIO, err: TextIO
 ) -> int:
@@ -177,7 +116,7 @@ async def cmd_approvals(
                 row = {
                     **a.as_row(state.task_id),
                     "expired": a.expires_at <= now,
-                    "decision_sent": _sent(sent[a.id]) if a.id in sent else None,
+                    "decision_sent": decision_text(sent[a.id]) if a.id in sent else None,
                 }
                 print(orjson.dumps(redact(row)).decode(), file=out)
         if state.pending_approvals and not args.json:
@@ -263,7 +202,7 @@ async def _decide_on_kafka(args: argparse.Namespace, by: str, text: str | None, 
         earlier = sent.get(args.approval_id)
         if earlier is not None:
             raise UsageError(
-                f"approval {args.approval_id} was already {_sent(earlier)}; that decision "
+                f"approval {args.approval_id} was already {decision_text(earlier)}; that decision "
                 "waits for the task's worker to record it, and a decision cannot be changed"
             )
         await log.append([event])  # seq 0: the worker stamps it

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from agentledger import timeline
+from agentledger.approvals_text import print_waiting
 from agentledger.cli_input import read_goal
 from agentledger.cli_ledger import open_ledger, resolve_task, split_entries
 from agentledger.errors import UsageError
@@ -111,8 +112,6 @@ def _finish(
         print(f"task {state.task_id} {state.status}: {state.failure}", file=err)
         return EXIT_FAILED
     if state.pending_approvals:
-        from agentledger.approvals_cli import print_waiting
-
         print_waiting(state, out)
         return EXIT_UNFINISHED
     print(
