@@ -27,7 +27,7 @@ from agentledger.schemas import Event, utc_now
 from agentledger.streams.embedded import EmbeddedRunner
 from agentledger.streams.sqlite import SqliteEventLog
 from agentledger.testing import make_runtime, task_events
-from tests.support.cli import cli
+from tests.support.cli import cli, ledger_events
 
 FIXTURES = Path(__file__).parent.parent / "fixtures" / "approvals"
 WORKFLOW = FIXTURES / "workflow.yaml"
@@ -57,17 +57,6 @@ def run_until_paused(home: Path) -> tuple[str, str]:
     task_id = out.splitlines()[0].split()[1]
     approval_id = next(w for w in out.split() if w.startswith("ap-"))
     return task_id, approval_id
-
-
-def ledger_events(home: Path, task_id: str) -> list[Event]:
-    async def read() -> list[Event]:
-        log = SqliteEventLog(home / "ledger.db")
-        try:
-            return await task_events(log, task_id)
-        finally:
-            await log.close()
-
-    return asyncio.run(read())
 
 
 def test_approval_pauses_only_its_subtask_and_approve_runs_the_call_once(home: Path):

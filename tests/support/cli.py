@@ -5,6 +5,7 @@ raw reads of ``ledger.db``."""
 
 from __future__ import annotations
 
+import asyncio
 import io
 import sqlite3
 import subprocess
@@ -16,6 +17,9 @@ import orjson
 import pytest
 
 from agentledger.cli import main
+from agentledger.schemas import Event
+from agentledger.streams.log import task_events
+from agentledger.streams.sqlite import SqliteEventLog
 
 DELIVERIES = Path(__file__).resolve().parents[1] / "fixtures" / "deliveries" / "workflow.yaml"
 
@@ -68,3 +72,16 @@ def stored_events(db: Path) -> list[dict[str, Any]]:
         return []
     finally:
         con.close()
+
+
+def ledger_events(home: Path, task_id: str) -> list[Event]:
+    """A task's events as ``home``'s ledger holds them."""
+
+    async def read() -> list[Event]:
+        log = SqliteEventLog(home / "ledger.db")
+        try:
+            return await task_events(log, task_id)
+        finally:
+            await log.close()
+
+    return asyncio.run(read())
