@@ -19,23 +19,20 @@ from __future__ import annotations
 import argparse
 import getpass
 import time
-from datetime import datetime
 from typing import Any, TextIO
 
 import orjson
 
+from agentledger.approvals_text import Sent, decision_text, describe_pending
+from agentledger.cli_ledger import open_ledger, resolve_task
 from agentledger.errors import SequenceConflictError, TaskLeasedError, UsageError
-from agentledger.projections.approvals import ApprovalState
 from agentledger.projections.task_state import TaskState, fold
 from agentledger.redaction import redact, redact_text
-from agentledger.schemas import TERMINAL_TYPES, ApprovalDenied, ApprovalGranted, Event, utc_now
+from agentledger.schemas import TERMINAL_TYPES, ApprovalDenied, ApprovalGranted, utc_now
 from agentledger.settings import Settings
 from agentledger.streams.kafka_cli import add_connection_options, open_kafka_log
-from agentledger.streams.log import EventLog, Recorded
+from agentledger.streams.log import EventLog, events_of
 from agentledger.streams.sqlite import SqliteEventLog
-
-Sent = dict[str, ApprovalGranted | ApprovalDenied]
-"""Decisions produced to Kafka that no worker has stamped yet, by approval id."""
 
 EXIT_OK = 0
 
@@ -76,11 +73,10 @@ def register(sub: Any) -> None:
 async def _open_states(log: EventLog, task: str | None) -> list[tuple[TaskState, Sent]]:
     """The folded state of ``task``, or of every unfinished task in the ledger, each with
     the decisions sent to it that its worker has not stamped yet (Kafka only)."""
-    from agentledger.cli import _resolve_task
     from agentledger.streams.kafka import KafkaEventLog
 
     if task is not None:
-        ids = [await _resolve_task(log, task)]
+        ids = [await resolve_task(log, task)]
     else:
         ids = [
             t.task_id for t in await log.tasks(limit=1_000_000) if t.last_type not in TERMINAL_TYPES
@@ -91,7 +87,7 @@ async def _open_states(log: EventLog, task: str | None) -> list[tuple[TaskState,
             entries = await log.read_task(task_id, unstamped=True)
         else:
             entries = await log.read_task(task_id)
-        events: list[Event] = [e.event for e in entries if isinstance(e, Recorded)]
+        events = events_of(entries)
         sent: Sent = {
             e.approval_id: e
             for e in events
@@ -99,63 +95,6 @@ async def _open_states(log: EventLog, task: str | None) -> list[tuple[TaskState,
         }
         states.append((fold(task_id, [e for e in events if e.seq]), sent))
     return states
-
-
-def _age(delta_s: float) -> str:
-    s = int(abs(delta_s))
-    text = (
-        f"{s // 86400}d{s % 86400 // 3600}h"
-        if s >= 86400
-        else (f"{s // 3600}h{s % 3600 // 60:02d}m" if s >= 3600 else f"{s // 60}m{s % 60:02d}s")
-    )
-    return text
-
-
-def _arguments(a: ApprovalState) -> str:
-    return orjson.dumps(dict(a.arguments), option=orjson.OPT_SORT_KEYS).decode()
-
-
-def describe_pending(
-    state: TaskState, now: datetime | None = None, sent: Sent | None = None
-) -> list[str]:
-    """One line per approval the task waits for: id, tool and arguments, who, when."""
-    now = now or utc_now()
-    lines = []
-    for a in state.pending_approvals:
-        left = (a.expires_at - now).total_seconds()
-        expiry = f"expires in {_age(left)}" if left > 0 else f"EXPIRED {_age(left)} ago"
-        who = f", escalated to {a.escalate_to}" if a.escalations else ""
-        on_its_way = (sent or {}).get(a.id)
-        if on_its_way is not None:
-            who += f"; {_sent(on_its_way)}, not yet recorded by a worker"
-        lines.append(
-            f"  {a.id}  {a.tool}({_arguments(a)})  agent {a.agent}, subtask {a.subtask_id}, "
-            f"risk {a.risk}, asked {_age((now - a.requested_at).total_seconds())} ago, "
-            f"{expiry}{who}"
-        )
-    return lines
-
-
-def _sent(event: ApprovalGranted | ApprovalDenied) -> str:
-    if isinstance(event, ApprovalGranted):
-        return f"granted by {event.approved_by}"
-    return f"denied by {event.denied_by}"
-
-
-def print_waiting(state: TaskState, out: TextIO) -> None:
-    """What a run that stops for approvals tells the person who must decide."""
-    pending = state.pending_approvals
-    print(
-        f"task {state.task_id} is waiting for approval of {len(pending)} tool "
-        f"call{'s' if len(pending) != 1 else ''}:",
-        file=out,
-    )
-    for line in describe_pending(state):
-        print(redact_text(line), file=out)
-    print("decide with:", file=out)
-    for a in pending:
-        print(f"  agentledger approve {a.id} [--note TEXT]", file=out)
-        print(f'  agentledger deny {a.id} --reason "..."', file=out)
 
 
 async def cmd_approvals(
@@ -175,18 +114,9 @@ async def cmd_approvals(
             count += 1
             if args.json:
                 row = {
-                    "approval_id": a.id,
-                    "task_id": state.task_id,
-                    "subtask_id": a.subtask_id,
-                    "agent": a.agent,
-                    "tool": a.tool,
-                    "arguments": dict(a.arguments),
-                    "risk": a.risk,
-                    "requested_at": a.requested_at.isoformat(),
-                    "expires_at": a.expires_at.isoformat(),
+                    **a.as_row(state.task_id),
                     "expired": a.expires_at <= now,
-                    "escalated_to": a.escalate_to if a.escalations else None,
-                    "decision_sent": _sent(sent[a.id]) if a.id in sent else None,
+                    "decision_sent": decision_text(sent[a.id]) if a.id in sent else None,
                 }
                 print(orjson.dumps(redact(row)).decode(), file=out)
         if state.pending_approvals and not args.json:
@@ -200,7 +130,7 @@ async def cmd_approvals(
 
 async def cmd_decide(args: argparse.Namespace, settings: Settings, out: TextIO, err: TextIO) -> int:
     from agentledger.agents.approvals import decision
-    from agentledger.cli import cmd_resume, open_ledger
+    from agentledger.run_cli import cmd_resume
 
     by = args.by or getpass.getuser()
     text = args.note if args.granted else args.reason
@@ -257,8 +187,6 @@ def refuse_if_leased(log: SqliteEventLog, task_id: str, settings: Settings) -> N
 
 async def _open(args: argparse.Namespace, settings: Settings) -> EventLog:
     """The Kafka log with ``--brokers``, else the SQLite ledger."""
-    from agentledger.cli import open_ledger
-
     if args.brokers:
         return await open_kafka_log(args)
     return open_ledger(args, settings)
@@ -274,7 +202,7 @@ async def _decide_on_kafka(args: argparse.Namespace, by: str, text: str | None, 
         earlier = sent.get(args.approval_id)
         if earlier is not None:
             raise UsageError(
-                f"approval {args.approval_id} was already {_sent(earlier)}; that decision "
+                f"approval {args.approval_id} was already {decision_text(earlier)}; that decision "
                 "waits for the task's worker to record it, and a decision cannot be changed"
             )
         await log.append([event])  # seq 0: the worker stamps it

@@ -1,4 +1,4 @@
-"""What the CLI accepts from a person: goals and numbers, checked before anything runs.
+"""What the CLI accepts from a person: goals, numbers and times, checked before anything runs.
 
 Every refusal is a ``UsageError`` with one line saying what was wrong and what to do.
 """
@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from datetime import UTC, datetime
 from pathlib import Path
 
 from agentledger.errors import UsageError
@@ -68,3 +69,23 @@ def _bounded_int(text: str, low: int) -> int:
     if value < low:
         raise argparse.ArgumentTypeError(f"{value} is below the minimum of {low}")
     return value
+
+
+def utc_time(text: str, option: str = "") -> datetime:
+    """An ISO date or date-time (``2026-11-30``, ``2026-11-30T04:00Z``) in UTC; a time without
+    a zone is UTC. ``option`` names the flag in the refusal."""
+    try:
+        value = datetime.fromisoformat(text)
+    except ValueError:
+        raise UsageError(
+            f"{option} {text!r} is not an ISO date or time (e.g. 2026-11-30 or 2026-11-30T04:00Z)"
+        ) from None
+    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+def utc_time_type(text: str) -> datetime:
+    """argparse type: ``utc_time`` (argparse names the option)."""
+    try:
+        return utc_time(text)
+    except UsageError as exc:
+        raise argparse.ArgumentTypeError(str(exc).lstrip()) from None

@@ -24,7 +24,8 @@ from agentledger.llm.pricing import PriceTable
 from agentledger.projections.task_state import TaskState
 from agentledger.schemas import Event
 from agentledger.streams.embedded import EmbeddedRunner
-from agentledger.streams.log import EventLog, Recorded
+from agentledger.streams.log import EventLog
+from agentledger.streams.log import task_events as task_events  # part of the test kit
 from agentledger.streams.memory import MemoryEventLog
 
 
@@ -62,10 +63,6 @@ def make_runtime(
         prices=(prices or PriceTable()).with_overrides(workflow.prices),
         sandbox=sandbox,
     )
-
-
-async def task_events(log: EventLog, task_id: str) -> list[Event]:
-    return [e.event for e in await log.read_task(task_id) if isinstance(e, Recorded)]
 
 
 async def run_goal(

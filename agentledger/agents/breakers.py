@@ -19,23 +19,13 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
-
 from agentledger.schemas import EventBase
 from agentledger.schemas.guards import CircuitState, CircuitStateChanged
+from agentledger.tools.registry import BreakerSettings
 
 Scope = Literal["agent", "tool"]
 Clock = Callable[[], float]
 """Seconds since the epoch (``time.time``); injectable so tests need not sleep."""
-
-
-class BreakerSettings(BaseModel):
-    """``circuit_breaker: {failure_threshold, cooldown_s}`` in a workflow, agent or tool."""
-
-    model_config = ConfigDict(frozen=True, extra="forbid")
-
-    failure_threshold: int = Field(default=5, ge=1)
-    cooldown_s: float = Field(default=30.0, gt=0)
 
 
 @dataclass(frozen=True)

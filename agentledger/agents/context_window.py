@@ -27,6 +27,7 @@ from agentledger.errors import ModelError
 from agentledger.llm.base import ChatModel, Message, ModelRequest
 from agentledger.llm.pricing import serving_settings
 from agentledger.llm.tokens import estimate_message_tokens, estimate_messages_tokens
+from agentledger.projections.compaction import compact_turns
 from agentledger.schemas import EventBase
 from agentledger.schemas.guards import ContextSummarized
 
@@ -35,8 +36,6 @@ if TYPE_CHECKING:
     from agentledger.agents.workflow import AgentSpec
     from agentledger.projections.task_state import SubtaskState
     from agentledger.schemas import AgentStepStarted
-
-SUMMARY_HEADER = "Summary of your earlier work on this subtask ({n} turns compacted):"
 
 _SUMMARISE = (
     "You compact the working memory of the agent {agent}. Summarise its earlier turns "
@@ -71,17 +70,6 @@ def compaction_cut(turns: Sequence[Message], keep_recent: int) -> int:
     while 0 < cut < len(turns) and turns[cut].role == "tool":
         cut -= 1
     return cut
-
-
-def summary_message(summary: str, turns_compacted: int) -> Message:
-    """The turn that stands for the compacted ones. Untrusted: it digests tool results."""
-    header = SUMMARY_HEADER.format(n=turns_compacted)
-    return Message(role="user", content=f"{header}\n<data>\n{summary}\n</data>")
-
-
-def compact_turns(turns: Sequence[Message], cut: int, summary: str) -> tuple[Message, ...]:
-    """The turns after compaction. Pure: TaskState folds ``context_summarized`` with it."""
-    return (summary_message(summary, cut), *turns[cut:])
 
 
 def _clip(text: str | None, n: int) -> str:

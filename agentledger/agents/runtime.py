@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Mapping
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from agentledger.agents.context import Runtime
 from agentledger.agents.workflow import Workflow
@@ -13,8 +14,9 @@ from agentledger.llm.pricing import PriceTable
 from agentledger.security.masking import Masker, SqliteVault
 from agentledger.security.private_files import private_dir
 from agentledger.settings import Settings
-from agentledger.streams.log import EventLog
-from agentledger.streams.sqlite import SqliteEventLog
+
+if TYPE_CHECKING:
+    from agentledger.streams.log import EventLog
 
 log = logging.getLogger(__name__)
 
@@ -70,9 +72,5 @@ def build_runtime(
         prices=prices,
         sandbox=sandbox,
         masker=Masker(SqliteVault(settings.vault_path)),
-        memory=(
-            workflow.memory.open(memory_log or SqliteEventLog(settings.ledger_path), settings)
-            if workflow.uses_memory
-            else None
-        ),
+        memory=(workflow.memory.open(memory_log, settings) if workflow.uses_memory else None),
     )

@@ -24,7 +24,7 @@ from agentledger.agents.context_window import compact_if_needed
 from agentledger.agents.llm_attempts import attempt_events
 from agentledger.agents.plans import delegates
 from agentledger.agents.prompts import build_request, output_model_for
-from agentledger.agents.stops import stop
+from agentledger.agents.stops import rejection_stop, stop
 from agentledger.agents.workflow import AgentSpec
 from agentledger.errors import ModelError
 from agentledger.llm.base import canonical_json
@@ -268,7 +268,7 @@ class AgentStep:
             ]
             # A side effect steered by untrusted data is refused or held (provenance).
             outcomes = guard.check_provenance(event, ctx.state, ctx.runtime, sub, outcomes)
-            return guard.rejection_stop(event, spec, sub, outcomes) or outcomes
+            return rejection_stop(event, spec, sub, outcomes) or outcomes
         output, errors = parse_output(event.content, output_model_for(ctx, spec))
         if not errors and spec.aggregate is not None:
             errors = aggregate.verdict_errors(output, sub)

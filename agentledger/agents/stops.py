@@ -7,9 +7,14 @@ place so each stop reads the same in the log.
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any, Literal
 
-from agentledger.schemas import EventBase, LimitReached, SubtaskFailed, TaskFailed
+from agentledger.schemas import EventBase, LimitReached, SubtaskFailed, TaskFailed, ToolCallRejected
+
+if TYPE_CHECKING:
+    from agentledger.agents.workflow import AgentSpec
+    from agentledger.projections.task_state import SubtaskState
 
 
 def _limit(
@@ -71,3 +76,32 @@ def stop(
             cause, reason=reason, error_kind=error_kind, subtask_id=subtask_id, **extra
         )
     return [reached, failed]
+
+
+def rejection_stop(
+    cause: EventBase, spec: AgentSpec, sub: SubtaskState, outcomes: Sequence[EventBase]
+) -> list[EventBase]:
+    """Stop the subtask when its refused calls go over ``max_rejected_calls``.
+
+    The stop comes first in the batch, so the refusals recorded after it cannot start
+    another step."""
+    rejected = [o for o in outcomes if isinstance(o, ToolCallRejected)]
+    total = sub.rejected_calls + len(rejected)
+    if not rejected or total <= spec.max_rejected_calls:
+        return []
+    last = rejected[-1]
+    stopped = stop(
+        "subtask",
+        cause,
+        limit="rejected_tool_calls",
+        scope="agent",
+        value=total,
+        threshold=spec.max_rejected_calls,
+        subtask_id=sub.id,
+        detail=f"last refused: {last.tool} ({last.error_kind})",
+        reason=f"{spec.name} had {total} tool calls refused, over the limit of "
+        f"{spec.max_rejected_calls}; the last: {last.tool} ({last.error_kind}): "
+        f"{last.reason[:300]}",
+        error_kind="too_many_rejected_calls",
+    )
+    return [*stopped, *rejected]

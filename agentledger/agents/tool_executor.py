@@ -23,7 +23,7 @@ import orjson
 
 from agentledger.agents.approval_policy import approval_gate
 from agentledger.agents.backoff import backoff_delay, may_retry, remaining_delay
-from agentledger.agents.breakers import Admission, BreakerSettings, CircuitBreaker
+from agentledger.agents.breakers import Admission, CircuitBreaker
 from agentledger.agents.context import ProcessorContext
 from agentledger.errors import ToolError
 from agentledger.schemas import (
@@ -38,7 +38,7 @@ from agentledger.schemas import (
 )
 from agentledger.schemas.codec import MAX_EVENT_BYTES
 from agentledger.security import guard
-from agentledger.tools.registry import Tool, ToolContext
+from agentledger.tools.registry import BreakerSettings, Tool, ToolContext
 
 MAX_RESULT_BYTES = MAX_EVENT_BYTES // 2
 

@@ -42,7 +42,6 @@ from agentledger._imports import load_object
 from agentledger.agents import aggregate, handoffs
 from agentledger.agents.aggregate import AggregateSpec
 from agentledger.agents.approval_policy import ApprovalPolicy
-from agentledger.agents.breakers import BreakerSettings
 from agentledger.agents.context_window import ContextSettings
 from agentledger.agents.graph import AgentGraph, Edge
 from agentledger.agents.plans import default_problem, plan_problems
@@ -57,7 +56,7 @@ from agentledger.security import release
 from agentledger.security.policy import SecurityPolicy, ToolPolicy, ToolPolicyEntry
 from agentledger.settings import Settings
 from agentledger.tools.mcp import McpServerSpec, McpTool, McpToolset, mcp_tool
-from agentledger.tools.registry import Tool, ToolRegistry, as_tool
+from agentledger.tools.registry import BreakerSettings, Tool, ToolRegistry, as_tool
 
 Pattern = Literal["orchestrated", "peer_to_peer"]
 UnpricedCalls = Literal["warn", "refuse"]

@@ -18,7 +18,7 @@ import os
 import sys
 import threading
 from collections.abc import Coroutine, Sequence
-from datetime import UTC, date, datetime
+from datetime import date, datetime
 from pathlib import Path
 from typing import Any, TypeVar
 from urllib.parse import quote
@@ -33,6 +33,7 @@ from agentledger.audit.projection import (
     AuditProjection,
 )
 from agentledger.audit.store import AuditStore, Table
+from agentledger.cli_input import utc_time_type
 from agentledger.errors import AgentLedgerError, UsageError
 
 __all__ = ["default_url", "main", "register", "render"]
@@ -282,16 +283,6 @@ def _sql(args: argparse.Namespace) -> int:
 # -- parser ---------------------------------------------------------------------------------
 
 
-def _when(text: str) -> datetime:
-    try:
-        value = datetime.fromisoformat(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(
-            f"{text!r} is not an ISO date or time (e.g. 2024-05-01 or 2024-05-01T12:00Z)"
-        ) from None
-    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
-
-
 def _store_options() -> argparse.ArgumentParser:
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument(
@@ -324,8 +315,8 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     """Add ``audit``, ``analytics`` and ``sql`` to a CLI's subcommands."""
     store_opts, read_opts = _store_options(), _read_options()
     span = argparse.ArgumentParser(add_help=False)
-    span.add_argument("--since", type=_when, help="from this UTC date/time (inclusive)")
-    span.add_argument("--until", type=_when, help="up to this UTC date/time (exclusive)")
+    span.add_argument("--since", type=utc_time_type, help="from this UTC date/time (inclusive)")
+    span.add_argument("--until", type=utc_time_type, help="up to this UTC date/time (exclusive)")
 
     audit = subparsers.add_parser("audit", help="the ClickHouse audit table")
     audit_cmds = audit.add_subparsers(dest="audit_command", metavar="COMMAND", required=True)

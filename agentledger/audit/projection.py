@@ -35,7 +35,14 @@ from agentledger.audit.erasure import apply_erasures
 from agentledger.audit.rows import AuditRow, corrupt_row, to_row, workflow_of
 from agentledger.audit.store import AuditStore
 from agentledger.schemas import EventBase
-from agentledger.streams.log import CorruptRecord, EventLog, LogEntry, Recorded, decode_entry
+from agentledger.streams.log import (
+    CorruptRecord,
+    EventLog,
+    LogEntry,
+    Recorded,
+    decode_entry,
+    events_of,
+)
 
 __all__ = [
     "DEFAULT_BATCH_SIZE",
@@ -69,7 +76,7 @@ class AuditWriter:
 
     def rows_for(self, entries: Sequence[LogEntry]) -> list[AuditRow]:
         """The rows of a batch of log entries (corrupt records become ``corrupt_record`` rows)."""
-        events = [e.event for e in entries if isinstance(e, Recorded)]
+        events = events_of(entries)
         self._learn(events)
         if events and self._last_time.year == 1970:
             # A corrupt record has no trustworthy time of its own; borrow its neighbour's.
@@ -158,7 +165,7 @@ class AuditProjection:
                 break
             rows = await asyncio.to_thread(self.writer.rows_for, entries)
             written += await asyncio.to_thread(self.store.insert_rows, rows)
-            events = [e.event for e in entries if isinstance(e, Recorded)]
+            events = events_of(entries)
             await asyncio.to_thread(apply_erasures, self.store, events)  # memory forgotten
             position = entries[-1].offset
             await asyncio.to_thread(self.store.set_position, self.source, position)
@@ -246,7 +253,7 @@ class AuditKafkaProjector:
                 if entries:
                     rows = await asyncio.to_thread(self.writer.rows_for, entries)
                     written += await asyncio.to_thread(self.store.insert_rows, rows)
-                    events = [e.event for e in entries if isinstance(e, Recorded)]
+                    events = events_of(entries)
                     await asyncio.to_thread(apply_erasures, self.store, events)
                     await consumer.commit()
                 elif until_caught_up and await self._caught_up(consumer):

@@ -55,7 +55,7 @@ async def cmd_ui(args: argparse.Namespace, settings: Settings, out: TextIO, err:
         log: Any = await open_kafka_log(args)
         ledger: Path | None = None
     else:
-        from agentledger.cli import open_ledger
+        from agentledger.cli_ledger import open_ledger
 
         log = open_ledger(args, settings, create=True)  # a console may start before the first run
         ledger = Path(log.path)

@@ -61,7 +61,7 @@ class DecisionDesk:
         self._drives[task_id] = asyncio.create_task(self._resume(task_id))
 
     async def _resume(self, task_id: str) -> None:
-        from agentledger.cli import cmd_resume
+        from agentledger.run_cli import cmd_resume
 
         while True:
             self._again.discard(task_id)

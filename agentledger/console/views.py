@@ -229,22 +229,8 @@ def flags(events: Sequence[Event]) -> dict[str, list[dict[str, Any]]]:
 def pending_approvals(state: TaskState) -> list[dict[str, Any]]:
     if state.terminal:
         return []
-    return [
-        {
-            "approval_id": a.id,
-            "task_id": state.task_id,
-            "workflow": state.workflow.name if state.workflow else None,
-            "subtask_id": a.subtask_id,
-            "agent": a.agent,
-            "tool": a.tool,
-            "arguments": dict(a.arguments),
-            "risk": a.risk,
-            "requested_at": a.requested_at.isoformat(),
-            "expires_at": a.expires_at.isoformat(),
-            "escalated_to": a.escalate_to if a.escalations else None,
-        }
-        for a in state.pending_approvals
-    ]
+    workflow = state.workflow.name if state.workflow else None
+    return [{**a.as_row(state.task_id), "workflow": workflow} for a in state.pending_approvals]
 
 
 def run_view(task_id: str, events: Sequence[Event], until: int | None = None) -> dict[str, Any]:

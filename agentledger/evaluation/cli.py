@@ -5,47 +5,24 @@ divergence, ``eval report`` exits 1 when a threshold is crossed."""
 from __future__ import annotations
 
 import argparse
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TextIO
 
 import orjson
 
 from agentledger import timeline
-from agentledger.errors import AgentLedgerError, UnknownTaskError, UsageError
+from agentledger.cli_input import utc_time
+from agentledger.cli_ledger import open_ledger, resolve_task, split_entries
+from agentledger.errors import AgentLedgerError, UsageError
+from agentledger.exit_codes import EXIT_FAILED, EXIT_OK, EXIT_UNFINISHED
 from agentledger.schemas import Event, GoalSubmitted, WorkflowRef
 from agentledger.settings import Settings
-from agentledger.streams.log import EventLog, Recorded
+from agentledger.streams.log import EventLog
 from agentledger.streams.sqlite import SqliteEventLog
-
-EXIT_OK, EXIT_FAILED, EXIT_UNFINISHED = 0, 1, 3
-
-
-def open_ledger(args: argparse.Namespace, settings: Settings) -> SqliteEventLog:
-    path = Path(args.db) if args.db else settings.ledger_path
-    return SqliteEventLog(path, synchronous=settings.sqlite_synchronous)
-
-
-async def resolve_task(log: EventLog, task: str) -> str:
-    """A full task id, or the one task whose id starts with ``task``."""
-    if await log.read_task(task):
-        return task
-    matches = [t.task_id for t in await log.tasks(limit=100_000) if t.task_id.startswith(task)]
-    if len(matches) == 1:
-        return matches[0]
-    if len(matches) > 1:
-        raise UsageError(f"task prefix {task!r} is ambiguous: {', '.join(matches[:5])}")
-    raise UnknownTaskError(task)
 
 
 async def read_events(log: EventLog, task_id: str, err: TextIO) -> list[Event]:
-    events: list[Event] = []
-    for entry in await log.read_task(task_id):
-        if isinstance(entry, Recorded):
-            events.append(entry.event)
-        else:
-            print(f"!! task {task_id} offset {entry.offset}: {entry.reason}", file=err)
-    return events
+    return split_entries(await log.read_task(task_id), err)
 
 
 def _goal(events: list[Event], task_id: str) -> GoalSubmitted:
@@ -74,6 +51,7 @@ async def cmd_verify(args: argparse.Namespace, settings: Settings, out: TextIO, 
 
     if bool(args.task) == bool(args.since):
         raise UsageError("give a TASK or --since DATE (not both)")
+    since = utc_time(args.since, "--since") if args.since else None
     log: EventLog
     if args.brokers:  # tasks of the distributed shape, read from <prefix>.events
         from agentledger.streams.kafka_cli import open_kafka_log
@@ -83,10 +61,9 @@ async def cmd_verify(args: argparse.Namespace, settings: Settings, out: TextIO, 
         log = open_ledger(args, settings)
     failed = 0
     try:
-        if args.task:
+        if since is None:
             task_ids = [await resolve_task(log, args.task)]
         else:
-            since = _parse_date(args.since)
             task_ids = [t.task_id for t in await log.tasks(limit=100_000) if t.last_at >= since]
             if not task_ids:
                 print(f"no task ran since {args.since}", file=out)
@@ -115,16 +92,6 @@ async def cmd_verify(args: argparse.Namespace, settings: Settings, out: TextIO, 
     if args.since and task_ids:
         print(f"{len(task_ids) - failed} of {len(task_ids)} tasks verified", file=out)
     return EXIT_FAILED if failed else EXIT_OK
-
-
-def _parse_date(text: str) -> datetime:
-    try:
-        when = datetime.fromisoformat(text)
-    except ValueError:
-        raise UsageError(
-            f"--since {text!r} is not an ISO date (2026-11-30 or 2026-11-30T04:00)"
-        ) from None
-    return when if when.tzinfo else when.replace(tzinfo=UTC)
 
 
 async def cmd_fork(args: argparse.Namespace, settings: Settings, out: TextIO, err: TextIO) -> int:
@@ -268,7 +235,7 @@ async def cmd_eval(args: argparse.Namespace, settings: Settings, out: TextIO, er
             for s in suite.scorers
         ]
         suite = suite.model_copy(update={"scorers": scorers})
-    log = open_ledger(args, settings)
+    log = open_ledger(args, settings, create=True)  # an eval run may be the ledger's first
     try:
         runner = EvalRunner(suite, log, settings, concurrency=args.concurrency)
         print(f"eval run {runner.run_id} — suite {suite.name} — ledger {log.path}", file=out)
@@ -398,7 +365,7 @@ async def _shadow_compare(
 
     primary = KafkaEventLog(args.brokers, prefix=args.prefix)
     shadow = KafkaEventLog(args.brokers, prefix=args.shadow_prefix)
-    ledger = open_ledger(args, settings)
+    ledger = open_ledger(args, settings, create=True)  # the comparison is a new run
     try:
         await primary.start()
         await shadow.start()

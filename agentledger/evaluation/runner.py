@@ -28,6 +28,7 @@ from agentledger.agents.runtime import build_runtime
 from agentledger.agents.workflow import Workflow, load_workflow
 from agentledger.errors import UsageError
 from agentledger.evaluation.candidate import with_models
+from agentledger.evaluation.case_run import CaseRun
 from agentledger.evaluation.diff import RunFigures
 from agentledger.evaluation.judge import prompt
 from agentledger.evaluation.scorers import score_output
@@ -37,10 +38,8 @@ from agentledger.llm.base import ChatModel
 from agentledger.llm.factory import build_model
 from agentledger.projections.task_state import fold
 from agentledger.schemas import (
-    EvalCaseCompleted,
     EvalRunCompleted,
     EvalRunStarted,
-    EvalScoreRecorded,
     Event,
     EventBase,
     GoalSubmitted,
@@ -50,13 +49,9 @@ from agentledger.schemas.evaluation import Variant
 from agentledger.security.masking import Masker, SqliteVault
 from agentledger.settings import Settings
 from agentledger.streams.embedded import EmbeddedRunner
-from agentledger.streams.log import EventLog, Recorded
+from agentledger.streams.log import EventLog, task_events
 
 ModelChoice = ChatModel | Mapping[str, ChatModel]
-
-
-async def _events(log: EventLog, task_id: str) -> list[Event]:
-    return [e.event for e in await log.read_task(task_id) if isinstance(e, Recorded)]
 
 
 async def recorded_cases(log: EventLog, query: TaskQuery) -> list[Case]:
@@ -65,7 +60,7 @@ async def recorded_cases(log: EventLog, query: TaskQuery) -> list[Case]:
     for summary in await log.tasks(limit=100_000):
         if query.since is not None and summary.last_at < query.since:
             continue
-        events = await _events(log, summary.task_id)
+        events = await task_events(log, summary.task_id)
         goal = next((e for e in events if isinstance(e, GoalSubmitted)), None)
         if goal is None or (goal.submitted_by or "").startswith("eval:"):
             continue  # not a task, or a run of an earlier eval
@@ -234,7 +229,7 @@ class EvalRunner:
         async with self._limit:
             recorded_path: str | None = None
             if case.baseline_task is not None:
-                baseline = await _events(self.log, case.baseline_task)
+                baseline = await task_events(self.log, case.baseline_task)
                 goal = next(e for e in baseline if isinstance(e, GoalSubmitted))
                 recorded_path = goal.workflow.path
                 await self._score_run(case, "baseline", 0, baseline, blocked=0)
@@ -266,33 +261,14 @@ class EvalRunner:
             case.goal, inputs=dict(case.inputs), submitted_by=f"eval:{self.run_id}"
         )
         await runner.run(task_id)
-        return await _events(self.log, task_id), tools
+        return await task_events(self.log, task_id), tools
 
     async def _score_run(
         self, case: Case, variant: Variant, rep: int, events: list[Event], *, blocked: int
     ) -> None:
         figures = RunFigures.of(events)
-        common = {
-            "case_id": case.id,
-            "variant": variant,
-            "repetition": rep,
-            "run_task_id": figures.task_id,
-        }
-        out: list[EventBase] = [
-            EvalCaseCompleted(
-                task_id=self.run_id,
-                **common,
-                status=figures.status,
-                output=figures.result,
-                input_tokens=figures.input_tokens,
-                output_tokens=figures.output_tokens,
-                cost_usd=figures.cost_usd,
-                latency_ms=figures.wall_ms,
-                llm_calls=figures.llm_calls,
-                tool_calls=figures.tool_calls,
-                blocked_side_effects=blocked,
-            )
-        ]
+        run = CaseRun(self.run_id, case.id, variant, rep, figures)
+        out: list[EventBase] = [run.completed(blocked=blocked)]
         for scorer in self.suite.scorers:
             result = await score_output(
                 scorer,
@@ -302,21 +278,7 @@ class EvalRunner:
                 judges=self.judges,
                 run_id=self.run_id,
             )
-            out.append(
-                EvalScoreRecorded(
-                    task_id=self.run_id,
-                    **common,
-                    scorer=scorer.name,
-                    kind=scorer.type,
-                    score=result.score,
-                    passed=result.passed and figures.status == "completed",
-                    reasoning=result.reasoning,
-                    rubric=result.rubric,
-                    prompt_version=result.prompt_version,
-                    judge_model=result.judge_model,
-                    error=result.error,
-                )
-            )
+            out.append(run.scored(scorer, result))
         self.runs += 1
         self.scores += len(out) - 1
         await self._record(out)
@@ -324,4 +286,4 @@ class EvalRunner:
     async def _pass_rates(self) -> dict[str, float]:
         from agentledger.evaluation.report import pass_rates
 
-        return pass_rates(await _events(self.log, self.run_id))
+        return pass_rates(await task_events(self.log, self.run_id))

@@ -35,6 +35,7 @@ from pydantic import JsonValue
 
 from agentledger.agents.workflow import Workflow
 from agentledger.errors import AgentLedgerError, ToolError
+from agentledger.evaluation.case_run import CaseRun
 from agentledger.evaluation.diff import RunFigures
 from agentledger.evaluation.recording import answering_tool, replace_tools
 from agentledger.evaluation.scorers import score_output
@@ -45,7 +46,6 @@ from agentledger.schemas import (
     EvalCaseCompleted,
     EvalRunCompleted,
     EvalRunStarted,
-    EvalScoreRecorded,
     Event,
     EventBase,
     GoalSubmitted,
@@ -56,10 +56,11 @@ from agentledger.schemas import (
     new_event_id,
 )
 from agentledger.schemas.codec import decode
+from agentledger.schemas.evaluation import Variant
 from agentledger.streams.kafka import KafkaEventLog
 from agentledger.streams.kafka_runner import submit_goal
 from agentledger.streams.kafka_topics import TopicLayout
-from agentledger.streams.log import EventLog, Recorded
+from agentledger.streams.log import EventLog, task_events
 from agentledger.tools.registry import Tool, ToolContext
 
 log = logging.getLogger(__name__)
@@ -68,10 +69,6 @@ log = logging.getLogger(__name__)
 def shadow_group(shadow_prefix: str) -> str:
     """The consumer group that mirrors the primary's goals."""
     return f"{TopicLayout(shadow_prefix).prefix}.shadow-goals"
-
-
-async def _events(event_log: EventLog, task_id: str) -> list[Event]:
-    return [e.event for e in await event_log.read_task(task_id) if isinstance(e, Recorded)]
 
 
 class PrimaryToolResults:
@@ -117,7 +114,7 @@ class PrimaryToolResults:
         key = tool_key(tool, arguments)
         deadline = time.monotonic() + self.wait_s
         while True:
-            events = await _events(await self._primary(), ctx.task_id)
+            events = await task_events(await self._primary(), ctx.task_id)
             outcome = _outcome(events, tool, key)
             if outcome is not None:
                 self.answered += 1
@@ -274,46 +271,23 @@ async def compare_shadow(
         )
     ]
     for task_id in task_ids:
-        base, cand = await _events(primary, task_id), await _events(shadow, task_id)
+        base, cand = await task_events(primary, task_id), await task_events(shadow, task_id)
         if not base or not cand:
             continue
         goal = next((e for e in base if isinstance(e, GoalSubmitted)), None)
         base_figures, cand_figures = RunFigures.of(base), RunFigures.of(cand)
         case = Case(id=task_id, goal=goal.goal if goal else "-", expected=base_figures.result)
-        for variant, figures in (("baseline", base_figures), ("candidate", cand_figures)):
-            common: dict[str, Any] = {
-                "task_id": run_id,
-                "case_id": task_id,
-                "variant": variant,
-                "repetition": 0,
-                "run_task_id": task_id,
-            }
-            out.append(
-                EvalCaseCompleted(
-                    **common,
-                    status=figures.status,
-                    output=figures.result,
-                    input_tokens=figures.input_tokens,
-                    output_tokens=figures.output_tokens,
-                    cost_usd=figures.cost_usd,
-                    latency_ms=figures.wall_ms,
-                    llm_calls=figures.llm_calls,
-                    tool_calls=figures.tool_calls,
-                )
-            )
+        variants: list[tuple[Variant, RunFigures]] = [
+            ("baseline", base_figures),
+            ("candidate", cand_figures),
+        ]
+        for variant, figures in variants:
+            run = CaseRun(run_id, task_id, variant, 0, figures)
+            out.append(run.completed())
             result = await score_output(
                 scorer, case, figures.result, base_dir=None, judges={}, run_id=run_id
             )
-            out.append(
-                EvalScoreRecorded(
-                    **common,
-                    scorer=scorer.name,
-                    kind="exact",
-                    score=result.score,
-                    passed=result.passed and figures.status == "completed",
-                    reasoning=result.reasoning,
-                )
-            )
+            out.append(run.scored(scorer, result))
     runs = sum(1 for e in out if isinstance(e, EvalCaseCompleted))
     out.append(EvalRunCompleted(task_id=run_id, runs=runs, scores=runs))
     stamped = [

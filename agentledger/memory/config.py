@@ -18,6 +18,7 @@ from agentledger.memory.embedders import EmbedderSettings
 from agentledger.memory.service import MemoryService
 from agentledger.settings import Settings
 from agentledger.streams.log import EventLog
+from agentledger.streams.sqlite import SqliteEventLog
 
 
 class MemoryConfig(BaseModel):
@@ -36,9 +37,13 @@ class MemoryConfig(BaseModel):
             return ledger.with_name("memory.db")
         return ledger.with_name(f"{ledger.stem}.memory.db")
 
-    def open(self, log: EventLog, settings: Settings, *, fresh: bool = False) -> MemoryService:
-        """The memory service over ``log``, its index beside the ledger (``fresh``: a new,
-        empty index that a rebuild fills)."""
+    def open(
+        self, log: EventLog | None, settings: Settings, *, fresh: bool = False
+    ) -> MemoryService:
+        """The memory service over ``log`` (None: the SQLite ledger of ``settings``), its
+        index beside the ledger (``fresh``: a new, empty index that a rebuild fills)."""
+        if log is None:
+            log = SqliteEventLog(settings.ledger_path)
         ledger = getattr(log, "path", None)
         return MemoryService.open(
             log,

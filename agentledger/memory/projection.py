@@ -35,7 +35,7 @@ from agentledger.schemas import (
     TaskFailed,
 )
 from agentledger.schemas.memory import MemoryErased, MemoryWritten
-from agentledger.streams.log import EventLog, Recorded
+from agentledger.streams.log import EventLog, events_of
 
 BATCH_SIZE = 500
 OUTCOME_CHARS = 500
@@ -124,7 +124,7 @@ class MemoryProjection:
                 entries = await self.log.read_from(position, limit=min(batch_size, end - position))
                 if not entries:
                     break
-                events = [e.event for e in entries if isinstance(e, Recorded)]
+                events = events_of(entries)
                 batch = await embedded_changes(events, self.embedder)
                 applied = await asyncio.to_thread(
                     self.store.apply, batch, expected=position, position=entries[-1].offset

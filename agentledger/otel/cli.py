@@ -17,9 +17,9 @@ import argparse
 import asyncio
 import contextlib
 import signal
-from datetime import UTC, datetime
 from typing import Any, TextIO
 
+from agentledger.cli_input import utc_time
 from agentledger.errors import UsageError
 from agentledger.settings import Settings
 from agentledger.streams.log import EventLog
@@ -58,16 +58,6 @@ def register(sub: Any) -> None:
     f.set_defaults(func=cmd_follow)
 
 
-def _when(text: str) -> datetime:
-    try:
-        at = datetime.fromisoformat(text)
-    except ValueError:
-        raise UsageError(
-            f"--since {text!r} is not a date or date-time (YYYY-MM-DD[THH:MM])"
-        ) from None
-    return at if at.tzinfo else at.replace(tzinfo=UTC)
-
-
 def _sender(args: argparse.Namespace) -> Any:
     from agentledger.otel.export import SpanSender
 
@@ -85,7 +75,7 @@ async def _log(args: argparse.Namespace, settings: Settings) -> EventLog:
         from agentledger.streams.kafka_cli import open_kafka_log
 
         return await open_kafka_log(args)
-    from agentledger.cli import open_ledger
+    from agentledger.cli_ledger import open_ledger
 
     return open_ledger(args, settings)
 
@@ -95,7 +85,7 @@ async def cmd_export(args: argparse.Namespace, settings: Settings, out: TextIO, 
 
     if bool(args.task) == bool(args.since):
         raise UsageError("name a TASK or pass --since DATE (one of the two)")
-    since = _when(args.since) if args.since else None
+    since = utc_time(args.since, "--since") if args.since else None
     sender = _sender(args)
     log = await _log(args, settings)
     try:
@@ -103,9 +93,9 @@ async def cmd_export(args: argparse.Namespace, settings: Settings, out: TextIO, 
             tasks, spans = await export_since(log, since, sender, content=args.content)
             print(f"exported {spans} spans of {tasks} tasks since {since:%Y-%m-%d %H:%M}", file=out)
         else:
-            from agentledger.cli import _resolve_task
+            from agentledger.cli_ledger import resolve_task
 
-            task_id = await _resolve_task(log, args.task)
+            task_id = await resolve_task(log, args.task)
             spans = await export_task(log, task_id, sender, content=args.content)
             print(f"exported {spans} spans of task {task_id}", file=out)
     finally:

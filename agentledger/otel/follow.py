@@ -13,13 +13,13 @@ from datetime import datetime
 from agentledger.otel.export import SpanSender
 from agentledger.otel.spans import SpanProjector, SpanRecord, spans_of
 from agentledger.schemas import Event, GoalSubmitted
-from agentledger.streams.log import EventLog, Recorded
+from agentledger.streams.log import EventLog, Recorded, task_events
 
 CONSUMER = "otel-export"
 
 
 async def export_task(log: EventLog, task_id: str, sender: SpanSender, *, content: bool) -> int:
-    events = [e.event for e in await log.read_task(task_id) if isinstance(e, Recorded)]
+    events = await task_events(log, task_id)
     spans = spans_of([e for e in events if e.seq], content=content)
     await asyncio.to_thread(sender.send, spans)
     return len(spans)

@@ -57,6 +57,21 @@ class ApprovalState:
     decided_at: datetime | None = None
     decision_event_id: str | None = None  # the event that granted, denied or expired it
 
+    def as_row(self, task_id: str) -> dict[str, JsonValue]:
+        """The approval as one JSON row, as ``approvals --json`` and the console list it."""
+        return {
+            "approval_id": self.id,
+            "task_id": task_id,
+            "subtask_id": self.subtask_id,
+            "agent": self.agent,
+            "tool": self.tool,
+            "arguments": dict(self.arguments),
+            "risk": self.risk,
+            "requested_at": self.requested_at.isoformat(),
+            "expires_at": self.expires_at.isoformat(),
+            "escalated_to": self.escalate_to if self.escalations else None,
+        }
+
 
 def fold_approval(state: TaskState, event: ApprovalEvent) -> TaskState:
     """``state`` with ``event`` applied to its approvals."""

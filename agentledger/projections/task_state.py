@@ -15,9 +15,9 @@ from typing import Literal
 import orjson
 from pydantic import JsonValue
 
-from agentledger.agents.context_window import compact_turns
 from agentledger.llm.base import Message, canonical_json
 from agentledger.projections.approvals import ApprovalState, fold_approval
+from agentledger.projections.compaction import compact_turns
 from agentledger.projections.handoffs import HandoffLog, evolve_handoffs
 from agentledger.schemas import (
     AgentOutputProduced,

@@ -8,7 +8,6 @@
   to the model.
 * ``check_call``: a requested call is checked against its tool's policy and, for
   ``external`` tools, for raw personal data in its arguments.
-* ``rejection_stop``: a subtask whose calls keep being refused is stopped.
 * ``check_provenance``: a requested side effect whose deciding arguments came from
   untrusted data is refused or held for approval (security/provenance.py).
 * ``validate_call`` / ``release_for``: raw values only in the arguments a tool declares,
@@ -20,12 +19,10 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 from pydantic import JsonValue
 
-from agentledger.agents.context import Runtime
-from agentledger.agents.stops import stop
-from agentledger.agents.workflow import AgentSpec
 from agentledger.projections.task_state import SubtaskState, TaskState
 from agentledger.redaction import MARKERS, redact
 from agentledger.schemas import (
@@ -46,6 +43,9 @@ from agentledger.security.links import neutralise_links
 from agentledger.security.policy import PolicyContext
 from agentledger.tools.registry import Tool
 
+if TYPE_CHECKING:  # the runtime is handed in; security never builds or drives one
+    from agentledger.agents.context import Runtime
+
 __all__ = [
     "admit_goal",
     "check_call",
@@ -53,7 +53,6 @@ __all__ = [
     "leaks",
     "neutralise_result_links",
     "protect",
-    "rejection_stop",
     "release_for",
     "resolve_for",
     "screen_tool_result",
@@ -346,32 +345,3 @@ def neutralise_result_links(event: EventBase, runtime: Runtime) -> EventBase:
         return event
     result, removed = neutralise_links(event.result, runtime.workflow.security.link_domains)
     return event.model_copy(update={"result": result}) if removed else event
-
-
-def rejection_stop(
-    cause: EventBase, spec: AgentSpec, sub: SubtaskState, outcomes: Sequence[EventBase]
-) -> list[EventBase]:
-    """Stop the subtask when its refused calls go over ``max_rejected_calls``.
-
-    The stop comes first in the batch, so the refusals recorded after it cannot start
-    another step."""
-    rejected = [o for o in outcomes if isinstance(o, ToolCallRejected)]
-    total = sub.rejected_calls + len(rejected)
-    if not rejected or total <= spec.max_rejected_calls:
-        return []
-    last = rejected[-1]
-    stopped = stop(
-        "subtask",
-        cause,
-        limit="rejected_tool_calls",
-        scope="agent",
-        value=total,
-        threshold=spec.max_rejected_calls,
-        subtask_id=sub.id,
-        detail=f"last refused: {last.tool} ({last.error_kind})",
-        reason=f"{spec.name} had {total} tool calls refused, over the limit of "
-        f"{spec.max_rejected_calls}; the last: {last.tool} ({last.error_kind}): "
-        f"{last.reason[:300]}",
-        error_kind="too_many_rejected_calls",
-    )
-    return [*stopped, *rejected]

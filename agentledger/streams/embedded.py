@@ -53,7 +53,7 @@ from agentledger.security.guard import admit_goal
 from agentledger.security.logs import install_log_redaction
 from agentledger.streams.driver import TaskDriver
 from agentledger.streams.lease import Owner, SqliteLeases, Takeover
-from agentledger.streams.log import CorruptRecord, EventLog, Recorded
+from agentledger.streams.log import CorruptRecord, EventLog, Recorded, events_of
 from agentledger.streams.sqlite import SqliteEventLog
 from agentledger.streams.write_guard import WriteGuard
 
@@ -237,7 +237,7 @@ class EmbeddedRunner:
         entries = await self.log.read_task(task_id)
         if not entries:
             raise UnknownTaskError(task_id)
-        history = [e.event for e in entries if isinstance(e, Recorded)]
+        history = events_of(entries)
         corrupt = [e for e in entries if isinstance(e, CorruptRecord)]
         for bad in corrupt:
             log.error("task %s: %s", task_id, bad.error())

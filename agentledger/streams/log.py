@@ -11,7 +11,7 @@ hides the records around it.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Protocol, runtime_checkable
@@ -141,3 +141,14 @@ class EventLog(Protocol):
     async def set_position(self, consumer: str, offset: int) -> None: ...
 
     async def close(self) -> None: ...
+
+
+def events_of(entries: Iterable[LogEntry]) -> list[Event]:
+    """The events among ``entries``, corrupt records left out (a reader that must report
+    them goes through the entries itself)."""
+    return [e.event for e in entries if isinstance(e, Recorded)]
+
+
+async def task_events(log: EventLog, task_id: str) -> list[Event]:
+    """A task's events in seq order, corrupt records left out."""
+    return events_of(await log.read_task(task_id))

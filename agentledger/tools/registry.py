@@ -24,9 +24,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, Protocol, get_type_hints
 
-from pydantic import BaseModel, ConfigDict, JsonValue, ValidationError, create_model
+from pydantic import BaseModel, ConfigDict, Field, JsonValue, ValidationError, create_model
 
-from agentledger.agents.breakers import BreakerSettings
 from agentledger.errors import ToolError, UsageError
 from agentledger.llm.base import ToolSpec
 
@@ -63,6 +62,15 @@ ToolFunction = Callable[..., Any]
 RecordsOutcome = Callable[["ToolCallRequested", "EventBase"], "list[EventBase]"]
 """Events a completed call records beside its ``tool_call_completed`` (in the same batch),
 given the request and the event that caused the outcome; e.g. ``memory_write``."""
+
+
+class BreakerSettings(BaseModel):
+    """``circuit_breaker: {failure_threshold, cooldown_s}`` in a workflow, agent or tool."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    failure_threshold: int = Field(default=5, ge=1)
+    cooldown_s: float = Field(default=30.0, gt=0)
 
 
 @dataclass(frozen=True)

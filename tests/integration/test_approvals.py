@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-import io
 import json
 import os
 import subprocess
@@ -22,24 +21,18 @@ import pytest
 from agentledger.agents.approval_policy import ApprovalPolicy
 from agentledger.agents.approvals import decision
 from agentledger.agents.workflow import Workflow, load_workflow
-from agentledger.cli import main
 from agentledger.llm import ModelRequest, ModelResponse, ScriptedModel
 from agentledger.projections.task_state import fold
 from agentledger.schemas import Event, utc_now
 from agentledger.streams.embedded import EmbeddedRunner
 from agentledger.streams.sqlite import SqliteEventLog
 from agentledger.testing import make_runtime, task_events
+from tests.support.cli import cli, ledger_events
 
 FIXTURES = Path(__file__).parent.parent / "fixtures" / "approvals"
 WORKFLOW = FIXTURES / "workflow.yaml"
 sys.path.insert(0, str(FIXTURES))
 from approvals_model import respond  # noqa: E402
-
-
-def cli(*argv: str) -> tuple[int, str, str]:
-    out, err = io.StringIO(), io.StringIO()
-    code = main(list(argv), out=out, err=err)
-    return code, out.getvalue(), err.getvalue()
 
 
 def wipes(sandbox: Path) -> list[str]:
@@ -64,17 +57,6 @@ def run_until_paused(home: Path) -> tuple[str, str]:
     task_id = out.splitlines()[0].split()[1]
     approval_id = next(w for w in out.split() if w.startswith("ap-"))
     return task_id, approval_id
-
-
-def ledger_events(home: Path, task_id: str) -> list[Event]:
-    async def read() -> list[Event]:
-        log = SqliteEventLog(home / "ledger.db")
-        try:
-            return await task_events(log, task_id)
-        finally:
-            await log.close()
-
-    return asyncio.run(read())
 
 
 def test_approval_pauses_only_its_subtask_and_approve_runs_the_call_once(home: Path):

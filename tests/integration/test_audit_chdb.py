@@ -35,7 +35,7 @@ from agentledger.streams.log import Recorded
 from agentledger.streams.sqlite import SqliteEventLog
 from agentledger.testing import make_runtime, run_goal
 from agentledger.tools import tool
-from tests.integration.audit_fixtures import (  # fixtures are imported to be found by pytest
+from tests.support.audit import (  # fixtures are imported to be found by pytest
     BASE,
     Figures,
     audit_chdb_dir,  # noqa: F401

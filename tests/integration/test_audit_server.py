@@ -23,7 +23,7 @@ from agentledger.audit.projection import AuditProjection, AuditWriter
 from agentledger.audit.store import AuditStore
 from agentledger.streams.log import Recorded
 from agentledger.streams.sqlite import SqliteEventLog
-from tests.integration.audit_fixtures import (
+from tests.support.audit import (
     Figures,
     check_figures,
     scenario_log,  # noqa: F401

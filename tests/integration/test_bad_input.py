@@ -15,15 +15,10 @@ from pathlib import Path
 import pytest
 
 from agentledger.cli import main
+from tests.support.cli import DELIVERIES as FIXTURE
+from tests.support.cli import cli
 
-FIXTURE = Path(__file__).parent.parent / "fixtures" / "deliveries" / "workflow.yaml"
 ESC_GOAL = "deliver \x1b]0;pwned\x07 \x1b[2J\x9b31m parcels \u202e"
-
-
-def cli(*argv: str) -> tuple[int, str, str]:
-    out, err = io.StringIO(), io.StringIO()
-    code = main(list(argv), out=out, err=err)
-    return code, out.getvalue(), err.getvalue()
 
 
 def one_line_error(err: str) -> str:
@@ -31,13 +26,6 @@ def one_line_error(err: str) -> str:
     assert len(lines) == 1, err
     assert "Traceback" not in err
     return lines[0]
-
-
-@pytest.fixture
-def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    monkeypatch.setenv("AGENTLEDGER_HOME", str(tmp_path))
-    monkeypatch.setenv("DELIVERIES_MODEL_DELAY", "0")
-    return tmp_path
 
 
 @pytest.fixture

@@ -30,7 +30,7 @@ from agentledger.llm.openai_client import OpenAIChatModel, RetryPolicy
 from agentledger.schemas import Plan, PlannedSubtask
 from agentledger.streams.sqlite import SqliteEventLog
 from agentledger.testing import RunResult, run_goal
-from tests.integration.audit_fixtures import (  # fixtures are imported to be found by pytest
+from tests.support.audit import (  # fixtures are imported to be found by pytest
     audit_chdb_dir,  # noqa: F401
     audit_database,  # noqa: F401
     audit_store,  # noqa: F401

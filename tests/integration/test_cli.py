@@ -2,30 +2,15 @@
 
 from __future__ import annotations
 
-import io
 import json
 import sqlite3
 from pathlib import Path
 
 import pytest
 
-from agentledger.cli import main
 from agentledger.schemas import EVENT_TYPES
-
-FIXTURE = Path(__file__).parent.parent / "fixtures" / "deliveries" / "workflow.yaml"
-
-
-def cli(*argv: str) -> tuple[int, str, str]:
-    out, err = io.StringIO(), io.StringIO()
-    code = main(list(argv), out=out, err=err)
-    return code, out.getvalue(), err.getvalue()
-
-
-@pytest.fixture
-def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    monkeypatch.setenv("AGENTLEDGER_HOME", str(tmp_path))
-    monkeypatch.setenv("DELIVERIES_MODEL_DELAY", "0")
-    return tmp_path
+from tests.support.cli import DELIVERIES as FIXTURE
+from tests.support.cli import cli
 
 
 @pytest.fixture

@@ -4,38 +4,13 @@ its offset and go on; an unfinished task holding one is quarantined (nothing run
 
 from __future__ import annotations
 
-import io
-import sqlite3
 from pathlib import Path
 
 import pytest
 
-from agentledger.cli import main
-
-FIXTURE = Path(__file__).parent.parent / "fixtures" / "deliveries" / "workflow.yaml"
-
-
-def cli(*argv: str) -> tuple[int, str, str]:
-    out, err = io.StringIO(), io.StringIO()
-    code = main(list(argv), out=out, err=err)
-    return code, out.getvalue(), err.getvalue()
-
-
-@pytest.fixture
-def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    monkeypatch.setenv("AGENTLEDGER_HOME", str(tmp_path))
-    monkeypatch.setenv("DELIVERIES_MODEL_DELAY", "0")
-    return tmp_path
-
-
-def _sql(home: Path, statement: str, *params: object) -> list[tuple[object, ...]]:
-    db = sqlite3.connect(home / "ledger.db")
-    try:
-        rows = db.execute(statement, params).fetchall()
-        db.commit()
-        return rows
-    finally:
-        db.close()
+from tests.support.cli import DELIVERIES as FIXTURE
+from tests.support.cli import cli
+from tests.support.cli import sql as _sql
 
 
 def _executions(home: Path) -> list[str]:

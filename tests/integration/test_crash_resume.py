@@ -5,37 +5,12 @@ from __future__ import annotations
 
 import os
 import signal
-import sqlite3
-import subprocess
-import sys
 import time
 from pathlib import Path
 
-import orjson
-
-FIXTURE = Path(__file__).parent.parent / "fixtures" / "deliveries" / "workflow.yaml"
-
-
-def _events(db: Path) -> list[dict]:
-    if not db.exists():
-        return []
-    con = sqlite3.connect(f"file:{db}?mode=ro", uri=True)
-    try:
-        return [orjson.loads(r[0]) for r in con.execute("SELECT data FROM events ORDER BY offset")]
-    except sqlite3.OperationalError:
-        return []
-    finally:
-        con.close()
-
-
-def _cli(*args: str, env: dict[str, str]) -> subprocess.Popen[str]:
-    return subprocess.Popen(
-        [sys.executable, "-m", "agentledger.cli", *args],
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+from tests.support.cli import DELIVERIES as FIXTURE
+from tests.support.cli import cli_process as _cli
+from tests.support.cli import stored_events as _events
 
 
 def test_sigkill_mid_task_then_resume_finishes_without_repeating_side_effects(tmp_path: Path):

@@ -19,7 +19,7 @@ from agentledger.schemas import EvalCaseCompleted, EvalScoreRecorded
 from agentledger.settings import Settings
 from agentledger.streams.sqlite import SqliteEventLog
 from agentledger.testing import task_events
-from tests.integration.audit_fixtures import (  # fixtures are imported to be found by pytest
+from tests.support.audit import (  # fixtures are imported to be found by pytest
     audit_chdb_dir,  # noqa: F401
     audit_database,  # noqa: F401
     audit_url,  # noqa: F401

@@ -21,7 +21,9 @@ from agentledger.agents.workflow import load_workflow
 from agentledger.projections.task_state import fold
 from agentledger.schemas import ToolCallRequested, decode
 from agentledger.settings import Settings
-from tests.integration.test_crash_resume import FIXTURE, _cli, _events
+from tests.support.cli import DELIVERIES as FIXTURE
+from tests.support.cli import cli_process as _cli
+from tests.support.cli import stored_events as _events
 
 pytestmark = pytest.mark.integration
 

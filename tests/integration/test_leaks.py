@@ -13,7 +13,7 @@ import pytest
 
 from agentledger.audit.cli import main as cli_main
 from agentledger.audit.store import AuditStore
-from tests.integration.audit_fixtures import (
+from tests.support.audit import (
     audit_chdb_dir,  # noqa: F401
     audit_database,  # noqa: F401
     audit_store,  # noqa: F401

@@ -21,7 +21,7 @@ from agentledger.audit.store import AuditStore
 from agentledger.cli import main
 from agentledger.settings import Settings
 from agentledger.streams.sqlite import SqliteEventLog
-from tests.integration.audit_fixtures import (
+from tests.support.audit import (
     audit_chdb_dir,  # noqa: F401
     audit_database,  # noqa: F401
     audit_store,  # noqa: F401

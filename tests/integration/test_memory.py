@@ -28,7 +28,7 @@ from agentledger.streams.embedded import EmbeddedRunner
 from agentledger.streams.log import Recorded
 from agentledger.streams.sqlite import SqliteEventLog
 from agentledger.testing import task_events
-from tests.integration.audit_fixtures import (  # fixtures are imported to be found by pytest
+from tests.support.audit import (  # fixtures are imported to be found by pytest
     audit_chdb_dir,  # noqa: F401
     audit_database,  # noqa: F401
     audit_store,  # noqa: F401

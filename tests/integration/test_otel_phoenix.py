@@ -4,7 +4,6 @@ in its own virtualenv) and read back through Phoenix's REST API."""
 from __future__ import annotations
 
 import asyncio
-import io
 import sys
 import uuid
 from pathlib import Path
@@ -13,7 +12,6 @@ from typing import Any
 import pytest
 
 from agentledger.agents.workflow import load_workflow
-from agentledger.cli import main
 from agentledger.llm import ModelRequest, ModelResponse, ScriptedModel
 from agentledger.otel.export import SpanSender
 from agentledger.otel.follow import follow
@@ -22,6 +20,7 @@ from agentledger.schemas import TaskFailed
 from agentledger.streams.embedded import EmbeddedRunner
 from agentledger.streams.sqlite import SqliteEventLog
 from agentledger.testing import make_runtime, task_events
+from tests.support.cli import cli
 from tests.support.phoenix import Phoenix
 
 FIXTURES = Path(__file__).parent.parent / "fixtures" / "console"
@@ -30,12 +29,6 @@ sys.path.insert(0, str(FIXTURES))
 from console_model import respond  # noqa: E402
 
 pytestmark = pytest.mark.integration
-
-
-def cli(*argv: str) -> tuple[int, str, str]:
-    out, err = io.StringIO(), io.StringIO()
-    code = main(list(argv), out=out, err=err)
-    return code, out.getvalue(), err.getvalue()
 
 
 def by_name(spans: list[dict[str, Any]]) -> dict[str, list[dict[str, Any]]]:

@@ -2,29 +2,18 @@
 
 from __future__ import annotations
 
-import asyncio
-import io
 import json
 import sys
 from pathlib import Path
 
 import pytest
 
-from agentledger.cli import main
-from agentledger.schemas import Event
-from agentledger.streams.sqlite import SqliteEventLog
-from agentledger.testing import task_events
+from tests.support.cli import cli, ledger_events
 
 FIXTURES = Path(__file__).parent.parent / "fixtures" / "poisoned"
 WORKFLOW = FIXTURES / "workflow.yaml"
 sys.path.insert(0, str(FIXTURES))
 from poisoned_model import NOTES  # noqa: E402
-
-
-def cli(*argv: str) -> tuple[int, str, str]:
-    out, err = io.StringIO(), io.StringIO()
-    code = main(list(argv), out=out, err=err)
-    return code, out.getvalue(), err.getvalue()
 
 
 @pytest.fixture
@@ -33,17 +22,6 @@ def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     (tmp_path / "sandbox").mkdir()
     (tmp_path / "sandbox" / "notes.txt").write_text(NOTES)
     return tmp_path
-
-
-def ledger_events(home: Path, task_id: str) -> list[Event]:
-    async def read() -> list[Event]:
-        log = SqliteEventLog(home / "ledger.db")
-        try:
-            return await task_events(log, task_id)
-        finally:
-            await log.close()
-
-    return asyncio.run(read())
 
 
 def outbox(home: Path) -> list[str]:

@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-import io
 from pathlib import Path
 
-from agentledger.cli import main
+from tests.support.cli import cli
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 
@@ -18,12 +17,6 @@ EXAMPLE_GOALS: dict[str, str] = {
     "peer_to_peer": "My invoice for March is wrong, I was charged twice",
     "hierarchical": "Plan the launch of the new billing service",
 }
-
-
-def cli(*argv: str) -> tuple[int, str, str]:
-    out, err = io.StringIO(), io.StringIO()
-    code = main(list(argv), out=out, err=err)
-    return code, out.getvalue(), err.getvalue()
 
 
 def record_example(name: str, workflow: Path | None = None) -> str:

@@ -15,6 +15,7 @@ from agentledger.schemas import EventBase, Plan, RunningBranches
 from agentledger.streams import MemoryEventLog
 from agentledger.streams.log import Recorded
 from agentledger.testing import run_goal
+from tests.support.scripted_runs import plan
 
 
 class Findings(BaseModel):
@@ -44,10 +45,6 @@ def workflow(
         limits=Limits(max_replans=max_replans),
         running_branches_on_failure=running,
     )
-
-
-def plan(*subtasks: dict[str, object]) -> ModelResponse:
-    return reply_json({"subtasks": list(subtasks)})
 
 
 def down() -> ModelError:

@@ -9,9 +9,9 @@ from collections import Counter
 import pytest
 from pydantic import BaseModel, Field
 
-from agentledger.agents.breakers import Breakers, BreakerSettings
+from agentledger.agents.breakers import Breakers
 from agentledger.agents.context import Runtime
-from agentledger.agents.context_window import SUMMARY_HEADER, ContextSettings
+from agentledger.agents.context_window import ContextSettings
 from agentledger.agents.workflow import AgentSpec, Limits, Workflow
 from agentledger.errors import ModelError, ToolError, TransientToolError
 from agentledger.llm import (
@@ -24,12 +24,15 @@ from agentledger.llm import (
     reply,
     reply_json,
 )
+from agentledger.projections.compaction import SUMMARY_HEADER
 from agentledger.schemas import Event
 from agentledger.security.untrusted import data_block
 from agentledger.streams import MemoryEventLog
 from agentledger.streams.embedded import EmbeddedRunner
 from agentledger.testing import RunResult, make_runtime, run_goal, task_events
 from agentledger.tools import tool
+from agentledger.tools.registry import BreakerSettings
+from tests.support.scripted_runs import plan
 
 STEP = ["agent_step_started", "llm_call_completed", "tool_call_requested", "tool_call_completed"]
 
@@ -42,10 +45,6 @@ class Findings(BaseModel):
 def search(query: str) -> dict:
     """Search the notes."""
     return {"hits": [f"note about {query}: " + "detail " * 40]}
-
-
-def plan(*subtasks: dict) -> ModelResponse:
-    return reply_json({"subtasks": list(subtasks)})
 
 
 def workflow(*tools: object, limits: Limits | None = None, **agent: object) -> Workflow:

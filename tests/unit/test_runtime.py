@@ -12,17 +12,12 @@ from agentledger.schemas import RecordedToolCall
 from agentledger.streams import MemoryEventLog
 from agentledger.streams.embedded import EmbeddedRunner
 from agentledger.testing import make_runtime, run_goal, task_events
-from agentledger.tools import ToolContext, tool
+from agentledger.tools import tool
+from tests.support.scripted_runs import EXECUTIONS, crash_workflow, deterministic, plan, search
 
 
 class Findings(BaseModel):
     summary: str = Field(min_length=3)
-
-
-@tool()
-def search(query: str) -> dict:
-    """Search the notes."""
-    return {"hits": [f"note about {query}"]}
 
 
 @tool()
@@ -48,10 +43,6 @@ def workflow(**limits) -> Workflow:
         tools=[search, explode],
         limits=Limits(**limits),
     )
-
-
-def plan(*subtasks: dict) -> ModelResponse:
-    return reply_json({"subtasks": list(subtasks)})
 
 
 TWO_RESEARCHERS = plan(
@@ -255,45 +246,6 @@ async def test_model_failure_becomes_events_and_fails_the_task():
 
 
 # --- crash recovery: resume from every prefix of a run ------------------------------------
-
-EXECUTIONS: list[str] = []
-
-
-@tool(side_effect=True, risk="write")
-def send(to: str, ctx: ToolContext) -> dict:
-    """Send a message (a side effect)."""
-    EXECUTIONS.append(ctx.idempotency_key)
-    return {"sent_to": to}
-
-
-def crash_workflow() -> Workflow:
-    return Workflow.build(
-        name="crashy",
-        orchestrator="planner",
-        agents=[
-            AgentSpec("planner", routes_to=("sender",)),
-            AgentSpec("sender", tools=("send", "search")),
-        ],
-        tools=[send, search],
-    )
-
-
-def deterministic(r: ModelRequest) -> ModelResponse:
-    if r.agent == "planner":
-        return plan({"id": "s1", "agent": "sender"}, {"id": "s2", "agent": "sender"})
-    if r.iteration == 1:
-        return ModelResponse(
-            model="scripted",
-            tool_calls=[
-                RecordedToolCall(
-                    call_id=f"{r.subtask_id}-send", tool="send", arguments={"to": r.subtask_id}
-                ),
-                RecordedToolCall(
-                    call_id=f"{r.subtask_id}-search", tool="search", arguments={"query": "q"}
-                ),
-            ],
-        )
-    return reply(f"{r.subtask_id} done")
 
 
 async def test_resume_from_any_crash_point_completes_without_repeating_side_effects():

@@ -11,7 +11,7 @@ from pydantic import JsonValue
 
 from agentledger.agents.runtime import build_runtime
 from agentledger.agents.workflow import AgentSpec, Workflow, load_workflow
-from agentledger.llm import ModelRequest, ModelResponse, ScriptedModel, call_tool, reply, reply_json
+from agentledger.llm import ModelRequest, ModelResponse, ScriptedModel, call_tool, reply
 from agentledger.llm.scripted import call_tools
 from agentledger.security.policy import PolicyContext, SecurityPolicy, ToolPolicy
 from agentledger.settings import Settings
@@ -20,6 +20,7 @@ from agentledger.streams.embedded import EmbeddedRunner
 from agentledger.testing import make_runtime, run_goal, task_events
 from agentledger.tools import tool
 from agentledger.tools.builtin import read_file
+from tests.support.scripted_runs import plan
 
 LEAKY = Path(__file__).parent.parent / "fixtures" / "leaky"
 EXECUTED: list[tuple[str, dict[str, str]]] = []
@@ -52,10 +53,6 @@ def pay(amount: float, payee: str) -> dict[str, object]:
 @pytest.fixture(autouse=True)
 def _clear() -> None:
     EXECUTED.clear()
-
-
-def plan(*subtasks: dict[str, object]) -> ModelResponse:
-    return reply_json({"subtasks": list(subtasks)})
 
 
 INJECTED_DOC = (

@@ -3,8 +3,7 @@ from agentledger.projections.task_state import TaskState, evolve, fold
 from agentledger.streams import MemoryEventLog
 from agentledger.streams.embedded import EmbeddedRunner
 from agentledger.testing import make_runtime, task_events
-
-from .test_runtime import crash_workflow, deterministic
+from tests.support.scripted_runs import crash_workflow, deterministic
 
 
 async def test_rebuild_from_offset_zero_equals_the_incremental_state():
