@@ -113,7 +113,7 @@ def test_console_and_otel_export_read_the_kafka_log(
         [
             "otel",
             "export",
-            task_id[:12],
+            task_id[:20],  # past the 12 hex digits of the ms timestamp: unique, still a prefix
             "--brokers",
             kafka_broker,
             "--prefix",
