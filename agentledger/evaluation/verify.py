@@ -129,6 +129,8 @@ async def verify_events(
         raise ValueError("no events to verify")
     task_id = ordered[0].task_id
     recording = Recording(ordered)
+    if runtime.workflow.mcp is not None:  # offer MCP tools as the task had them pinned
+        runtime.workflow.mcp.adopt(ordered)
     replay = replay_runtime(runtime, recording, rerun_models=rerun_models)
     routes = processor_routes(processors if processors is not None else default_processors())
     finished = next((e for e in ordered if e.type in TERMINAL_TYPES), None)
