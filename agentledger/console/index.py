@@ -79,9 +79,10 @@ class RunIndex:
             return self.version
 
     def runs(self) -> list[TaskState]:
-        """Newest first."""
+        """Tasks, newest first. Streams that are not tasks (an eval run's, memory erasures)
+        have no goal: they are not runs and are left out."""
         return sorted(
-            self.states.values(),
+            (s for s in self.states.values() if s.started_at is not None),
             key=lambda s: (s.started_at.timestamp() if s.started_at else 0.0, s.task_id),
             reverse=True,
         )

@@ -54,9 +54,7 @@ async def test_verify_offers_the_pinned_mcp_tools_and_never_calls_the_server(
     # called the server, so verifying a task would open its ticket a second time.
     tickets = tmp_path / "tickets.log"
     path = tmp_path / "workflow.yaml"
-    path.write_text(
-        MCP_WORKFLOW.format(root=ROOT, tickets=tickets, crash=tmp_path / "crashed")
-    )
+    path.write_text(MCP_WORKFLOW.format(root=ROOT, tickets=tickets, crash=tmp_path / "crashed"))
     turns = [
         call_tool("kb_lookup", topic="refunds"),
         call_tool("open_ticket", customer="ada", summary="broken kettle"),
@@ -131,3 +129,47 @@ def test_a_task_with_released_raw_values_verifies_and_forks(
     fork_id = out.split()[1].rstrip(":")
     code, out, err = _cli("verify", fork_id)
     assert code == 0, err
+
+
+async def test_the_console_lists_tasks_not_eval_runs_or_erasures(tmp_path: Path) -> None:
+    # An eval run's stream and the memory erasures stream showed in the runs list as runs
+    # of workflow "?" with status "new" and no goal.
+    from agentledger.console.index import RunIndex
+    from agentledger.schemas import EvalRunStarted
+    from agentledger.schemas.memory import MemoryErased
+
+    log = SqliteEventLog(tmp_path / "ledger.db")
+    try:
+        runtime = make_runtime(
+            load_workflow(POISONED / "workflow.yaml"), ScriptedModel({"planner": []})
+        )
+        task_id = await EmbeddedRunner(log, runtime).submit("Summarise notes.txt")
+        await runtime.aclose()
+        await log.append(
+            [
+                EvalRunStarted(
+                    task_id="eval-1",
+                    seq=1,
+                    suite="s",
+                    mode="replay",
+                    cases=0,
+                    repetitions=1,
+                    baseline="b",
+                    candidate="c",
+                ),
+                MemoryErased(
+                    task_id="memory-erasures",
+                    seq=1,
+                    namespace="customer/a",
+                    reason="erasure request",
+                ),
+            ]
+        )
+        index = RunIndex(log)
+        await index.start()
+        try:
+            assert [s.task_id for s in index.runs()] == [task_id]
+        finally:
+            await index.stop()
+    finally:
+        await log.close()
