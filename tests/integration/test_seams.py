@@ -173,3 +173,48 @@ async def test_the_console_lists_tasks_not_eval_runs_or_erasures(tmp_path: Path)
             await index.stop()
     finally:
         await log.close()
+
+
+def test_the_console_shows_a_forgotten_memory_as_erased(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # `memory forget` masked the index and the audit copy, but the console reads the log
+    # itself: the run page still showed what a customer had asked to be forgotten.
+    import asyncio
+    import json
+    import urllib.request
+
+    from agentledger.schemas.memory import MemoryWritten
+    from tests.support.console import start_console
+
+    monkeypatch.setenv("AGENTLEDGER_HOME", str(tmp_path))
+    secret_note = "prefers the night shift after her surgery"
+
+    async def record() -> str:
+        log = SqliteEventLog(tmp_path / "ledger.db")
+        try:
+            runtime = make_runtime(
+                load_workflow(POISONED / "workflow.yaml"), ScriptedModel({"planner": []})
+            )
+            task_id = await EmbeddedRunner(log, runtime).submit("note the rota")
+            await runtime.aclose()
+            kept = MemoryWritten(task_id=task_id, seq=2, namespace="kb/rota", key="k", text="kept")
+            gone = MemoryWritten(
+                task_id=task_id, seq=3, namespace="customer/ann", key="k", text=secret_note
+            )
+            await log.append([kept, gone])
+            return task_id
+        finally:
+            await log.close()
+
+    task_id = asyncio.run(record())
+    code, _, err = _cli("memory", "forget", "customer/ann", "--reason", "erasure request")
+    assert code == 0, err
+    with (
+        start_console(tmp_path) as console,
+        urllib.request.urlopen(f"{console.url}/api/runs/{task_id}", timeout=10) as r,
+    ):
+        body = r.read().decode()
+    assert secret_note not in body
+    texts = [row["event"].get("text") for row in json.loads(body)["timeline"]]
+    assert texts[-2:] == ["kept", "[erased]"]
