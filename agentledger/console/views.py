@@ -250,7 +250,7 @@ def pending_approvals(state: TaskState) -> list[dict[str, Any]]:
 
 def lineage(events: Sequence[Event]) -> dict[str, Any] | None:
     """A fork's parent task and fork point (issue #15: status and the console show them)."""
-    forked = next((e for e in events if isinstance(e, TaskForked)), None)
+    forked = next((e for e in reversed(events) if isinstance(e, TaskForked)), None)  # its own
     if forked is None:
         return None
     return {

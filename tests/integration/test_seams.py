@@ -218,3 +218,45 @@ def test_the_console_shows_a_forgotten_memory_as_erased(
     assert secret_note not in body
     texts = [row["event"].get("text") for row in json.loads(body)["timeline"]]
     assert texts[-2:] == ["kept", "[erased]"]
+
+
+def test_a_fork_of_a_fork_names_its_own_parent(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A fork of a fork copies its parent's task_forked; status, the console and verify took
+    # that first one, so they named the grandparent and the wrong fork point.
+    import json
+
+    from agentledger.console.views import lineage
+    from tests.support.example_runs import record_example
+
+    monkeypatch.setenv("AGENTLEDGER_HOME", str(tmp_path))
+    original = record_example("pipeline")
+    code, out, err = _cli("fork", original, "--at", "5")
+    assert code == 0, err
+    first = out.split()[1].rstrip(":")
+    code, out, err = _cli("fork", first, "--at", "12")
+    assert code == 0, err
+    second = out.split()[1].rstrip(":")
+    second_seq = int(out.split(" at seq ")[1].split()[0])
+
+    code, out, err = _cli("status", second, "--json")
+    assert code == 0, err
+    body = json.loads(out)
+    assert (body["forked_from"], body["fork_seq"]) == (first, second_seq)
+    code, out, err = _cli("status", second)
+    assert f"forked from task {first} at seq {second_seq}" in out
+
+    async def events() -> list:  # type: ignore[type-arg]
+        log = SqliteEventLog(tmp_path / "ledger.db")
+        try:
+            return await task_events(log, second)
+        finally:
+            await log.close()
+
+    import asyncio
+
+    seen = lineage(asyncio.run(events()))
+    assert seen is not None and seen["parent_task_id"] == first
+    code, out, err = _cli("verify", second)
+    assert code == 0, err
