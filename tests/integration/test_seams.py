@@ -260,3 +260,16 @@ def test_a_fork_of_a_fork_names_its_own_parent(
     assert seen is not None and seen["parent_task_id"] == first
     code, out, err = _cli("verify", second)
     assert code == 0, err
+
+
+def test_status_of_a_stream_that_is_no_task_says_so(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # `tasks` lists the memory-erasures stream (and eval runs); `status` showed it as a task
+    # of workflow "?" with status "new".
+    monkeypatch.setenv("AGENTLEDGER_HOME", str(tmp_path))
+    code, _, err = _cli("memory", "forget", "customer/ann", "--reason", "erasure request")
+    assert code == 0, err
+    code, _, err = _cli("status", "memory-erasures")
+    assert code == 2
+    assert "memory-erasures is not a task: it holds memory_erased" in err
