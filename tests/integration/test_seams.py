@@ -273,3 +273,22 @@ def test_status_of_a_stream_that_is_no_task_says_so(
     code, _, err = _cli("status", "memory-erasures")
     assert code == 2
     assert "memory-erasures is not a task: it holds memory_erased" in err
+
+
+def test_memory_commands_refuse_a_bad_namespace_or_an_empty_query(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # `memory search "bad ns!" q` said "nothing matches" (exit 0), an empty query too, and
+    # `memory forget "bad ns!"` printed a pydantic validation dump.
+    monkeypatch.setenv("AGENTLEDGER_HOME", str(tmp_path))
+    for argv in (
+        ("memory", "search", "bad ns!", "refund"),
+        ("memory", "search", "kb/support", "  "),
+        ("memory", "list", "x y"),
+        ("memory", "forget", "bad ns!"),
+    ):
+        code, out, _ = _cli(*argv)
+        usage = capsys.readouterr().err  # argparse's message, on the process's stderr
+        assert code == 2, argv
+        assert "is not a namespace" in usage or "the query is empty" in usage
+        assert "ValidationError" not in usage and out == ""
