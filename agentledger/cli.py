@@ -62,6 +62,13 @@ async def cmd_status(args: argparse.Namespace, settings: Settings, out: TextIO, 
         state = fold(task_id, events)
     finally:
         await log.close()
+    if events and all(e.type.startswith(("eval_", "memory_erased")) for e in events):
+        kinds = ", ".join(sorted({e.type for e in events}))
+        hint = f"agentledger eval report {task_id}" if "eval_run_started" in kinds else ""
+        raise UsageError(
+            f"{task_id} is not a task: it holds {kinds}; `agentledger events {task_id}` "
+            "shows them" + (f", `{hint}` the eval run" if hint else "")
+        )
     from agentledger.evaluation.fork import lineage, lineage_line
 
     forked = lineage(events)

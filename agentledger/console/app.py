@@ -70,7 +70,7 @@ def build_app(
 
     async def events_of(task_id: str, after_seq: int = 0) -> list[Any]:
         return [
-            e.event
+            index.erasures.scrub(e.event)  # forgotten memories shown as [erased]
             for e in await source.log.read_task(task_id, after_seq=after_seq)
             if isinstance(e, Recorded) and e.event.seq
         ]

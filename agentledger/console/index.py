@@ -11,6 +11,7 @@ import asyncio
 import logging
 from contextlib import suppress
 
+from agentledger.projections.erasures import Erasures
 from agentledger.projections.task_state import TaskState, evolve
 from agentledger.streams.log import CorruptRecord, EventLog, Recorded
 
@@ -25,6 +26,7 @@ class RunIndex:
         self.poll_interval = poll_interval
         self.states: dict[str, TaskState] = {}
         self.corrupt: list[CorruptRecord] = []
+        self.erasures = Erasures()  # forgotten memories, hidden from every page
         self.version = 0
         self.offset = 0
         self._changed = asyncio.Condition()
@@ -63,6 +65,7 @@ class RunIndex:
             event = entry.event
             if event.seq == 0:  # an unstamped decision on Kafka: its worker records it
                 continue
+            self.erasures.take(event)
             state = self.states.get(event.task_id) or TaskState(task_id=event.task_id)
             self.states[event.task_id] = evolve(state, event)
         async with self._changed:
@@ -79,9 +82,10 @@ class RunIndex:
             return self.version
 
     def runs(self) -> list[TaskState]:
-        """Newest first."""
+        """Tasks, newest first. Streams that are not tasks (an eval run's, memory erasures)
+        have no goal: they are not runs and are left out."""
         return sorted(
-            self.states.values(),
+            (s for s in self.states.values() if s.started_at is not None),
             key=lambda s: (s.started_at.timestamp() if s.started_at else 0.0, s.task_id),
             reverse=True,
         )

@@ -26,6 +26,7 @@ from agentledger.schemas import (
     LlmCallCompleted,
     LlmCallFailed,
     SubtaskAssigned,
+    TaskForked,
     ToolCallCompleted,
     ToolCallFailed,
     ToolCallRejected,
@@ -233,6 +234,21 @@ def pending_approvals(state: TaskState) -> list[dict[str, Any]]:
     return [{**a.as_row(state.task_id), "workflow": workflow} for a in state.pending_approvals]
 
 
+def lineage(events: Sequence[Event]) -> dict[str, Any] | None:
+    """A fork's parent task and fork point (issue #15: status and the console show them)."""
+    forked = next((e for e in reversed(events) if isinstance(e, TaskForked)), None)  # its own
+    if forked is None:
+        return None
+    return {
+        "parent_task_id": forked.parent_task_id,
+        "fork_seq": forked.fork_seq,
+        "seq": forked.seq,
+        "workflow_path": forked.workflow_path,
+        "model_overrides": dict(forked.model_overrides),
+        "edited_outputs": list(forked.edited_outputs),
+    }
+
+
 def run_view(task_id: str, events: Sequence[Event], until: int | None = None) -> dict[str, Any]:
     """Everything the run page shows, as of ``until`` (default: the last event)."""
     last = max((e.seq for e in events), default=0)
@@ -240,6 +256,7 @@ def run_view(task_id: str, events: Sequence[Event], until: int | None = None) ->
     state = fold(task_id, list(shown))
     return {
         "run": run_row(state),
+        "lineage": lineage(events),  # from all events: the slider does not hide the parent
         "last_seq": last,
         "until": until if until is not None else last,
         "summary": timeline.summary(state),

@@ -35,14 +35,14 @@ def _goal(events: list[Event], task_id: str) -> GoalSubmitted:
 def workflow_for(events: list[Event], task_id: str, path: str | None, settings: Settings) -> Any:
     from agentledger.agents.workflow import load_workflow
     from agentledger.evaluation.candidate import with_models
-    from agentledger.evaluation.fork import lineage
+    from agentledger.evaluation.fork import model_overrides
 
     path = path or _goal(events, task_id).workflow.path
     if not path:
         raise UsageError(f"task {task_id} does not record its workflow file; pass --workflow")
     workflow = load_workflow(path, settings=settings)
-    forked = lineage(events)  # a fork runs with the model overrides it was made with
-    return with_models(workflow, forked.model_overrides) if forked is not None else workflow
+    overrides = model_overrides(events)  # a fork runs with the models it was made with
+    return with_models(workflow, overrides) if overrides else workflow
 
 
 async def cmd_verify(args: argparse.Namespace, settings: Settings, out: TextIO, err: TextIO) -> int:

@@ -164,8 +164,19 @@ def _check_edits(prefix: Sequence[Event], edits: Mapping[str, JsonValue]) -> Non
 
 
 def lineage(events: Sequence[Event]) -> TaskForked | None:
-    """The fork record of a task, if it is a fork."""
-    return next((e for e in events if isinstance(e, TaskForked)), None)
+    """The fork record of a task, if it is a fork: the last one, since a fork of a fork
+    also holds the parent's ``task_forked`` among the events it copied."""
+    return next((e for e in reversed(events) if isinstance(e, TaskForked)), None)
+
+
+def model_overrides(events: Sequence[Event]) -> dict[str, str]:
+    """The models a task runs with, over its workflow's: every fork generation's overrides,
+    the later ones winning (a fork of a fork runs with its parent's too)."""
+    out: dict[str, str] = {}
+    for e in events:
+        if isinstance(e, TaskForked):
+            out |= e.model_overrides
+    return out
 
 
 def lineage_line(events: Sequence[Event]) -> str | None:

@@ -129,11 +129,13 @@ async def verify_events(
         raise ValueError("no events to verify")
     task_id = ordered[0].task_id
     recording = Recording(ordered)
+    if runtime.workflow.mcp is not None:  # offer MCP tools as the task had them pinned
+        runtime.workflow.mcp.adopt(ordered)
     replay = replay_runtime(runtime, recording, rerun_models=rerun_models)
     routes = processor_routes(processors if processors is not None else default_processors())
     finished = next((e for e in ordered if e.type in TERMINAL_TYPES), None)
     ended_badly = finished.seq if finished is not None and finished.type != "task_completed" else 0
-    forked = next((e for e in ordered if isinstance(e, TaskForked)), None)
+    forked = next((e for e in reversed(ordered) if isinstance(e, TaskForked)), None)  # its own
     copied_until = forked.fork_seq if forked is not None else 0  # a fork's parent's part
     state = TaskState(task_id=task_id)
     timed = runtime.workflow.limits.max_wall_time_s is not None

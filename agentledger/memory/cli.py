@@ -15,6 +15,7 @@ default; the index is ``--index`` or the workflow's, else beside the ledger (HOM
 from __future__ import annotations
 
 import argparse
+import re
 from pathlib import Path
 from typing import Any, TextIO
 
@@ -23,6 +24,7 @@ import orjson
 from agentledger.memory.config import MemoryConfig
 from agentledger.memory.service import MemoryService
 from agentledger.memory.store import MemoryStore
+from agentledger.schemas.memory import NAMESPACE_PATTERN
 from agentledger.settings import Settings
 from agentledger.streams.sqlite import SqliteEventLog
 
@@ -153,6 +155,21 @@ async def _project(args: argparse.Namespace, settings: Settings, out: TextIO, er
     return 0
 
 
+def _namespace(text: str) -> str:
+    """A namespace as memory events allow it, or a usage error saying so (exit 2)."""
+    if re.fullmatch(NAMESPACE_PATTERN, text) is None:
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not a namespace: 1-200 characters of letters, digits and _.:@/-"
+        )
+    return text
+
+
+def _query(text: str) -> str:
+    if not text.strip():
+        raise argparse.ArgumentTypeError("the query is empty")
+    return text
+
+
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("--workflow", help="take the embedder and index from this workflow")
@@ -162,16 +179,16 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     memory = subparsers.add_parser("memory", help="long-term and episodic memory")
     cmds = memory.add_subparsers(dest="memory_command", metavar="COMMAND", required=True)
     p = cmds.add_parser("search", parents=[common], help="closest memories of a namespace")
-    p.add_argument("namespace")
-    p.add_argument("query")
+    p.add_argument("namespace", type=_namespace)
+    p.add_argument("query", type=_query)
     p.add_argument("--top-k", type=int, default=5)
     p.set_defaults(func=_search)
     p = cmds.add_parser("list", parents=[common], help="namespaces, or the memories of one")
-    p.add_argument("namespace", nargs="?")
+    p.add_argument("namespace", nargs="?", type=_namespace)
     p.add_argument("--limit", type=int, default=100)
     p.set_defaults(func=_list)
     p = cmds.add_parser("forget", parents=[common], help="erase a key or a whole namespace")
-    p.add_argument("namespace")
+    p.add_argument("namespace", type=_namespace)
     p.add_argument("key", nargs="?")
     p.add_argument("--reason", default="")
     p.add_argument("--by", help="who asked for the erasure")

@@ -162,7 +162,8 @@ RULES: tuple[Rule, ...] = (
         "exfiltration",
         "instruction",
         re.compile(
-            r"\b(?:send|forward|post|upload|e-?mail|exfiltrate|transmit|leak)\b"
+            # not the tag of a masked address: "[email:…] or [email:…]" is no instruction
+            r"(?<!\[)\b(?:send|forward|post|upload|e-?mail|exfiltrate|transmit|leak)\b"
             rf"[^\n]{{0,80}}?{_EXFIL_TARGET}",
             _I,
         ),

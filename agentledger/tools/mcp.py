@@ -24,6 +24,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hashlib
+import inspect
 import logging
 import sys
 from collections.abc import Mapping, Sequence
@@ -301,6 +302,15 @@ class McpTool(Tool):
         return args
 
     async def run(self, arguments: Mapping[str, Any], ctx: ToolContext) -> JsonValue:
+        if self.function is not _never_called:
+            # Answered instead of called (verify, shadow and replay evals replace a tool's
+            # function): the server is never reached, so no side effect happens twice.
+            kwargs: dict[str, Any] = dict(arguments)  # as validated against the pinned schema
+            if self.wants_context:
+                kwargs["ctx"] = ctx
+            answer = self.function(**kwargs)
+            answered: JsonValue = await answer if inspect.isawaitable(answer) else answer
+            return answered
         assert self.toolset is not None
         pinned = self._pinned_for_call()
         conn = self.toolset.connection(self.server)

@@ -116,6 +116,21 @@ async def test_run_page_follows_a_live_run_then_replays_it(home: Path) -> None:
                 await expect(page.locator('[data-node="write"]')).to_have_attribute(
                     "data-status", "completed"
                 )
+                await expect(page.locator("#run-lineage")).to_have_count(0)  # not a fork
+
+                # a fork's page names its parent and fork point, linked (issue #15)
+                code, out, err = await asyncio.to_thread(cli, "fork", task_id, "--at", "3")
+                assert code == 0, err
+                fork_id = out.split()[1].rstrip(":")
+                fork_seq = int(out.split(" at seq ")[1].split()[0])
+                await page.goto(f"{console.url}/#/runs/{fork_id}")
+                await expect(page.locator("#run-head .status")).to_have_text("completed")
+                lineage = page.locator("#run-lineage")
+                await expect(lineage).to_have_text(
+                    f"forked from {task_id} at seq {fork_seq}"
+                )
+                await lineage.locator("a").click()
+                await expect(page.locator("#run-head code")).to_have_text(task_id)
         finally:
             gate.set()
             await asyncio.wait_for(run, 30)

@@ -149,7 +149,13 @@ function runPage(taskId) {
   };
   const draw = () => {
     const r = view.run;
+    const fork = view.lineage;
     head.replaceChildren(h("h1", {}, `${r.workflow || "?"} `, h("code", {}, r.task_id), " ", status(r.status)),
+      fork ? h("p", { id: "run-lineage", class: "muted" }, "forked from ",
+        h("a", { href: "#/runs/" + fork.parent_task_id }, h("code", {}, fork.parent_task_id)), ` at seq ${fork.fork_seq}`,
+        fork.workflow_path ? ` · workflow ${fork.workflow_path}` : "",
+        Object.keys(fork.model_overrides).length ? " · models " + Object.entries(fork.model_overrides).map(([a, m]) => `${a}=${m}`).join(", ") : "",
+        fork.edited_outputs.length ? " · edited outputs " + fork.edited_outputs.join(", ") : "") : "",
       h("div", { class: "card kpis" },
         [["goal", r.goal], ["started", fmtTime(r.started_at)], ["duration", fmtDur(r.duration_s)], ["tokens", r.tokens],
           ["cost", fmtCost(r.cost_usd)], ["LLM calls", view.llm_calls.length], ["tool calls", view.tool_calls.length]]
