@@ -56,8 +56,13 @@ async def follow(
 ) -> int:
     """Export spans as their events are appended, until ``stop`` is set; returns spans sent."""
     projector = SpanProjector(content=content)
-    position = 0 if from_start else await log.get_position(consumer)
-    for entry in await log.read_from(0):  # rebuild the spans still open, sending nothing
+    history = await log.read_from(0)
+    # Where to go on from: the stored position; on a first start, the end of the log (only
+    # new events) unless ``from_start``.
+    stored = await log.get_position(consumer)
+    end = history[-1].offset if history else 0
+    position = 0 if from_start else (stored or end)
+    for entry in history:  # rebuild the spans still open, sending nothing
         if entry.offset > position:
             break
         if isinstance(entry, Recorded) and entry.event.seq:

@@ -249,3 +249,44 @@ async def test_follow_exports_spans_live_and_marks_errors(tmp_path: Path, phoeni
     assert len(mine) == 9
     root = by_name(mine)["invoke_workflow console-demo"][0]
     assert all(root["start_time"] <= s["start_time"] for s in mine)
+
+
+async def test_follow_on_a_first_start_exports_only_new_runs(
+    tmp_path: Path, phoenix: Phoenix
+) -> None:
+    """No stored position and no --from-start: past runs stay unexported, new ones go out."""
+    log = SqliteEventLog(tmp_path / "ledger.db")
+    workflow = load_workflow(WORKFLOW)
+    runner = EmbeddedRunner(
+        log, make_runtime(workflow, ScriptedModel(respond), sandbox=tmp_path / "sandbox")
+    )
+    past = await runner.submit("count orders")
+    assert (await runner.run(past)).status == "completed"
+
+    project = f"n-{uuid.uuid4().hex[:8]}"
+    sender = SpanSender(
+        phoenix.traces_endpoint, resource_attributes={"openinference.project.name": project}
+    )
+    stop = asyncio.Event()
+    exporter = asyncio.create_task(
+        follow(log, sender, content=False, stop=stop, poll_interval=0.05, consumer="first-start")
+    )
+    try:
+        new = await runner.submit("count orders again")
+        assert (await runner.run(new)).status == "completed"
+        trace = f"{trace_id_of(new):032x}"
+        deadline = asyncio.get_running_loop().time() + 30
+        while True:
+            spans = await asyncio.to_thread(phoenix.spans, project)
+            if any(
+                s["context"]["trace_id"] == trace and s["name"].startswith("invoke_workflow")
+                for s in spans
+            ):
+                break
+            assert asyncio.get_running_loop().time() < deadline, spans
+            await asyncio.sleep(0.1)
+    finally:
+        stop.set()
+        await asyncio.wait_for(exporter, 30)
+    traces = {s["context"]["trace_id"] for s in spans}
+    assert traces == {trace}  # nothing of the run that ended before the follower started
