@@ -90,6 +90,7 @@ from agentledger.streams.kafka_dlq import (
 )
 from agentledger.streams.kafka_topics import DEFAULT_PREFIX, MAX_RECORD_BYTES, TopicLayout
 from agentledger.streams.log import CorruptRecord, LogEntry, Recorded
+from agentledger.streams.task_start import MAX_START_AHEAD_MS, start_ahead_ms
 from agentledger.streams.write_guard import WriteGuard
 
 # The worker's one logger, under the name it has always had (log configs refer to it).
@@ -382,7 +383,7 @@ class WorkerCore:
                 f"the goals topic takes goal_submitted events, got {event.type}",
             )
             return
-        problem = self._foreign(event)
+        problem = self._foreign(event) or _dated_ahead(event.task_id)
         if problem is not None:
             await self._dead_letter(record, self.layout.goals, problem)
             return
@@ -918,6 +919,20 @@ class WorkerCore:
         task: asyncio.Task[None] = asyncio.ensure_future(coro)
         self._background.add(task)
         task.add_done_callback(self._background.discard)
+
+
+def _dated_ahead(task_id: str) -> str | None:
+    """Why a task cannot start when its id is dated too far ahead of this clock: its
+    records are timestamped at least at that time (``task_start``), which Kafka refuses
+    beyond ``message.timestamp.after.max.ms``."""
+    ahead = start_ahead_ms(task_id)
+    if ahead <= MAX_START_AHEAD_MS:
+        return None
+    return (
+        f"task id {task_id} is dated {ahead / 1000:.0f} s ahead of this worker's clock (at "
+        f"most {MAX_START_AHEAD_MS // 1000} s allowed): the submitter's clock is ahead; "
+        "correct it and submit the goal again"
+    )
 
 
 def _quiet_clients(quiet: bool) -> None:
