@@ -489,6 +489,10 @@ class KafkaEventLog:
         if start is None:
             return 0
         tp = TopicPartition(self.topic, partition)
+        # Assigned (and paused, so nothing is fetched yet), the partition's leader is known
+        # before the lookup; otherwise the lookup waits out a retry backoff to learn it.
+        consumer.assign([tp])
+        consumer.pause(tp)
         try:
             found = await consumer.offsets_for_times({tp: start})
         except KafkaError as exc:
