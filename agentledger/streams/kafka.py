@@ -443,13 +443,14 @@ class KafkaEventLog:
     # -- reading -------------------------------------------------------------------------
 
     async def read_task(
-        self, task_id: str, *, after_seq: int = 0, unstamped: bool = False
+        self, task_id: str, *, after_seq: int = 0, unstamped: bool = False, whole: bool = False
     ) -> list[LogEntry]:
         """A task's events with ``seq > after_seq``, in seq order, each event id once.
 
         An event stored at several seqs counts at the highest (its writer's stamp, see the
         module docstring). With ``unstamped``, events appended with seq 0 and not stamped
-        yet follow, in offset order.
+        yet follow, in offset order. Read from the first record at or after the task's
+        start time (see ``task_start``), or, with ``whole``, from offset 0.
         """
         self._started()
         partition = self.partition_for(task_id)
@@ -457,7 +458,7 @@ class KafkaEventLog:
             self._consumer("earliest") as consumer,
             deadline(self._request_timeout_ms / 1000, f"reading {task_id} from {self.topic}"),
         ):
-            first = await self._task_offset(consumer, partition, task_id)
+            first = 0 if whole else await self._task_offset(consumer, partition, task_id)
             if first is None:
                 # No record at or after the task's start time: the task has no events.
                 self.last_task_read = TaskRead(partition, None, 0, fell_back=False)

@@ -176,7 +176,7 @@ class MemoryTopicLog:
         return partition_for_key(task_id.encode(), len(self.topics.records[self.topic]))
 
     async def read_task(
-        self, task_id: str, *, after_seq: int = 0, unstamped: bool = False
+        self, task_id: str, *, after_seq: int = 0, unstamped: bool = False, whole: bool = False
     ) -> list[LogEntry]:
         """As ``KafkaEventLog.read_task``: from the first record at or after the task's
         start time, or from 0 when it has none or that history is incomplete."""
@@ -185,7 +185,10 @@ class MemoryTopicLog:
         partition = partition_for_key(task_id.encode(), len(partitions))
         records = partitions[partition]
         start = task_start_ms(task_id)
-        first = 0 if start is None else first_offset_at([r.timestamp_ms for r in records], start)
+        if whole or start is None:
+            first: int | None = 0
+        else:
+            first = first_offset_at([r.timestamp_ms for r in records], start)
         if first is None:
             self.last_task_read = TaskRead(partition, None, 0, fell_back=False)
             return []

@@ -156,7 +156,7 @@ class WorkerLog(Protocol):
     async def append(self, events: Sequence[EventBase]) -> list[Recorded]: ...
 
     async def read_task(
-        self, task_id: str, *, after_seq: int = 0, unstamped: bool = False
+        self, task_id: str, *, after_seq: int = 0, unstamped: bool = False, whole: bool = False
     ) -> list[LogEntry]: ...
 
     def partition_for(self, task_id: str) -> int: ...
@@ -679,6 +679,12 @@ class WorkerCore:
     async def _rebuild(self, task_id: str, partition: int) -> set[asyncio.Task[None]]:
         """First sight of a task: load its history and re-dispatch it, like EmbeddedRunner."""
         entries = await self._retrying(lambda: self.log.read_task(task_id, unstamped=True))
+        if not any(isinstance(e, Recorded) and e.event.seq == 1 for e in entries):
+            # A record of the task is in hand, so it has a history: if none was found from
+            # its start time (an older writer's records, stamped before it), read it whole.
+            entries = await self._retrying(
+                lambda: self.log.read_task(task_id, unstamped=True, whole=True)
+            )
         history: list[Event] = []
         unstamped: list[Event] = []
         for entry in entries:

@@ -224,3 +224,35 @@ async def test_a_goal_dated_far_ahead_is_dead_lettered(tmp_path: Path) -> None:
     assert await task_events(topics.clients().log, late) == []  # type: ignore[arg-type]
     assert (await task_events(topics.clients().log, fine))[-1].type == "task_completed"  # type: ignore[arg-type]
     await core.shutdown()
+
+
+async def test_a_task_whose_goal_an_older_writer_stamped_early_is_rebuilt_not_rejected(
+    tmp_path: Path,
+) -> None:
+    settings = Settings(home=tmp_path)
+    workflow = load_workflow(PIPELINE, settings=settings)
+    topics = MemoryTopics("t", partitions=1)
+    group = MemoryGroup(topics)
+    task_id = new_event_id()
+    ref = WorkflowRef(name=workflow.name, digest=workflow.digest or None)
+    first = GoalSubmitted(task_id=task_id, seq=1, goal="taxi 2 eur", workflow=ref)
+    # An older worker on a slow clock appended the goal as seq 1, then died.
+    topics.produce(
+        topics.layout.events,
+        encode(first),
+        task_id.encode(),
+        event_headers(first),
+        timestamp_ms=task_start_ms(task_id) - 5_000,  # type: ignore[operator]
+    )
+    core = WorkerCore(
+        build_runtime(workflow, settings),
+        WorkerConfig("memory", prefix="t"),
+        topics.clients(),
+        out=io.StringIO(),
+    )
+    await group.join(core)
+    await group.run_until_idle()
+    assert topics.all(topics.layout.dlq) == []
+    events = await task_events(topics.clients().log, task_id)  # type: ignore[arg-type]
+    assert events[-1].type == "task_completed"
+    await core.shutdown()
