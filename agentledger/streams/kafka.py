@@ -41,6 +41,11 @@ appends the same event again (same ``event_id``) at the next seq and acts on it 
 seq (a stamp supersedes the seq its producer guessed); ``unstamped=True`` also returns
 the events still waiting for their stamp, after the others.
 
+Rebuilds. ``read_task`` does not read the task's partition from offset 0: every record is
+timestamped no earlier than its task's start (the time in its UUIDv7 task id), and the
+read starts at the broker's first offset at that time (``task_start`` explains why no
+record can be missed, and when it falls back to offset 0).
+
 Positions are committed offsets of a consumer group named ``<prefix>.position.<consumer>``
 on the events topic: Kafka's own store for "how far has this reader got", visible to
 ordinary Kafka tooling as lag, and needing no compaction (which a positions topic would).
@@ -473,7 +478,9 @@ class KafkaEventLog:
         if fell_back:
             # Its first records are not where its start time says (written by an older
             # version under skewed clocks, or a topic on LogAppendTime): read from 0.
-            log.warning("task %s: history incomplete from offset %d; reading from 0", task_id, first)
+            log.warning(
+                "task %s: history incomplete from offset %d; reading from 0", task_id, first
+            )
             records, _ = await self._scan({partition: 0})
             entries = task_entries(records, task_id, after_seq=after_seq, unstamped=unstamped)
         start = 0 if fell_back else first

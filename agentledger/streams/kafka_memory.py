@@ -2,12 +2,13 @@
 needs of a broker, without one.
 
 ``MemoryTopics`` keeps records as Kafka does (partition by murmur2 of the key, offsets per
-partition, nothing removed) and hands a worker its clients (``clients()``): an event log
-whose ``read_task`` is ``KafkaEventLog``'s (``kafka.task_entries``), a dead-letter producer,
-and the broker probe. ``MemoryGroup`` delivers records to worker cores the way
-``kafka_faust`` does: in partition order, one at a time, acknowledging when the core says
-so, committing each partition's gap-free acknowledged prefix, and a member that takes over
-a partition starts at its committed offset. So the worker's logic (rebuilds, stamping,
+partition, nothing removed, records timestamped) and hands a worker its clients
+(``clients()``): an event log whose ``read_task`` is ``KafkaEventLog``'s
+(``kafka.task_entries``, from the task's start time as ``task_start`` finds it), a
+dead-letter producer, and the broker probe. ``MemoryGroup`` delivers records to worker
+cores the way ``kafka_faust`` does: in partition order, one at a time, acknowledging when
+the core says so, committing each partition's gap-free acknowledged prefix, and a member
+that takes over a partition starts at its committed offset. So the worker's logic (rebuilds, stamping,
 acknowledgements, rebalances, parking) runs in milliseconds in tests, against the same
 record format as on Kafka. ``available = False`` makes every call fail as a lost broker.
 
