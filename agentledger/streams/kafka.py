@@ -41,6 +41,11 @@ appends the same event again (same ``event_id``) at the next seq and acts on it 
 seq (a stamp supersedes the seq its producer guessed); ``unstamped=True`` also returns
 the events still waiting for their stamp, after the others.
 
+Rebuilds. ``read_task`` does not read the task's partition from offset 0: every record is
+timestamped no earlier than its task's start (the time in its UUIDv7 task id), and the
+read starts at the broker's first offset at that time (``task_start`` explains why no
+record can be missed, and when it falls back to offset 0).
+
 Positions are committed offsets of a consumer group named ``<prefix>.position.<consumer>``
 on the events topic: Kafka's own store for "how far has this reader got", visible to
 ordinary Kafka tooling as lag, and needing no compaction (which a positions topic would).
@@ -50,6 +55,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 from collections.abc import AsyncGenerator, AsyncIterator, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -65,7 +71,10 @@ from agentledger.schemas.codec import encode
 from agentledger.streams.kafka_clients import admin_client, event_producer, record_consumer
 from agentledger.streams.kafka_topics import DEFAULT_PREFIX, TopicLayout, partition_counts
 from agentledger.streams.log import CorruptRecord, LogEntry, Recorded, TaskSummary, decode_entry
+from agentledger.streams.task_start import complete, now_ms, record_timestamp_ms, task_start_ms
 from agentledger.streams.write_guard import WriteGuard, settings_guard
+
+log = logging.getLogger(__name__)
 
 OFFSET_BITS = 40
 _POSITION_MASK = (1 << OFFSET_BITS) - 1
@@ -99,6 +108,18 @@ def event_headers(event: EventBase) -> list[tuple[str, bytes]]:
         (HEADER_SEQ, str(event.seq).encode()),
         (HEADER_TYPE, str(type(event).model_fields["type"].default).encode()),
     ]
+
+
+@dataclass(frozen=True, slots=True)
+class TaskRead:
+    """What one ``read_task`` cost: the partition, the offset it read from (None: the task
+    had no record at or after its start, nothing was read), the records fetched, and
+    whether it fell back to reading the partition from 0 (see ``task_start``)."""
+
+    partition: int
+    start: int | None
+    records: int
+    fell_back: bool
 
 
 @dataclass(frozen=True, slots=True)
@@ -296,6 +317,8 @@ class KafkaEventLog:
         self._groups_lock = asyncio.Lock()
         # Highest end offset seen per partition: where last_offset() starts looking.
         self._known_end: dict[int, int] = {}
+        self.last_task_read: TaskRead | None = None
+        """Where the last ``read_task`` read from, and how many records it fetched."""
 
     @property
     def partitions(self) -> int:
@@ -405,11 +428,13 @@ class KafkaEventLog:
 
     def _build_batch(self, producer: AIOKafkaProducer, events: Sequence[EventBase]) -> Any:
         batch = producer.create_batch()
+        now = now_ms()
         for event in events:
             added = batch.append(
                 key=event.task_id.encode(),
                 value=encode(event),
-                timestamp=None,
+                # Never before the task's start, so a rebuild finds it by time (task_start).
+                timestamp=record_timestamp_ms(event.task_id, now),
                 headers=event_headers(event),
             )
             if added is None:
@@ -423,17 +448,66 @@ class KafkaEventLog:
     # -- reading -------------------------------------------------------------------------
 
     async def read_task(
-        self, task_id: str, *, after_seq: int = 0, unstamped: bool = False
+        self, task_id: str, *, after_seq: int = 0, unstamped: bool = False, whole: bool = False
     ) -> list[LogEntry]:
         """A task's events with ``seq > after_seq``, in seq order, each event id once.
 
         An event stored at several seqs counts at the highest (its writer's stamp, see the
         module docstring). With ``unstamped``, events appended with seq 0 and not stamped
-        yet follow, in offset order.
+        yet follow, in offset order. Read from the first record at or after the task's
+        start time (see ``task_start``), or, with ``whole``, from offset 0.
         """
         self._started()
-        records, _ = await self._scan({self.partition_for(task_id): 0})
-        return task_entries(records, task_id, after_seq=after_seq, unstamped=unstamped)
+        partition = self.partition_for(task_id)
+        async with (
+            self._consumer("earliest") as consumer,
+            deadline(self._request_timeout_ms / 1000, f"reading {task_id} from {self.topic}"),
+        ):
+            first = 0 if whole else await self._task_offset(consumer, partition, task_id)
+            if first is None:
+                # No record at or after the task's start time: the task has no events.
+                self.last_task_read = TaskRead(partition, None, 0, fell_back=False)
+                return []
+            records, ends = await read_partitions(
+                consumer, self.topic, {partition: first}, wait_ms=max(10, self._fetch_max_wait_ms)
+            )
+        for p, end in ends.items():
+            self._saw_end(p, end)
+        entries = task_entries(records, task_id, after_seq=after_seq, unstamped=unstamped)
+        fell_back = first > 0 and not complete(entries, after_seq)
+        if fell_back:
+            # Its first records are not where its start time says (written by an older
+            # version under skewed clocks, or a topic on LogAppendTime): read from 0.
+            log.warning(
+                "task %s: history incomplete from offset %d; reading from 0", task_id, first
+            )
+            records, _ = await self._scan({partition: 0})
+            entries = task_entries(records, task_id, after_seq=after_seq, unstamped=unstamped)
+        start = 0 if fell_back else first
+        self.last_task_read = TaskRead(partition, start, len(records), fell_back)
+        return entries
+
+    async def _task_offset(
+        self, consumer: AIOKafkaConsumer, partition: int, task_id: str
+    ) -> int | None:
+        """The offset a read of ``task_id``'s history starts at: the first at or after its
+        start time (None: there is none), or 0 if the task id has no start time or the
+        broker cannot answer by timestamp (see ``task_start``)."""
+        start = task_start_ms(task_id)
+        if start is None:
+            return 0
+        tp = TopicPartition(self.topic, partition)
+        # Assigned (and paused, so nothing is fetched yet), the partition's leader is known
+        # before the lookup; otherwise the lookup waits out a retry backoff to learn it.
+        consumer.assign([tp])
+        consumer.pause(tp)
+        try:
+            found = await consumer.offsets_for_times({tp: start})
+        except KafkaError as exc:
+            log.warning("looking up %s by time failed (%s); reading from offset 0", task_id, exc)
+            return 0
+        answer = found.get(tp)
+        return None if answer is None else int(answer.offset)
 
     async def read_from(self, after: int = 0, *, limit: int | None = None) -> list[LogEntry]:
         """Records with offset > ``after``, in offset order (partition-major, see module)."""

@@ -2,12 +2,13 @@
 needs of a broker, without one.
 
 ``MemoryTopics`` keeps records as Kafka does (partition by murmur2 of the key, offsets per
-partition, nothing removed) and hands a worker its clients (``clients()``): an event log
-whose ``read_task`` is ``KafkaEventLog``'s (``kafka.task_entries``), a dead-letter producer,
-and the broker probe. ``MemoryGroup`` delivers records to worker cores the way
-``kafka_faust`` does: in partition order, one at a time, acknowledging when the core says
-so, committing each partition's gap-free acknowledged prefix, and a member that takes over
-a partition starts at its committed offset. So the worker's logic (rebuilds, stamping,
+partition, nothing removed, records timestamped) and hands a worker its clients
+(``clients()``): an event log whose ``read_task`` is ``KafkaEventLog``'s
+(``kafka.task_entries``, from the task's start time as ``task_start`` finds it), a
+dead-letter producer, and the broker probe. ``MemoryGroup`` delivers records to worker
+cores the way ``kafka_faust`` does: in partition order, one at a time, acknowledging when
+the core says so, committing each partition's gap-free acknowledged prefix, and a member
+that takes over a partition starts at its committed offset. So the worker's logic (rebuilds, stamping,
 acknowledgements, rebalances, parking) runs in milliseconds in tests, against the same
 record format as on Kafka. ``available = False`` makes every call fail as a lost broker.
 
@@ -37,12 +38,25 @@ from aiokafka.errors import KafkaConnectionError, MessageSizeTooLargeError
 from agentledger.errors import EventLogError, RecordTooLargeError, SequenceConflictError
 from agentledger.schemas import EventBase
 from agentledger.schemas.codec import encode
-from agentledger.streams.kafka import KafkaRecord, event_headers, partition_for_key, task_entries
+from agentledger.streams.kafka import (
+    KafkaRecord,
+    TaskRead,
+    event_headers,
+    partition_for_key,
+    task_entries,
+)
 from agentledger.streams.kafka_clients import DLQ_MAX_RECORD_BYTES, MAX_RECORD_BYTES
 from agentledger.streams.kafka_dlq import record_size
 from agentledger.streams.kafka_topics import DEFAULT_PREFIX, TopicLayout
 from agentledger.streams.kafka_worker import WorkerClients, WorkerCore
 from agentledger.streams.log import LogEntry, Recorded
+from agentledger.streams.task_start import (
+    complete,
+    first_offset_at,
+    now_ms,
+    record_timestamp_ms,
+    task_start_ms,
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -77,8 +91,10 @@ class MemoryTopics:
         headers: Sequence[tuple[str, bytes]] = (),
         *,
         partition: int | None = None,
+        timestamp_ms: int | None = None,
     ) -> KafkaRecord:
-        """Append one record (to the key's partition unless given) and return it."""
+        """Append one record (to the key's partition unless given; timestamped now unless
+        given, as Kafka's CreateTime) and return it."""
         self._reachable()
         partitions = self.records[topic]
         if partition is None:
@@ -90,7 +106,7 @@ class MemoryTopics:
             key=key,
             value=value,
             headers=tuple(headers),
-            timestamp_ms=int(time.time() * 1000),
+            timestamp_ms=now_ms() if timestamp_ms is None else timestamp_ms,
         )
         stored.append(record)
         self.changed.set()
@@ -123,6 +139,7 @@ class MemoryTopicLog:
     def __init__(self, topics: MemoryTopics) -> None:
         self.topics = topics
         self.topic = topics.layout.events
+        self.last_task_read: TaskRead | None = None
 
     async def start(self) -> None:
         self._check()
@@ -144,9 +161,14 @@ class MemoryTopicLog:
                     f"the {MAX_RECORD_BYTES} {self.topic} takes"
                 )
         out = []
+        now = now_ms()
         for event, data in encoded:
             record = self.topics.produce(
-                self.topic, data, event.task_id.encode(), event_headers(event)
+                self.topic,
+                data,
+                event.task_id.encode(),
+                event_headers(event),
+                timestamp_ms=record_timestamp_ms(event.task_id, now),
             )
             out.append(Recorded(record.offset, event))  # type: ignore[arg-type]
         return out
@@ -155,12 +177,30 @@ class MemoryTopicLog:
         return partition_for_key(task_id.encode(), len(self.topics.records[self.topic]))
 
     async def read_task(
-        self, task_id: str, *, after_seq: int = 0, unstamped: bool = False
+        self, task_id: str, *, after_seq: int = 0, unstamped: bool = False, whole: bool = False
     ) -> list[LogEntry]:
+        """As ``KafkaEventLog.read_task``: from the first record at or after the task's
+        start time, or from 0 when it has none or that history is incomplete."""
         self._check()
         partitions = self.topics.records[self.topic]
-        records = partitions[partition_for_key(task_id.encode(), len(partitions))]
-        return task_entries(list(records), task_id, after_seq=after_seq, unstamped=unstamped)
+        partition = partition_for_key(task_id.encode(), len(partitions))
+        records = partitions[partition]
+        start = task_start_ms(task_id)
+        if whole or start is None:
+            first: int | None = 0
+        else:
+            first = first_offset_at([r.timestamp_ms for r in records], start)
+        if first is None:
+            self.last_task_read = TaskRead(partition, None, 0, fell_back=False)
+            return []
+        read = records[first:]
+        entries = task_entries(read, task_id, after_seq=after_seq, unstamped=unstamped)
+        fell_back = first > 0 and not complete(entries, after_seq)
+        if fell_back:
+            read = records
+            entries = task_entries(read, task_id, after_seq=after_seq, unstamped=unstamped)
+        self.last_task_read = TaskRead(partition, 0 if fell_back else first, len(read), fell_back)
+        return entries
 
     def _check(self) -> None:
         if not self.topics.available:

@@ -90,6 +90,7 @@ from agentledger.streams.kafka_dlq import (
 )
 from agentledger.streams.kafka_topics import DEFAULT_PREFIX, MAX_RECORD_BYTES, TopicLayout
 from agentledger.streams.log import CorruptRecord, LogEntry, Recorded
+from agentledger.streams.task_start import MAX_START_AHEAD_MS, start_ahead_ms
 from agentledger.streams.write_guard import WriteGuard
 
 # The worker's one logger, under the name it has always had (log configs refer to it).
@@ -155,7 +156,7 @@ class WorkerLog(Protocol):
     async def append(self, events: Sequence[EventBase]) -> list[Recorded]: ...
 
     async def read_task(
-        self, task_id: str, *, after_seq: int = 0, unstamped: bool = False
+        self, task_id: str, *, after_seq: int = 0, unstamped: bool = False, whole: bool = False
     ) -> list[LogEntry]: ...
 
     def partition_for(self, task_id: str) -> int: ...
@@ -382,7 +383,7 @@ class WorkerCore:
                 f"the goals topic takes goal_submitted events, got {event.type}",
             )
             return
-        problem = self._foreign(event)
+        problem = self._foreign(event) or _dated_ahead(event.task_id)
         if problem is not None:
             await self._dead_letter(record, self.layout.goals, problem)
             return
@@ -678,6 +679,12 @@ class WorkerCore:
     async def _rebuild(self, task_id: str, partition: int) -> set[asyncio.Task[None]]:
         """First sight of a task: load its history and re-dispatch it, like EmbeddedRunner."""
         entries = await self._retrying(lambda: self.log.read_task(task_id, unstamped=True))
+        if not any(isinstance(e, Recorded) and e.event.seq == 1 for e in entries):
+            # A record of the task is in hand, so it has a history: if none was found from
+            # its start time (an older writer's records, stamped before it), read it whole.
+            entries = await self._retrying(
+                lambda: self.log.read_task(task_id, unstamped=True, whole=True)
+            )
         history: list[Event] = []
         unstamped: list[Event] = []
         for entry in entries:
@@ -918,6 +925,20 @@ class WorkerCore:
         task: asyncio.Task[None] = asyncio.ensure_future(coro)
         self._background.add(task)
         task.add_done_callback(self._background.discard)
+
+
+def _dated_ahead(task_id: str) -> str | None:
+    """Why a task cannot start when its id is dated too far ahead of this clock: its
+    records are timestamped at least at that time (``task_start``), which Kafka refuses
+    beyond ``message.timestamp.after.max.ms``."""
+    ahead = start_ahead_ms(task_id)
+    if ahead <= MAX_START_AHEAD_MS:
+        return None
+    return (
+        f"task id {task_id} is dated {ahead / 1000:.0f} s ahead of this worker's clock (at "
+        f"most {MAX_START_AHEAD_MS // 1000} s allowed): the submitter's clock is ahead; "
+        "correct it and submit the goal again"
+    )
 
 
 def _quiet_clients(quiet: bool) -> None:
