@@ -50,6 +50,9 @@ TOPIC_SETTINGS: dict[str, str] = {
     "retention.bytes": "-1",
     "cleanup.policy": "delete",
     "max.message.bytes": str(MAX_RECORD_BYTES + 12),
+    # A task is rebuilt from the first offset at its start time (streams/task_start.py),
+    # which holds only for the producers' own timestamps.
+    "message.timestamp.type": "CreateTime",
 }
 """Settings of the goals and events topics (the DLQ: the same with its own size limit)."""
 
@@ -228,6 +231,12 @@ def settings_problems(layout: TopicLayout, actual: dict[str, dict[str, str]]) ->
             problems.append(
                 f"{topic} has cleanup.policy={have['cleanup.policy']} (compaction keeps "
                 "only the last record of each task; want delete)"
+            )
+        stamped = have.get("message.timestamp.type", "CreateTime")
+        if stamped != "CreateTime":
+            problems.append(
+                f"{topic} has message.timestamp.type={stamped} (a task's rebuild by start "
+                "time needs the producers' timestamps; want CreateTime)"
             )
         limit = int(have.get("max.message.bytes", "0") or 0)
         if limit < int(want["max.message.bytes"]):

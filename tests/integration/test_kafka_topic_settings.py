@@ -55,6 +55,7 @@ async def test_init_creates_topics_kept_forever_with_the_producers_size_limit(
             "retention.bytes": "-1",
             "cleanup.policy": "delete",
             "max.message.bytes": str(MAX_RECORD_BYTES + 12),
+            "message.timestamp.type": "CreateTime",
         }, topic
     assert settings[layout.dlq]["retention.ms"] == "-1"
     assert settings[layout.dlq]["max.message.bytes"] == str(DLQ_MAX_RECORD_BYTES + 12)
@@ -76,10 +77,11 @@ async def test_topics_on_the_broker_default_retention_are_refused(
         [
             NewTopic(layout.goals, 1, 1, topic_configs={"cleanup.policy": "compact"}),
             NewTopic(layout.events, 1, 1),
-            NewTopic(layout.dlq, 1, 1),
+            NewTopic(layout.dlq, 1, 1, topic_configs={"message.timestamp.type": "LogAppendTime"}),
         ]
     )
     problems = await check_topics(kafka_broker, kafka_prefix)
+    assert any(f"{layout.dlq} has message.timestamp.type=LogAppendTime" in p for p in problems)
     assert any(p.startswith(f"{layout.events} has retention.ms=604800000") for p in problems)
     assert any(f"{layout.goals} has cleanup.policy=compact" in p for p in problems)
     with pytest.raises(ConfigurationError, match=r"could lose the event log.*retention\.ms"):
