@@ -1,4 +1,5 @@
-"""Exactly-once for the worker (``agentledger worker --exactly-once``): Kafka transactions.
+"""Kafka transactions for an exactly-once worker (the building blocks; the worker does not
+run on them yet, see docs/kafka.md "Known limits").
 
 One *lane* per input partition the worker holds (each goals partition, each events
 partition), each with a transactional producer whose ``transactional_id`` names that
