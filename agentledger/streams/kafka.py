@@ -227,6 +227,7 @@ async def read_partitions(
     *,
     limit: int | None = None,
     wait_ms: int = 100,
+    committed: bool = False,
 ) -> tuple[list[KafkaRecord], dict[int, int]]:
     """Read each ``partition: start`` of ``topic`` up to its end as first seen.
 
@@ -235,8 +236,11 @@ async def read_partitions(
     ListOffsets answer of some Kafka-protocol brokers is not trusted. Records appended
     after it are left for the next read. With ``limit``, a partition stops after ``limit``
     records. Returns the records (per partition in offset order) and the ends seen.
-    Waits as long as the broker takes: bound it with ``deadline(...)``.
+    Waits as long as the broker takes: bound it with ``deadline(...)``. ``committed``: the
+    consumer reads with ``isolation_level="read_committed"``, and the end is the partition's
+    last stable offset (records past it, in open transactions, are not returned yet).
     """
+    end_of = consumer.last_stable_offset if committed else consumer.highwater
     if not starts:
         return [], {}
     tps = {p: TopicPartition(topic, p) for p in starts}
@@ -250,7 +254,7 @@ async def read_partitions(
     while pending:
         fetched = await consumer.getmany(*pending, timeout_ms=wait_ms)
         for tp, messages in fetched.items():
-            end = ends.get(tp, consumer.highwater(tp))
+            end = ends.get(tp, end_of(tp))
             for message in messages:
                 if end is not None and message.offset >= end:
                     break
@@ -258,7 +262,7 @@ async def read_partitions(
                     out.append(KafkaRecord.of(message))
                     taken[tp] += 1
         for tp in list(pending):
-            highwater = consumer.highwater(tp)
+            highwater = end_of(tp)
             if highwater is None:
                 continue  # no fetch answered for it yet
             end = ends.setdefault(tp, highwater)
@@ -300,8 +304,11 @@ class KafkaEventLog:
         fetch_max_wait_ms: int = 100,
         request_timeout_ms: int = 30_000,
         guard: WriteGuard | None = None,
+        isolation_level: Literal["read_uncommitted", "read_committed"] = "read_uncommitted",
     ) -> None:
         self.bootstrap = bootstrap
+        # read_committed: only records of committed transactions (the exactly-once worker)
+        self.isolation_level = isolation_level
         # Masked before producing: no raw value is ever in the topic (the default vault is
         # the settings' one, AGENTLEDGER_VAULT or HOME/vault.db; runners install their own).
         self.guard = guard if guard is not None else settings_guard()
@@ -664,6 +671,7 @@ class KafkaEventLog:
             fetch_max_wait_ms=self._fetch_max_wait_ms,
             max_partition_fetch_bytes=max(1_048_576, self._max_batch_bytes),
             request_timeout_ms=self._request_timeout_ms,
+            isolation_level=self.isolation_level,
         )
         try:
             await consumer.start()
@@ -689,6 +697,7 @@ class KafkaEventLog:
                 starts,
                 limit=limit,
                 wait_ms=max(10, self._fetch_max_wait_ms),
+                committed=self.isolation_level == "read_committed",
             )
         for partition, end in ends.items():
             self._saw_end(partition, end)

@@ -67,6 +67,31 @@ def dead_letter_producer(
     )
 
 
+def transactional_producer(
+    bootstrap: str,
+    transactional_id: str,
+    *,
+    client_id: str = "agentledger",
+    request_timeout_ms: int = 30_000,
+    transaction_timeout_ms: int = 60_000,
+) -> AIOKafkaProducer:
+    """An event producer with a ``transactional_id`` (not started): the exactly-once
+    worker's (``kafka_eos``). Starting one with an id in use fences the earlier holder:
+    its open transaction is aborted and its later commits are refused."""
+    return AIOKafkaProducer(
+        bootstrap_servers=bootstrap,
+        client_id=client_id,
+        acks="all",
+        enable_idempotence=True,
+        transactional_id=transactional_id,
+        transaction_timeout_ms=transaction_timeout_ms,
+        linger_ms=0,
+        max_batch_size=MAX_RECORD_BYTES,
+        max_request_size=MAX_RECORD_BYTES,
+        request_timeout_ms=request_timeout_ms,
+    )
+
+
 def record_consumer(bootstrap: str, *topics: str, **options: Any) -> AIOKafkaConsumer:
     """A consumer (not started) that never commits on its own; ``options`` are aiokafka's
     (``group_id``, ``auto_offset_reset``, ``fetch_max_wait_ms``, ...)."""
