@@ -76,7 +76,13 @@ from agentledger.agents.approvals import EXTERNAL_DECISIONS, expired_approvals
 from agentledger.agents.context import Runtime
 from agentledger.agents.workflow import Workflow
 from agentledger.errors import EventLogError, RecordTooLargeError, UsageError
-from agentledger.schemas import ApprovalRequested, Event, EventBase, GoalSubmitted
+from agentledger.schemas import (
+    TERMINAL_TYPES,
+    ApprovalRequested,
+    Event,
+    EventBase,
+    GoalSubmitted,
+)
 from agentledger.security.guard import admit_goal
 from agentledger.streams.driver import TaskDriver
 from agentledger.streams.kafka import KafkaEventLog, KafkaRecord
@@ -399,12 +405,14 @@ class WorkerCore:
             await self._dead_letter(record, self.layout.goals, f"oversize goal: {exc}")
             return
         self.goals_started += 1
-        await self._host_started(event.task_id)
+        await self._host_started(event.task_id, admitted)
 
-    async def _host_started(self, task_id: str) -> None:
+    async def _host_started(self, task_id: str, admitted: Sequence[EventBase]) -> None:
         """Host a task whose goal this worker just appended as seq 1, if its events partition
-        is ours: its history is that goal alone, so the goal, when consumed, is dispatched
-        like any event of a hosted task, without a rebuild (a read of the partition)."""
+        is ours: its history is that goal (and its screening events) alone, so the goal, when
+        consumed, is dispatched like any event of a hosted task, without a rebuild (a read of
+        the partition). Its MCP tools are pinned first, under the lock: no event of the
+        task is dispatched before the toolset holds its pins."""
         partition = self.log.partition_for(task_id)
         async with self._lock:
             mine = self._assigned.get(self.layout.events, set())
@@ -413,6 +421,27 @@ class WorkerCore:
             hosted = _Hosted(partition)
             hosted.driver = TaskDriver(self.runtime, task_id, functools.partial(self._sink, hosted))
             self._tasks[task_id] = hosted
+            hosted.driver.note_appended(admitted)  # the pins go after what the log holds
+            try:
+                await self._start_mcp(hosted, admitted)
+            except EventLogError as exc:
+                log.error("task %s: recording its MCP tool pins failed: %s", task_id, exc)
+                del self._tasks[task_id]  # rebuilt from the log when its goal is consumed
+
+    async def _start_mcp(self, hosted: _Hosted, history: Sequence[EventBase]) -> None:
+        """The MCP tools a task sees, as ``EmbeddedRunner`` does: adopt the pins its history
+        recorded, or (none recorded yet) pin the servers' tools now and append the
+        ``mcp_tools_pinned`` events before any event of the task is dispatched. One toolset
+        serves every task of the worker (see docs/mcp.md). Raises ``EventLogError``."""
+        mcp = self.workflow.mcp
+        if mcp is None:
+            return
+        if any(e.event_type in TERMINAL_TYPES for e in history):
+            mcp.adopt(history)  # an ended task: nothing will call a tool
+            return
+        pins = await mcp.start_task(self.workflow.mcp_tools, history)
+        if pins:
+            await hosted.driver.emit(pins)
 
     async def on_event(self, record: KafkaRecord) -> set[asyncio.Future[None]] | None:
         """Dispatch one consumed event; return what must finish before acknowledging it.
@@ -713,6 +742,11 @@ class WorkerCore:
         hosted.driver = driver
         driver.load(history)
         self._tasks[task_id] = hosted
+        try:
+            await self._start_mcp(hosted, history)
+        except EventLogError:
+            del self._tasks[task_id]  # rebuilt again, like any failed read of its history
+            raise
         started = self._dispatch(hosted, history, consumed=False)
         for event in unstamped:  # decisions whose stamp the previous owner never recorded
             if self._tasks.get(task_id) is hosted:
