@@ -267,7 +267,14 @@ def _prepare(data: Path, port: int, controller_port: int, heap: str) -> tuple[li
         cluster = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
         command = _command(jars, log_config, heap, "kafka.tools.StorageTool")
         formatted = subprocess.run(
-            [*command, "format", "--ignore-formatted", "-t", cluster, "-c", str(config)],
+            [
+                *command,
+                "format",
+                "--ignore-formatted",
+                f"--cluster-id={cluster}",
+                "-c",
+                str(config),
+            ],
             stdin=subprocess.DEVNULL,
             capture_output=True,
             text=True,
