@@ -35,7 +35,6 @@ from agentledger.settings import Settings
 from agentledger.streams.kafka import KafkaRecord
 from agentledger.streams.kafka_topics import require_layout
 from agentledger.streams.kafka_worker import (
-    EXIT_BROKER_LOST,
     WorkerConfig,
     WorkerCore,
     worker_group,
@@ -262,27 +261,9 @@ def run_worker(
             while True:
                 await asyncio.sleep(config.broker_probe_interval_s)
                 try:
-                    await probe()
+                    await core.probe_or_exit()
                 except Exception:  # the watch must keep running; the next tick tries again
                     log.exception("probing the broker failed")
-
-        async def probe() -> None:
-            await core.probe_broker()
-            lost = core.broker_lost_for()
-            if config.broker_lost_exit_s and lost >= config.broker_lost_exit_s:
-                core.print_health("exiting", extra=f"broker_lost_s={lost:.1f}")
-                log.error(
-                    "no broker for %.1f s (--broker-lost-exit %g); exiting with code %d so a "
-                    "supervisor restarts the worker; unfinished work is redone from the log",
-                    lost,
-                    config.broker_lost_exit_s,
-                    EXIT_BROKER_LOST,
-                )
-                # Like a crash, on purpose: a clean shutdown would wait on the lost broker
-                # (commits, flushes), and nothing here needs it: the log is the truth.
-                sys.stdout.flush()
-                sys.stderr.flush()
-                os._exit(EXIT_BROKER_LOST)
 
         watcher = loop.create_task(watch_broker())
 

@@ -39,7 +39,6 @@ from agentledger.streams.kafka import KafkaRecord
 from agentledger.streams.kafka_clients import record_consumer
 from agentledger.streams.kafka_topics import require_layout
 from agentledger.streams.kafka_worker import (
-    EXIT_BROKER_LOST,
     WorkerConfig,
     WorkerCore,
     worker_group,
@@ -221,22 +220,6 @@ async def _serve(
     async def health() -> None:
         core.print_health()
 
-    async def probe() -> None:
-        await core.probe_broker()
-        lost = core.broker_lost_for()
-        if config.broker_lost_exit_s and lost >= config.broker_lost_exit_s:
-            core.print_health("exiting", extra=f"broker_lost_s={lost:.1f}")
-            log.error(
-                "no broker for %.1f s (--broker-lost-exit %g); exiting with code %d so a "
-                "supervisor restarts the worker; unfinished work is redone from the log",
-                lost,
-                config.broker_lost_exit_s,
-                EXIT_BROKER_LOST,
-            )
-            sys.stdout.flush()
-            sys.stderr.flush()
-            os._exit(EXIT_BROKER_LOST)  # like a crash, on purpose (see kafka_faust)
-
     print(
         f"worker starting: pid={os.getpid()} workflow={workflow.name} "
         f"group={worker_group(config.prefix)} brokers={config.bootstrap} consumer=aiokafka",
@@ -252,7 +235,9 @@ async def _serve(
                 core.expire_approvals,
             )
         ),
-        asyncio.ensure_future(_every(config.broker_probe_interval_s, "probing the broker", probe)),
+        asyncio.ensure_future(
+            _every(config.broker_probe_interval_s, "probing the broker", core.probe_or_exit)
+        ),
         asyncio.ensure_future(worker.commit_timer()),
         asyncio.ensure_future(worker.consume_goals()),
     ]

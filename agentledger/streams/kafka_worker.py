@@ -691,6 +691,27 @@ class WorkerCore:
             return 0.0
         return ((now or datetime.now(UTC)) - self.degraded_since).total_seconds()
 
+    async def probe_or_exit(self) -> None:
+        """Probe the broker; once it has been gone for ``broker_lost_exit_s``, end the
+        process with EXIT_BROKER_LOST so a supervisor restarts it. Like a crash, on purpose:
+        a clean shutdown would wait on the lost broker (commits, flushes), and nothing here
+        needs it: unfinished work is redone from the log."""
+        await self.probe_broker()
+        lost = self.broker_lost_for()
+        limit = self.config.broker_lost_exit_s
+        if limit and lost >= limit:
+            self.print_health("exiting", extra=f"broker_lost_s={lost:.1f}")
+            log.error(
+                "no broker for %.1f s (--broker-lost-exit %g); exiting with code %d so a "
+                "supervisor restarts the worker; unfinished work is redone from the log",
+                lost,
+                limit,
+                EXIT_BROKER_LOST,
+            )
+            sys.stdout.flush()
+            sys.stderr.flush()
+            os._exit(EXIT_BROKER_LOST)
+
     def print_health(self, what: str = "health", *, extra: str = "") -> None:
         line = f"worker {what}: {self.health()}" + (f" {extra}" if extra else "")
         print(line, file=self.out, flush=True)
