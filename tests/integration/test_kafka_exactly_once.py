@@ -1,21 +1,34 @@
-"""Kafka transactions for exactly-once (``kafka_eos``) on the real broker: a partition's
-next holder fences the previous one, whose open transaction is aborted and never visible
-to a read_committed reader."""
+"""Exactly-once on the real broker: ``agentledger worker --exactly-once`` with workers
+SIGKILLed while their transactions are open (every task completes, a read_committed reader
+sees each reaction once and no seq gap); a partition's next holder fences the previous one,
+whose open transaction is aborted and never visible; the flag's validation."""
 
 from __future__ import annotations
 
 import asyncio
+import signal
+import time
+from collections import defaultdict
+from pathlib import Path
 
 import pytest
 from aiokafka import TopicPartition
 
-from agentledger.schemas import Event, GoalSubmitted, WorkflowRef
+from agentledger.schemas import Event, GoalSubmitted, TaskCompleted, WorkflowRef
 from agentledger.streams import Recorded
 from agentledger.streams.kafka import KafkaEventLog, KafkaRecord, read_partitions
 from agentledger.streams.kafka_clients import record_consumer
 from agentledger.streams.kafka_eos import TransactionalLog, Transactions
+from agentledger.streams.kafka_runner import submit_goal
 from agentledger.streams.kafka_topics import init_topics
-from tests.integration.test_kafka_worker import PARTITIONS
+from tests.integration.test_kafka_worker import (
+    FIXTURE,
+    PARTITIONS,
+    executions,
+    main_cli,
+    running_cluster,
+    wait_for,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -47,6 +60,88 @@ def _events(records: list[KafkaRecord]) -> list[Event]:
         assert isinstance(entry, Recorded), entry
         out.append(entry.event)
     return out
+
+
+def _committed_events(bootstrap: str, topic: str) -> list[Event]:
+    return _events(asyncio.run(_records(bootstrap, topic, "read_committed")))
+
+
+def assert_each_reaction_once(events: list[Event]) -> None:
+    """Every event id once; each task's seqs 1..n without a gap; the events caused by one
+    causation id form one run of consecutive seqs, i.e. one committed batch (a reaction whose
+    output became visible twice would show it again at later seqs)."""
+    assert len({e.event_id for e in events}) == len(events), "an event stored twice"
+    by_task: dict[str, list[Event]] = defaultdict(list)
+    for event in events:
+        by_task[event.task_id].append(event)
+    for task_id, task in by_task.items():
+        assert sorted(e.seq for e in task) == list(range(1, len(task) + 1)), task_id
+        caused: dict[str, list[int]] = defaultdict(list)
+        for event in task:
+            if event.causation_id:
+                caused[event.causation_id].append(event.seq)
+        for cause, seqs in caused.items():
+            assert sorted(seqs) == list(range(min(seqs), max(seqs) + 1)), (task_id, cause, seqs)
+
+
+def test_workers_killed_mid_transaction_leave_each_reaction_visible_once(
+    kafka_broker: str, tmp_path: Path
+) -> None:
+    """Two exactly-once workers, six tasks; one worker is SIGKILLed while reactions are in
+    flight (its lanes hold open transactions) and a successor joins: the successor fences
+    the dead worker's lanes, takes the records that arrive while it opens them (they are
+    given back to the consumer, not skipped), and every task completes."""
+    env = {"DELIVERIES_MODEL_DELAY": "0.2"}
+    args = ("--exactly-once",)
+    with running_cluster(kafka_broker, tmp_path, env=env, worker_args=args) as cluster:
+        for worker in cluster.workers:
+            assert "consumer=aiokafka exactly_once=on" in worker.output(), worker.describe()
+        tasks = [
+            asyncio.run(
+                submit_goal(cluster.bootstrap, "deliver", workflow=FIXTURE, prefix=cluster.prefix)
+            )
+            for _ in range(6)
+        ]
+
+        def delivered(count: int) -> bool:
+            cluster.assert_alive_or_killed()
+            return sum(executions(tmp_path).values()) >= count
+
+        wait_for(lambda: delivered(3), 60, "deliveries\n" + cluster.describe())
+        victim = cluster.workers[0]
+        victim.process.send_signal(signal.SIGKILL)
+        cluster.killed.add(victim.pid)
+        victim.process.wait(timeout=10)
+        cluster.start_worker(2)
+
+        def all_ended() -> list[Event] | None:
+            cluster.assert_alive_or_killed()
+            events = _committed_events(cluster.bootstrap, cluster.layout.events)
+            ended = {e.task_id for e in events if e.type in ("task_completed", "task_failed")}
+            return events if ended >= set(tasks) else None
+
+        started = time.monotonic()
+        committed = wait_for(all_ended, 90, "every task to end\n" + cluster.describe())
+        recovered_s = time.monotonic() - started
+
+    assert {e.task_id for e in committed} == set(tasks)
+    assert_each_reaction_once(committed)
+    for task_id in tasks:
+        last = max((e for e in committed if e.task_id == task_id), key=lambda e: e.seq)
+        assert isinstance(last, TaskCompleted), (task_id, last.type)
+        assert last.result == "delivered: p1, p2, p3"
+    ran = executions(tmp_path)
+    assert len(ran) == 3 * len(tasks) and all(n == 1 for n in ran.values()), ran
+    assert recovered_s < 90
+
+
+def test_exactly_once_refuses_the_faust_consumer() -> None:
+    code, _, err = main_cli(
+        "worker", str(FIXTURE), "--brokers", "127.0.0.1:1", "--exactly-once", "--consumer", "faust"
+    )
+    assert code == 2
+    assert "--exactly-once runs on the aiokafka consumer" in err
+    assert "Traceback" not in err
 
 
 def test_the_next_holder_of_a_partition_fences_the_previous_one(
