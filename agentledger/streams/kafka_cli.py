@@ -57,10 +57,12 @@ def add_connection_options(p: argparse.ArgumentParser, *, required: bool = True)
 
 
 async def open_kafka_log(args: argparse.Namespace) -> KafkaEventLog:
-    """The started Kafka event log named by ``args.brokers`` and ``args.prefix``."""
+    """The started Kafka event log named by ``args.brokers`` and ``args.prefix``. It reads
+    committed records only: records of an aborted transaction (an exactly-once worker that
+    was fenced or died) are never shown; without transactional writers this changes nothing."""
     from agentledger.streams.kafka import KafkaEventLog
 
-    log = KafkaEventLog(args.brokers, prefix=args.prefix)
+    log = KafkaEventLog(args.brokers, prefix=args.prefix, isolation_level="read_committed")
     await log.start()
     return log
 

@@ -17,7 +17,7 @@ from aiokafka import TopicPartition
 from agentledger.schemas import Event, GoalSubmitted, TaskCompleted, WorkflowRef
 from agentledger.streams import Recorded
 from agentledger.streams.kafka import KafkaEventLog, KafkaRecord, read_partitions
-from agentledger.streams.kafka_clients import record_consumer
+from agentledger.streams.kafka_clients import record_consumer, transactional_producer
 from agentledger.streams.kafka_eos import TransactionalLog, Transactions
 from agentledger.streams.kafka_runner import submit_goal
 from agentledger.streams.kafka_topics import init_topics
@@ -198,3 +198,39 @@ def test_the_next_holder_of_a_partition_fences_the_previous_one(
     assert failures and failures[0].startswith("zombie commit: "), failures
     assert [e.task_id for e in committed] == ["t-successor"]
     assert "t-zombie" in {e.task_id for e in everything}  # stored, aborted, never visible
+
+
+def test_kafka_readers_do_not_show_aborted_records(kafka_broker: str, kafka_prefix: str) -> None:
+    """`agentledger kafka events|status` read committed data only: a record of an aborted
+    transaction (a fenced or crashed exactly-once worker's) is stored but never shown."""
+
+    async def scenario() -> None:
+        await init_topics(kafka_broker, prefix=kafka_prefix, partitions=1, replication=1)
+        goal = GoalSubmitted(
+            task_id="t-read", seq=1, goal="g", workflow=WorkflowRef(name="deliveries")
+        )
+        async with KafkaEventLog(kafka_broker, prefix=kafka_prefix) as log:
+            await log.append([goal])
+            producer = transactional_producer(kafka_broker, f"{kafka_prefix}-aborting")
+            await producer.start()
+            try:
+                await producer.begin_transaction()
+                done = TaskCompleted(
+                    task_id="t-read", seq=2, result="never", causation_id=goal.event_id
+                )
+                batch = log._build_batch(producer, log.guard([done]))
+                await (await producer.send_batch(batch, log.topic, partition=0))
+                await producer.abort_transaction()
+            finally:
+                await producer.stop()
+        stored = _events(await _records(kafka_broker, log.topic, "read_uncommitted", 1))
+        assert [e.type for e in stored] == ["goal_submitted", "task_completed"]
+
+    asyncio.run(scenario())
+    conn = ("--brokers", kafka_broker, "--prefix", kafka_prefix)
+    code, out, err = main_cli("kafka", "events", "t-read", *conn)
+    assert code == 0, err
+    assert "goal_submitted" in out and "task_completed" not in out, out
+    code, out, err = main_cli("kafka", "status", "t-read", *conn, "--json")
+    assert code == 0, err
+    assert '"never"' not in out and "completed" not in out, out
