@@ -135,6 +135,63 @@ def test_workers_killed_mid_transaction_leave_each_reaction_visible_once(
     assert recovered_s < 90
 
 
+def test_a_zombie_worker_is_fenced_and_its_late_output_never_visible(
+    kafka_broker: str, tmp_path: Path
+) -> None:
+    """A worker stopped (SIGSTOP) while its reactions wait for the model outlives its
+    membership: the other worker takes its partitions and fences its lanes. Resumed, the
+    zombie's reactions finish and their transaction is refused: it exits with code 4, and
+    a read_committed reader sees each reaction once (the successor's)."""
+    env = {"DELIVERIES_MODEL_DELAY": "1.0"}
+    args = ("--exactly-once",)
+    with running_cluster(kafka_broker, tmp_path, env=env, worker_args=args) as cluster:
+        zombie, successor = cluster.workers
+        tasks = [
+            asyncio.run(
+                submit_goal(cluster.bootstrap, "deliver", workflow=FIXTURE, prefix=cluster.prefix)
+            )
+            for _ in range(4)
+        ]
+
+        deliveries = tmp_path / "sandbox" / "deliveries.log"
+
+        def zombie_busy() -> bool:  # it has made a delivery: its tasks are under way
+            cluster.assert_alive()
+            lines = deliveries.read_text().splitlines() if deliveries.exists() else []
+            return any(line.split()[-1] == str(zombie.pid) for line in lines)
+
+        wait_for(zombie_busy, 60, "a delivery\n" + cluster.describe())
+        zombie.process.send_signal(signal.SIGSTOP)
+        cluster.killed.add(zombie.pid)  # exits on its own below; not an error
+        try:
+            wait_for(
+                lambda: successor.events_partitions() == set(range(PARTITIONS)),
+                60,
+                "the successor to take every partition\n" + cluster.describe(),
+            )
+        finally:
+            zombie.process.send_signal(signal.SIGCONT)
+        code = zombie.process.wait(timeout=60)
+        assert code == 4, zombie.describe()
+        assert "transaction_failed=true" in zombie.output(), zombie.describe()
+
+        def all_ended() -> list[Event] | None:
+            assert successor.process.poll() is None, successor.describe()
+            events = _committed_events(cluster.bootstrap, cluster.layout.events)
+            ended = {e.task_id for e in events if e.type in ("task_completed", "task_failed")}
+            return events if ended >= set(tasks) else None
+
+        committed = wait_for(all_ended, 90, "every task to end\n" + cluster.describe())
+
+    assert {e.task_id for e in committed} == set(tasks)
+    assert_each_reaction_once(committed)
+    for task_id in tasks:
+        last = max((e for e in committed if e.task_id == task_id), key=lambda e: e.seq)
+        assert isinstance(last, TaskCompleted), (task_id, last.type)
+    ran = executions(tmp_path)
+    assert ran and all(n == 1 for n in ran.values()), ran
+
+
 def test_exactly_once_refuses_the_faust_consumer() -> None:
     code, _, err = main_cli(
         "worker", str(FIXTURE), "--brokers", "127.0.0.1:1", "--exactly-once", "--consumer", "faust"
