@@ -136,7 +136,7 @@ def register(sub: Any) -> None:
         action="store_true",
         help="consume, react, produce and commit offsets in Kafka transactions, reading "
         "committed data only (needs a broker with transactions; implies --consumer aiokafka; "
-        "docs/kafka.md#exactly-once)",
+        'docs/kafka.md, "Exactly-once")',
     )
     p.set_defaults(func=cmd_worker)
 

@@ -15,7 +15,18 @@ The offset rules are ``kafka_faust``'s, kept here for this consumer:
 - each partition commits only its gap-free acknowledged prefix, starting at the offset it
   was assigned at (every ``commit_interval_s``, and when partitions are revoked);
 - after a rebalance every partition restarts from its committed offset, so what was not
-  acknowledged is delivered again (``WorkerCore`` skips what it already dispatched).
+  acknowledged is delivered again (``WorkerCore`` skips what it already dispatched);
+- records are taken only between the end of ``on_partitions_assigned`` and the start of
+  the next rebalance: aiokafka sets a new assignment (and may hand out its records) before
+  the listener has finished, so records handed out earlier are given back (the consumer
+  seeks to them) and a batch a rebalance interrupts is dropped, never skipped.
+
+``--exactly-once`` (``config.exactly_once``): the consumer and the worker's log read
+committed records only, every append goes through the transaction lanes of ``kafka_eos``
+(opened, fencing the previous holders, before the worker takes a record of a new
+assignment), and offsets are committed inside those transactions instead of by
+``consumer.commit``. A lane whose transaction fails (fenced: this worker is a zombie)
+ends the process with EXIT_BROKER_LOST; the partition's holder redoes the work.
 """
 
 from __future__ import annotations
@@ -117,7 +128,6 @@ class GroupWorker(ConsumerRebalanceListener):  # type: ignore[misc]
         # into the next one (whose positions restart from the committed offsets).
         self.ready = asyncio.Event()
         self.generation = 0
-        self.rewound = 0  # batches handed out before the worker was ready, fetched again
         # Goals are handled by a task of their own, as faust's two agents do: a goal's
         # duplicate check reads its partition, and events must not wait behind it.
         self.goals: asyncio.Queue[tuple[int, TopicPartition, KafkaRecord]] = asyncio.Queue()
@@ -183,7 +193,6 @@ class GroupWorker(ConsumerRebalanceListener):  # type: ignore[misc]
             if messages and tp in assignment:
                 self.consumer.seek(tp, messages[0].offset)
         if batches:
-            self.rewound += 1
             log.debug("records fetched during a rebalance given back: %s", sorted(batches))
 
     async def wait_ready(self) -> None:
