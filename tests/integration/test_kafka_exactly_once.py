@@ -6,20 +6,26 @@ whose open transaction is aborted and never visible; the flag's validation."""
 from __future__ import annotations
 
 import asyncio
+import io
 import signal
 import time
 from collections import defaultdict
 from pathlib import Path
+from typing import Any
 
 import pytest
 from aiokafka import TopicPartition
 
+from agentledger.agents.runtime import build_runtime
+from agentledger.agents.workflow import load_workflow
 from agentledger.schemas import Event, GoalSubmitted, TaskCompleted, WorkflowRef
+from agentledger.settings import Settings
 from agentledger.streams import Recorded
 from agentledger.streams.kafka import KafkaEventLog, KafkaRecord, read_partitions
 from agentledger.streams.kafka_clients import record_consumer, transactional_producer
 from agentledger.streams.kafka_eos import TransactionalLog, Transactions
-from agentledger.streams.kafka_runner import submit_goal
+from agentledger.streams.kafka_group import GroupWorker
+from agentledger.streams.kafka_runner import WorkerConfig, WorkerCore, submit_goal
 from agentledger.streams.kafka_topics import init_topics
 from tests.integration.test_kafka_worker import (
     FIXTURE,
@@ -291,3 +297,46 @@ def test_kafka_readers_do_not_show_aborted_records(kafka_broker: str, kafka_pref
     code, out, err = main_cli("kafka", "status", "t-read", *conn, "--json")
     assert code == 0, err
     assert '"never"' not in out and "completed" not in out, out
+
+
+async def test_records_handed_out_during_a_rebalance_are_fetched_again(
+    kafka_broker: str, kafka_prefix: str, tmp_path: Path
+) -> None:
+    """aiokafka may hand out a new assignment's records before ``on_partitions_assigned``
+    has finished (an exactly-once worker is still opening its lanes): the worker gives them
+    back (the consumer seeks to them) and they come again once it is ready, instead of
+    being skipped (the bug that stalled a SIGKILLed worker's tasks)."""
+    await init_topics(kafka_broker, kafka_prefix, partitions=1)
+    async with KafkaEventLog(kafka_broker, prefix=kafka_prefix) as log:
+        for n in range(3):
+            goal = GoalSubmitted(
+                task_id=f"t-again-{n}", seq=1, goal="g", workflow=WorkflowRef(name="other")
+            )
+            await log.append([goal])
+    settings = Settings(home=tmp_path)
+    runtime = build_runtime(load_workflow(FIXTURE, settings=settings), settings)
+    config = WorkerConfig(kafka_broker, prefix=kafka_prefix, fetch_max_wait_ms=50)
+    core = WorkerCore(runtime, config, out=io.StringIO())
+    await core.start()
+    worker = GroupWorker(core, config)
+    events = TopicPartition(core.layout.events, 0)
+    worker.consumer.subscribe([core.layout.goals, core.layout.events], listener=worker)
+    await worker.consumer.start()
+    try:
+        async with asyncio.timeout(30):
+            await worker.ready.wait()
+            worker.ready.clear()  # as at the start of a rebalance
+            handed: dict[TopicPartition, list[Any]] = {}
+            while events not in handed:
+                handed = await worker.consumer.getmany(timeout_ms=200)
+            assert [m.offset for m in handed[events]] == [0, 1, 2]
+            worker._give_back(handed)
+            assert await worker.consumer.position(events) == 0
+            worker.ready.set()
+            again: dict[TopicPartition, list[Any]] = {}
+            while events not in again:
+                again = await worker.consumer.getmany(timeout_ms=200)
+        assert [m.offset for m in again[events]] == [0, 1, 2]
+    finally:
+        await worker.consumer.stop()
+        await core.shutdown()
