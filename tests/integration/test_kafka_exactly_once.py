@@ -1,7 +1,9 @@
 """Exactly-once on the real broker: ``agentledger worker --exactly-once`` with workers
 SIGKILLed while their transactions are open (every task completes, a read_committed reader
-sees each reaction once and no seq gap); a partition's next holder fences the previous one,
-whose open transaction is aborted and never visible; the flag's validation."""
+sees each reaction once and no seq gap); a SIGSTOPped zombie fenced by its successor (its
+late output refused, exit 4); a partition's next holder fences the previous one, whose open
+transaction is aborted and never visible; records handed out during a rebalance fetched
+again; CLI readers that never show aborted records; the flag's validation."""
 
 from __future__ import annotations
 
