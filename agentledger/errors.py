@@ -14,6 +14,7 @@
         │   │   └── QuarantinedTaskError  an unfinished task holds one: it is not driven
         │   ├── SequenceConflictError  two writers appended the same (task, seq)
         │   ├── LeaseLostError       another process took this runner's task over
+        │   ├── LaneClosedError      an exactly-once worker no longer holds the partition
         │   └── LedgerReplacedError  the ledger file was deleted or replaced under us
         ├── ModelError               the LLM failed (retryable or not)
         └── ToolError                a tool failed while executing
@@ -74,6 +75,11 @@ class CorruptEventError(EventLogError):
         self.offset = offset
         self.reason = reason
         super().__init__(f"event at offset {offset} cannot be decoded: {reason}")
+
+
+class LaneClosedError(EventLogError):
+    """An exactly-once worker appended for a partition whose transaction lane is closed (a
+    rebalance moved or is moving it); retrying cannot help: its next holder redoes the work."""
 
 
 class RecordTooLargeError(EventLogError):

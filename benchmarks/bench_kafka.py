@@ -16,6 +16,7 @@ once and waits for every task_completed.
 
     python benchmarks/bench_kafka.py                       # starts Apache Kafka itself
     python benchmarks/bench_kafka.py --brokers 127.0.0.1:9092 --tasks 50 --workers 1,2,4
+    python benchmarks/bench_kafka.py --exactly-once          # workers in Kafka transactions
 """
 
 from __future__ import annotations
@@ -105,6 +106,7 @@ def run(
     tasks: int,
     partitions: int,
     consumer: str = "faust",
+    exactly_once: bool = False,
 ) -> Result:
     prefix = f"bench-{uuid.uuid4().hex[:10]}"
     asyncio.run(init_topics(bootstrap, prefix, partitions=partitions))
@@ -136,6 +138,7 @@ def run(
                             str(fetch_wait_ms),
                             "--consumer",
                             consumer,
+                            *(("--exactly-once",) if exactly_once else ()),
                         ],
                         env=env,
                         stdin=subprocess.DEVNULL,
@@ -214,7 +217,14 @@ def main() -> None:
     parser.add_argument("--fetch-wait-ms", default="100", help="fetch waits to try")
     parser.add_argument("--partitions", type=int, default=4)
     parser.add_argument("--consumer", choices=("faust", "aiokafka"), default="faust")
+    parser.add_argument(
+        "--exactly-once",
+        action="store_true",
+        help="workers run with --exactly-once (transactions; implies --consumer aiokafka)",
+    )
     args = parser.parse_args()
+    if args.exactly_once:
+        args.consumer = "aiokafka"  # the only consumer exactly-once runs on
     counts = [int(x) for x in args.workers.split(",")]
     waits = [int(x) for x in args.fetch_wait_ms.split(",")]
 
@@ -227,11 +237,20 @@ def main() -> None:
         print(
             f"deliveries workflow, zero-latency model, {args.tasks} tasks submitted at once, "
             f"{args.partitions} partitions, broker {bootstrap}, consumer {args.consumer}"
+            + (", exactly-once" if args.exactly_once else "")
         )
         print(HEADER)
         for wait in waits:
             for n in counts:
-                result = run(bootstrap, n, wait, args.tasks, args.partitions, args.consumer)
+                result = run(
+                    bootstrap,
+                    n,
+                    wait,
+                    args.tasks,
+                    args.partitions,
+                    args.consumer,
+                    exactly_once=args.exactly_once,
+                )
                 print(result.row(), flush=True)
         print(
             "note: each hop is a produce plus a fetch; Apache Kafka answers a waiting fetch as "

@@ -1,5 +1,5 @@
-"""Kafka transactions for an exactly-once worker (the building blocks; the worker does not
-run on them yet, see docs/kafka.md "Known limits").
+"""Kafka transactions for an exactly-once worker (``agentledger worker --exactly-once``,
+wired in ``kafka_group``; docs/kafka.md "Exactly-once").
 
 One *lane* per input partition the worker holds (each goals partition, each events
 partition), each with a transactional producer whose ``transactional_id`` names that
@@ -41,7 +41,7 @@ from typing import Any
 from aiokafka import AIOKafkaProducer, TopicPartition
 from aiokafka.errors import KafkaError
 
-from agentledger.errors import EventLogError
+from agentledger.errors import EventLogError, LaneClosedError
 from agentledger.schemas import EventBase
 from agentledger.streams.kafka import KafkaEventLog, log_offset
 from agentledger.streams.kafka_clients import transactional_producer
@@ -156,7 +156,7 @@ class Transactions:
         tp = LANE.get() or TopicPartition(self.log.topic, self.log.partition_for(events[0].task_id))
         lane = self.lanes.get(tp)
         if lane is None or lane.closing:
-            raise EventLogError(
+            raise LaneClosedError(
                 f"no transaction open for {tp.topic}[{tp.partition}]: the partition is not "
                 "held by this worker (a rebalance?); its next holder redoes the work"
             )
@@ -249,9 +249,11 @@ class TransactionalLog:
         return await self.transactions.append(events)
 
     async def read_task(
-        self, task_id: str, *, after_seq: int = 0, unstamped: bool = False
+        self, task_id: str, *, after_seq: int = 0, unstamped: bool = False, whole: bool = False
     ) -> list[LogEntry]:
-        return await self.base.read_task(task_id, after_seq=after_seq, unstamped=unstamped)
+        return await self.base.read_task(
+            task_id, after_seq=after_seq, unstamped=unstamped, whole=whole
+        )
 
     def partition_for(self, task_id: str) -> int:
         return self.base.partition_for(task_id)

@@ -59,7 +59,7 @@ def run_worker(
 ) -> int:
     """Run a worker until SIGTERM/SIGINT; return its exit code (see ``kafka_faust``, or
     ``kafka_group`` with ``config.consumer == "aiokafka"``)."""
-    if config.consumer == "aiokafka":
+    if config.consumer == "aiokafka" or config.exactly_once:  # exactly-once: aiokafka only
         from agentledger.streams.kafka_group import run_worker as run_on_group
 
         return run_on_group(workflow, settings, config, out=out, runtime=runtime)

@@ -75,7 +75,7 @@ from aiokafka.errors import KafkaError
 from agentledger.agents.approvals import EXTERNAL_DECISIONS, expired_approvals
 from agentledger.agents.context import Runtime
 from agentledger.agents.workflow import Workflow
-from agentledger.errors import EventLogError, RecordTooLargeError, UsageError
+from agentledger.errors import EventLogError, LaneClosedError, RecordTooLargeError, UsageError
 from agentledger.schemas import (
     TERMINAL_TYPES,
     ApprovalRequested,
@@ -150,6 +150,9 @@ class WorkerConfig:
     consumer: str = "faust"
     """The consumer group runtime: ``faust`` (``kafka_faust``) or ``aiokafka``
     (``kafka_group``, the consumer on the worker's own loop)."""
+    exactly_once: bool = False
+    """Consume, react, produce and commit offsets in Kafka transactions, reading committed
+    data only (``kafka_eos``); runs on the aiokafka consumer."""
 
 
 class WorkerLog(Protocol):
@@ -197,6 +200,7 @@ def kafka_worker_clients(config: WorkerConfig, guard: WriteGuard | None = None) 
         fetch_max_wait_ms=config.fetch_max_wait_ms,
         request_timeout_ms=timeout_ms,
         guard=guard,
+        isolation_level="read_committed" if config.exactly_once else "read_uncommitted",
     )
     producer = dead_letter_producer(
         config.bootstrap,
@@ -944,13 +948,14 @@ class WorkerCore:
 
     async def _retrying(self, operation: Callable[[], Any], *, attempts: int = 0) -> Any:
         """Run a Kafka operation, retrying broker trouble with backoff while not stopping
-        (at most ``attempts`` times if given). A record too large is not retried."""
+        (at most ``attempts`` times if given). A record too large is not retried, nor an
+        append for a partition this worker's transactions no longer hold (exactly-once)."""
         delay = 0.2
         tried = 0
         while True:
             try:
                 return await operation()
-            except RecordTooLargeError:
+            except (RecordTooLargeError, LaneClosedError):
                 raise
             except EventLogError as exc:
                 tried += 1
