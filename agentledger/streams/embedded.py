@@ -5,7 +5,10 @@
     state = await runner.run(task_id)
 
 ``run`` drives a task until it ends; it also resumes a task left unfinished by a crash,
-because it starts from whatever the log holds. It returns early when nothing can happen
+because it starts from whatever the log holds. The task's lifecycle (history, MCP pins,
+dispatch, a person's decisions, approval expiry) is ``task_host.TaskHost``, the same as on
+the Kafka worker; this module keeps the transport: the lease, its heartbeat, the signal
+drain, and the SQLite file check. It returns early when nothing can happen
 until a person decides a pending approval (``state.pending_approvals``); approval deadlines
 that passed are recorded whenever it drives the task.
 
