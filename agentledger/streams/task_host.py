@@ -13,8 +13,10 @@ rebalances and dead letters). The lifecycle::
     for event in history.events:
         host.dispatch(event)                              # skips what it dispatched already
     ...
+    host.arrival(event)                                   # read back from a shared log: what is it?
     decisions = host.take_in(read_after)                  # a person's decisions, or None
-    await host.driver.emit(host.expired(now))             # approval deadlines that passed
+    if due := host.expired(now):                          # approval deadlines that passed
+        await host.driver.emit(due)
 
 External decisions. A person's ``approval_granted``/``approval_denied`` is appended by
 another process. It counts where it stands only at exactly the task's next free seq;
