@@ -4,6 +4,7 @@ It folds one task's events in log order into ``TaskState`` and hands each event,
 state as of that event, to the processor that reacts to it. Reactions run concurrently
 (an LLM call does not hold up a tool call of another subtask); their output is stamped
 with the next ``seq`` and handed to ``sink`` (the log append), one batch at a time.
+Runners hold it through ``task_host.TaskHost``, which adds the task's lifecycle around it.
 
 Crash safety comes from the log alone. An event whose id is already some event's
 ``causation_id`` was handled (a reaction's output is one atomic batch), so after a restart

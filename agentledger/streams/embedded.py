@@ -5,7 +5,10 @@
     state = await runner.run(task_id)
 
 ``run`` drives a task until it ends; it also resumes a task left unfinished by a crash,
-because it starts from whatever the log holds. It returns early when nothing can happen
+because it starts from whatever the log holds. The task's lifecycle (history, MCP pins,
+dispatch, a person's decisions, approval expiry) is ``task_host.TaskHost``, the same as on
+the Kafka worker; this module keeps the transport: the lease, its heartbeat, the signal
+drain, and the SQLite file check. It returns early when nothing can happen
 until a person decides a pending approval (``state.pending_approvals``); approval deadlines
 that passed are recorded whenever it drives the task.
 
@@ -29,7 +32,6 @@ from typing import Any
 
 from pydantic import JsonValue
 
-from agentledger.agents.approvals import EXTERNAL_DECISIONS, expired_approvals
 from agentledger.agents.context import Runtime
 from agentledger.errors import (
     LeaseLostError,
@@ -39,7 +41,6 @@ from agentledger.errors import (
 )
 from agentledger.projections.task_state import TaskState, fold
 from agentledger.schemas import (
-    TERMINAL_TYPES,
     Event,
     EventBase,
     GoalSubmitted,
@@ -53,8 +54,9 @@ from agentledger.security.guard import admit_goal
 from agentledger.security.logs import install_log_redaction
 from agentledger.streams.driver import TaskDriver
 from agentledger.streams.lease import Owner, SqliteLeases, Takeover
-from agentledger.streams.log import CorruptRecord, EventLog, Recorded, events_of
+from agentledger.streams.log import CorruptRecord, EventLog, Recorded
 from agentledger.streams.sqlite import SqliteEventLog
+from agentledger.streams.task_host import History, TaskHost, finished
 from agentledger.streams.write_guard import WriteGuard
 
 log = logging.getLogger(__name__)
@@ -139,7 +141,7 @@ class EmbeddedRunner:
         """
         history = await self._history(task_id)
         takeover: Takeover | None = None
-        if not _finished(history):
+        if not finished(history):
             takeover = self._take_lease(task_id)
             # Read again under the lease: the previous owner may have written meanwhile.
             try:
@@ -147,9 +149,9 @@ class EmbeddedRunner:
             except BaseException:
                 self._release(task_id)
                 raise
-            if _finished(history):
+            if finished(history):
                 self._release(task_id)
-        if _finished(history):
+        if finished(history):
             state = fold(task_id, history)  # nothing to drive
             if self.on_event is not None:
                 for event in history:
@@ -159,16 +161,15 @@ class EmbeddedRunner:
         queue: deque[tuple[Event, bool]] = deque((e, False) for e in history)
         wake = self._wake = asyncio.Event()
 
-        async def sink(batch: list[EventBase]) -> None:
+        async def append(batch: list[EventBase]) -> None:
             try:
                 recorded = await self.log.append(batch)
             except SequenceConflictError:
                 # A person's decision was appended meanwhile: take it in, append after it.
-                decisions = await self._decisions_since(task_id, batch[0].seq - 1)
+                decisions = await self._decisions_since(host, batch[0].seq - 1)
                 if not decisions:
                     raise  # another runner is writing this task (or nothing to take in)
                 queue.extend((e, False) for e in decisions)
-                driver.note_appended(decisions)
                 start = decisions[-1].seq + 1
                 batch = [e.model_copy(update={"seq": start + i}) for i, e in enumerate(batch)]
                 recorded = await self.log.append(batch)
@@ -176,42 +177,38 @@ class EmbeddedRunner:
             queue.extend((r.event, True) for r in recorded)
             wake.set()
 
-        driver = TaskDriver(self.runtime, task_id, sink)
-        driver.load(history)
+        host = TaskHost(self.runtime, task_id, append)
+        driver = host.driver
+        host.load(history)
         lost: list[LeaseLostError] = []
         heartbeat = asyncio.create_task(self._heartbeat(task_id, lost, wake), name="lease")
         try:
             if takeover is not None:
                 await driver.emit([self._takeover_event(task_id, takeover)])
-            mcp = self.runtime.workflow.mcp
-            if mcp is not None:  # the tools this task sees: recorded at its start, or now
-                pins = await mcp.start_task(self.runtime.workflow.mcp_tools, history)
-                if pins:
-                    await driver.emit(pins)
+            await host.start_tools(history)
             while True:
                 if self._stop_signal is not None:
                     await self._drain(driver, wake)
                     break
                 while queue:
                     event, fresh = queue.popleft()
-                    driver.dispatch(event)
+                    host.dispatch(event)
                     if self.on_event is not None:
                         self.on_event(event, fresh)
                 if driver.fatal is not None:
                     raise driver.fatal
                 if lost:
                     raise lost[0]
-                if driver.state.terminal:
+                if host.finished:
                     break
-                expired = expired_approvals(driver.state, self.clock())
+                expired = host.expired(self.clock())
                 if expired:
                     await driver.emit(expired)
                     continue
-                if not driver.busy:
-                    decisions = await self._decisions_since(task_id, driver.next_seq - 1)
+                if not host.busy:
+                    decisions = await self._decisions_since(host, driver.next_seq - 1)
                     if decisions:  # decided by a person while this run was busy
                         queue.extend((e, False) for e in decisions)
-                        driver.note_appended(decisions)
                         continue
                     break  # nothing in flight and nothing queued: the task is waiting
                 wake.clear()
@@ -237,16 +234,15 @@ class EmbeddedRunner:
         entries = await self.log.read_task(task_id)
         if not entries:
             raise UnknownTaskError(task_id)
-        history = events_of(entries)
-        corrupt = [e for e in entries if isinstance(e, CorruptRecord)]
-        for bad in corrupt:
+        history = History.of(entries)
+        for bad in history.corrupt:
             log.error("task %s: %s", task_id, bad.error())
             if self.on_corrupt is not None:
                 self.on_corrupt(bad)
-        if corrupt and not _finished(history):
-            first = corrupt[0]
+        if history.corrupt and not history.finished:
+            first = history.corrupt[0]
             raise QuarantinedTaskError(task_id, first.offset, first.seq, first.reason)
-        return history
+        return history.events
 
     def _release(self, task_id: str) -> None:
         if self.leases is not None:
@@ -325,18 +321,8 @@ class EmbeddedRunner:
         if driver.fatal is not None:
             raise driver.fatal
 
-    async def _decisions_since(self, task_id: str, seq: int) -> list[Event] | None:
-        """Events appended to the task after ``seq`` by another process, when they are all
-        approval decisions (``None`` when another runner is writing the task)."""
-        fresh = [
-            e.event
-            for e in await self.log.read_task(task_id, after_seq=seq)
-            if isinstance(e, Recorded)
-        ]
-        if any(e.type not in EXTERNAL_DECISIONS for e in fresh):
-            return None
-        return fresh
-
-
-def _finished(history: list[Event]) -> bool:
-    return any(e.type in TERMINAL_TYPES for e in history)
+    async def _decisions_since(self, host: TaskHost, seq: int) -> list[Event] | None:
+        """Events appended to the task after ``seq`` by another process, taken in when they
+        are all approval decisions (``None`` when another runner is writing the task)."""
+        entries = await self.log.read_task(host.task_id, after_seq=seq)
+        return host.take_in([e.event for e in entries if isinstance(e, Recorded)])

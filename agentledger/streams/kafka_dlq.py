@@ -25,6 +25,11 @@ bytes and the reason, with the header ``x-agentledger-parked: reference``. The o
 stays where it was (topics keep records forever, see kafka_topics); a reference cannot be
 re-driven, only inspected (``kcat -C -t TOPIC -p P -o OFFSET -c 1``).
 
+A worker parks through ``DeadLetters``: whole, else as a reference, else (not even a
+reference could be parked) the record is logged with its coordinates, skipped and counted,
+so no record ever blocks its partition. ``DeadLetters.refuse_oversize`` parks a record
+larger than an event may be before anything tries to decode or append it.
+
 Example::
 
     await dead_letter(producer, layout.dlq, record.value, record.key, "not JSON: ...",
@@ -35,7 +40,8 @@ Example::
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+import logging
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Protocol
@@ -50,6 +56,9 @@ from agentledger.redaction import redact, redact_text
 from agentledger.streams.kafka import KafkaRecord, deadline, read_partitions
 from agentledger.streams.kafka_clients import record_consumer
 from agentledger.streams.kafka_topics import MAX_RECORD_BYTES, require_topic
+
+# The worker's one logger (log configs refer to it): dead-letter lines are worker lines.
+log = logging.getLogger("agentledger.streams.kafka_runner")
 
 HEADER_REASON = "x-agentledger-reason"
 HEADER_SOURCE_TOPIC = "x-agentledger-source-topic"
@@ -345,3 +354,133 @@ async def redrive(
     except KafkaError as exc:
         raise EventLogError(f"re-driving a dead letter to {target} failed: {exc}") from exc
     return Placed(target, int(metadata.partition), int(metadata.offset))
+
+
+class DeadLetterProducer(RecordSender, Protocol):
+    """The producer a worker parks dead letters with (``kafka_clients.dead_letter_producer``)."""
+
+    async def start(self) -> None: ...
+
+    async def stop(self) -> None: ...
+
+
+Retrying = Callable[..., Awaitable[Any]]
+"""Runs a Kafka operation ``(operation, *, attempts=N)``, retrying broker trouble with
+backoff and raising ``EventLogError`` once it gives up (``WorkerCore._retrying``)."""
+
+
+class DeadLetters:
+    """A worker's dead-letter sink: parks records that cannot be processed, and counts
+    them (``parked``) and the ones that could not even be parked (``skipped``).
+
+    ``retrying`` runs each park with the worker's backoff, at most ``attempts`` times;
+    ``mask`` masks what is parked (raw values kept in the vault, as on the log).
+    """
+
+    def __init__(
+        self,
+        producer: DeadLetterProducer,
+        topic: str,
+        *,
+        retrying: Retrying,
+        mask: Mask = redact,
+        attempts: int = 5,
+    ) -> None:
+        self.producer = producer
+        self.topic = topic
+        self._retrying = retrying
+        self._mask = mask
+        self._attempts = max(1, attempts)
+        self.started = False
+        self.parked = 0
+        self.skipped = 0  # could not even be parked: logged, skipped, counted
+
+    async def start(self, bootstrap: str) -> None:
+        """Start the producer; raises ``EventLogError`` when the broker cannot be reached."""
+        try:
+            await self.producer.start()
+        except KafkaError as exc:
+            await self.producer.stop()
+            raise EventLogError(f"cannot reach Kafka at {bootstrap}: {exc}") from exc
+        self.started = True
+
+    async def stop(self) -> None:
+        if self.started:
+            self.started = False
+            await self.producer.stop()
+
+    async def refuse_oversize(self, record: KafkaRecord, source: str) -> bool:
+        """Dead-letter a record larger than the events topic takes; True if it was one.
+
+        Such a record can only come from a producer whose limit was raised beyond ours (and a
+        topic to match): it could never be appended, and retrying would block its partition.
+        """
+        size = record_size(record)
+        if size <= MAX_RECORD_BYTES:
+            return False
+        await self.park(
+            record,
+            source,
+            f"oversize record: {size} bytes, more than the {MAX_RECORD_BYTES} an event may "
+            "take; send it smaller (large data belongs in a file or store the event names)",
+        )
+        return True
+
+    async def park(self, record: KafkaRecord, source: str, reason: str) -> None:
+        """Park ``record`` on the DLQ: whole if it fits and the DLQ takes it, else as a
+        reference; if even the reference cannot be parked, log it, count it in ``skipped``
+        and move on, so no record blocks its partition. (The record itself stays in its
+        source topic, which keeps records forever.)"""
+        if not self.started:
+            raise UsageError("the worker is not started")
+        where = f"{source}[{record.partition}]@{record.kafka_offset}"
+        # One line per dead letter, whatever the reason holds (validation errors span lines).
+        log.warning("dead letter from %s: %s", where, _one_line(reason))
+        if record.value is None and record.key is None:
+            return  # nothing to park (an empty tombstone); skipping it loses nothing
+        if park_whole(record):
+            try:
+                await self._retrying(
+                    lambda: self._park(record, source, reason), attempts=self._attempts
+                )
+                self.parked += 1
+                return
+            except EventLogError as exc:  # too large, or refused attempts times
+                log.warning(
+                    "dead letter from %s: parking a reference instead (%s)", where, _one_line(exc)
+                )
+        try:
+            await self._retrying(
+                lambda: dead_letter_reference(self.producer, self.topic, record, reason, source),
+                attempts=self._attempts,
+            )
+        except EventLogError as exc:
+            self.skipped += 1
+            log.error(
+                "record %s skipped: not even a reference could be parked on %s (%s); "
+                "reason it was refused: %s",
+                where,
+                self.topic,
+                _one_line(exc),
+                _one_line(reason),
+            )
+            return
+        self.parked += 1
+
+    async def _park(self, record: KafkaRecord, source: str, reason: str) -> Placed:
+        return await dead_letter(
+            self.producer,
+            self.topic,
+            record.value,
+            record.key,
+            reason,
+            source,
+            record.partition,
+            record.kafka_offset,
+            headers=record.headers,
+            mask=self._mask,
+        )
+
+
+def _one_line(text: object) -> str:
+    return " ".join(str(text).split())

@@ -9,13 +9,14 @@ topics (see ``kafka_topics``):
     delivered twice, starts one task).
 ``<prefix>.events``
     The event log. For every task on a partition it holds, the worker keeps a
-    ``TaskDriver``. On first sight of a task (a new task, a restart, or a partition handed
-    over by a rebalance) it rebuilds the driver exactly as ``EmbeddedRunner`` does: read
-    the task's history, ``driver.load(history)``, re-dispatch the history in order (the
-    driver skips handled events, so only reactions lost with a crashed worker run again).
-    After that it dispatches events as they are consumed, skipping any event id it already
-    dispatched. The driver's sink is ``KafkaEventLog.append``; the events it appends come
-    back through the consumer and are dispatched then, in seq order.
+    ``TaskHost`` (``task_host``, the lifecycle ``EmbeddedRunner`` uses too). On first sight
+    of a task (a new task, a restart, or a partition handed over by a rebalance) it
+    rebuilds the host from the task's history: the goal checked against the workflow,
+    ``load``, MCP pins, the history re-dispatched in order (the driver skips handled
+    events, so only reactions lost with a crashed worker run again). After that it
+    dispatches events as they are consumed, skipping any event id it already dispatched.
+    The host appends with ``KafkaEventLog.append``; the events it appends come back
+    through the consumer and are dispatched then, in seq order.
 
 Approvals. A person's decision is produced by another process unstamped (seq 0); the
 worker appends it again at the task's next seq and dispatches that copy (``_stamp``), so
@@ -24,8 +25,8 @@ acknowledged only once its approval is decided, and a timer records ``approval_e
 for the deadlines that passed in the tasks the worker drives (``expire_approvals``).
 
 Offsets. A consumed record is acknowledged only once every reaction its dispatch started
-has finished (so its output is in the log), and a request for approval once it is decided; faust commits the contiguous acknowledged
-prefix of each partition. A committed offset therefore never passes an event whose
+has finished (so its output is in the log), and a request for approval once it is
+decided; faust commits the contiguous acknowledged prefix of each partition. A committed offset therefore never passes an event whose
 reaction is unfinished. Offsets are still only an optimisation: correctness comes from
 "handled means caused" and the rebuild from history, so a record delivered twice (a crash
 before the commit, a rebalance) costs a rebuild and nothing else.
@@ -38,7 +39,9 @@ the worker keeps stay as they were.
 
 Bad input never stops the worker: undecodable records, unknown event types, invalid
 events, goals that are not ``goal_submitted``, events of a task without a goal, and tasks
-of another workflow go to ``<prefix>.dlq`` (``kafka_dlq.dead_letter``) with the reason.
+of another workflow go to ``<prefix>.dlq`` with the reason (``kafka_dlq.DeadLetters``).
+Losing the broker is loud (``kafka_health.BrokerWatch``): a ``degraded`` health line, then
+an exit with ``EXIT_BROKER_LOST`` after ``broker_lost_exit_s``.
 
 Why faust: it is the consumer-group runtime the architecture names, it works against
 Apache Kafka once its hard-coded 1.5 s fetch wait is lowered, and its manual
@@ -67,44 +70,39 @@ import weakref
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any, Protocol, TextIO
 
-from aiokafka.errors import KafkaError
-
-from agentledger.agents.approvals import EXTERNAL_DECISIONS, expired_approvals
+from agentledger.agents.approvals import EXTERNAL_DECISIONS
 from agentledger.agents.context import Runtime
 from agentledger.agents.workflow import Workflow
-from agentledger.errors import EventLogError, LaneClosedError, RecordTooLargeError, UsageError
-from agentledger.schemas import (
-    TERMINAL_TYPES,
-    ApprovalRequested,
-    Event,
-    EventBase,
-    GoalSubmitted,
-)
+from agentledger.errors import EventLogError, LaneClosedError, RecordTooLargeError
+from agentledger.schemas import ApprovalRequested, Event, EventBase, GoalSubmitted
 from agentledger.security.guard import admit_goal
 from agentledger.streams.driver import TaskDriver
 from agentledger.streams.kafka import KafkaEventLog, KafkaRecord
 from agentledger.streams.kafka_clients import broker_topics, dead_letter_producer
-from agentledger.streams.kafka_dlq import (
-    RecordSender,
-    dead_letter,
-    dead_letter_reference,
-    park_whole,
-    record_size,
-)
-from agentledger.streams.kafka_topics import DEFAULT_PREFIX, MAX_RECORD_BYTES, TopicLayout
+from agentledger.streams.kafka_dlq import DeadLetterProducer, DeadLetters
+from agentledger.streams.kafka_health import EXIT_BROKER_LOST, BrokerWatch
+from agentledger.streams.kafka_topics import DEFAULT_PREFIX, TopicLayout
 from agentledger.streams.log import CorruptRecord, LogEntry, Recorded
+from agentledger.streams.task_host import History, TaskHost, workflow_mismatch
 from agentledger.streams.task_start import MAX_START_AHEAD_MS, start_ahead_ms
 from agentledger.streams.write_guard import WriteGuard
 
 # The worker's one logger, under the name it has always had (log configs refer to it).
 log = logging.getLogger("agentledger.streams.kafka_runner")
 
-EXIT_BROKER_LOST = 4
-"""The worker's exit code after ``broker_lost_exit_s`` without its broker (the CLI's
-EXIT_LOG: the event log is unreachable)."""
+__all__ = [  # EXIT_BROKER_LOST and DeadLetterProducer are imported from here too
+    "EXIT_BROKER_LOST",
+    "DeadLetterProducer",
+    "WorkerClients",
+    "WorkerConfig",
+    "WorkerCore",
+    "WorkerLog",
+    "kafka_worker_clients",
+    "worker_group",
+]
 
 _REMEMBERED = 10_000
 """Finished and rejected task ids kept, so their stray records are skipped cheaply."""
@@ -171,14 +169,6 @@ class WorkerLog(Protocol):
     def partition_for(self, task_id: str) -> int: ...
 
 
-class DeadLetterProducer(RecordSender, Protocol):
-    """The producer a worker parks dead letters with (``kafka_clients.dead_letter_producer``)."""
-
-    async def start(self) -> None: ...
-
-    async def stop(self) -> None: ...
-
-
 @dataclass(frozen=True, slots=True)
 class WorkerClients:
     """What a worker core talks to: its log, its dead-letter producer, and ``topics``, which
@@ -211,21 +201,20 @@ def kafka_worker_clients(config: WorkerConfig, guard: WriteGuard | None = None) 
 
 
 class _Hosted:
-    """One task this worker drives."""
+    """One task this worker drives: its ``TaskHost``, and what acknowledging needs."""
 
-    __slots__ = ("driver", "expiring", "holds", "last_seq", "own", "partition", "seen", "stamping")
+    __slots__ = ("holds", "host", "partition")
 
-    driver: TaskDriver
+    host: TaskHost
 
     def __init__(self, partition: int) -> None:
         self.partition = partition
-        self.last_seq = 0
-        self.own: set[str] = set()  # ids of events this driver appended, until consumed back
-        self.seen: set[str] = set()  # ids of events dispatched
-        self.stamping: set[str] = set()  # ids of other writers' decisions being stamped
-        self.expiring: set[str] = set()  # deadlines (their events' ids) whose expiry is sent
         # Requests' records held unacknowledged until their approval is decided.
         self.holds: list[tuple[str, asyncio.Future[None]]] = []
+
+    @property
+    def driver(self) -> TaskDriver:
+        return self.host.driver
 
     def waiting(self) -> int:
         """How many approvals the task waits for."""
@@ -290,16 +279,44 @@ class WorkerCore:
         self._appends: set[asyncio.Future[list[Recorded]]] = set()
         # Reactions that finished without their output in the log (the append failed).
         self._unrecorded: weakref.WeakSet[asyncio.Future[None]] = weakref.WeakSet()
-        self.dead_letters = 0
-        self.skipped_records = 0  # could not even be parked: logged, skipped, counted
-        self.degraded_since: datetime | None = None  # when the broker was last seen lost
-        self.degraded_reason = ""
+        self.dlq = DeadLetters(
+            self.clients.dead_letters,
+            self.layout.dlq,
+            retrying=self._retrying,
+            mask=runtime.masker.mask,  # raw values kept in the vault, as on the log
+            attempts=config.park_attempts,
+        )
+        self.broker = BrokerWatch(
+            config.bootstrap,
+            self.layout.names(),
+            list_topics=self.clients.topics,
+            start=self.start,
+            started=lambda: self._started,
+            report=self.print_health,
+            probe_interval_s=config.broker_probe_interval_s,
+            lost_exit_s=config.broker_lost_exit_s,
+        )
         self.goals_started = 0
         self.tasks_finished = 0
 
     @property
     def workflow(self) -> Workflow:
         return self.runtime.workflow
+
+    @property
+    def dead_letters(self) -> int:
+        """Records parked on the dead-letter topic."""
+        return self.dlq.parked
+
+    @property
+    def skipped_records(self) -> int:
+        """Records that could not even be parked: logged, skipped, counted."""
+        return self.dlq.skipped
+
+    @property
+    def degraded_since(self) -> datetime | None:
+        """When the broker was last found lost (None while it is healthy)."""
+        return self.broker.degraded_since
 
     # -- life cycle ----------------------------------------------------------------------
 
@@ -308,14 +325,7 @@ class WorkerCore:
             if self._started:
                 return
             await self.log.start()
-            producer = self.clients.dead_letters
-            try:
-                await producer.start()
-            except KafkaError as exc:
-                await producer.stop()
-                raise EventLogError(
-                    f"cannot reach Kafka at {self.config.bootstrap}: {exc}"
-                ) from exc
+            await self.dlq.start(self.config.bootstrap)
             self._started = True
 
     async def on_revoked(self) -> None:
@@ -364,9 +374,8 @@ class WorkerCore:
         await self._settle_appends()
         unfinished = sum(1 for h in self._tasks.values() if not h.driver.state.terminal)
         self.print_health("stopped", extra=f"unfinished_tasks={unfinished}")
-        if self._started:
-            self._started = False
-            await self.clients.dead_letters.stop()
+        self._started = False
+        await self.dlq.stop()
         await self.log.close()
         await self.runtime.aclose()
 
@@ -422,30 +431,14 @@ class WorkerCore:
             mine = self._assigned.get(self.layout.events, set())
             if self._paused or task_id in self._tasks or partition not in mine:
                 return
-            hosted = _Hosted(partition)
-            hosted.driver = TaskDriver(self.runtime, task_id, functools.partial(self._sink, hosted))
+            hosted = self._host(task_id, partition)
             self._tasks[task_id] = hosted
             hosted.driver.note_appended(admitted)  # the pins go after what the log holds
             try:
-                await self._start_mcp(hosted, admitted)
+                await hosted.host.start_tools(admitted)
             except EventLogError as exc:
                 log.error("task %s: recording its MCP tool pins failed: %s", task_id, exc)
                 del self._tasks[task_id]  # rebuilt from the log when its goal is consumed
-
-    async def _start_mcp(self, hosted: _Hosted, history: Sequence[EventBase]) -> None:
-        """The MCP tools a task sees, as ``EmbeddedRunner`` does: adopt the pins its history
-        recorded, or (none recorded yet) pin the servers' tools now and append the
-        ``mcp_tools_pinned`` events before any event of the task is dispatched. One toolset
-        serves every task of the worker (see docs/mcp.md). Raises ``EventLogError``."""
-        mcp = self.workflow.mcp
-        if mcp is None:
-            return
-        if any(e.event_type in TERMINAL_TYPES for e in history):
-            mcp.adopt(history)  # an ended task: nothing will call a tool
-            return
-        pins = await mcp.start_task(self.workflow.mcp_tools, history)
-        if pins:
-            await hosted.driver.emit(pins)
 
     async def on_event(self, record: KafkaRecord) -> set[asyncio.Future[None]] | None:
         """Dispatch one consumed event; return what must finish before acknowledging it.
@@ -502,11 +495,13 @@ class WorkerCore:
         when that copy comes back (see ``_stamp``).
         """
         task_id = event.task_id
-        if event.event_id in hosted.seen:
+        host = hosted.host
+        arrival = host.arrival(event)
+        if arrival == "dispatched":
             return set()  # already dispatched (ours coming back late, a duplicate)
-        if event.event_id not in hosted.own and self._misplaced(hosted, event):
+        if arrival == "stamp":
             return self._stamp(hosted, event)
-        if event.seq <= hosted.last_seq:
+        if arrival == "taken":
             log.warning(
                 "task %s: %s %s at seq %d, a seq already taken; another writer? ignored",
                 task_id,
@@ -515,16 +510,16 @@ class WorkerCore:
                 event.seq,
             )
             return set()
-        if event.seq > hosted.last_seq + 1:
+        if arrival == "gap":
             # Something between was never consumed here: take it from the log, in order.
             log.warning(
                 "task %s: consumed seq %d after seq %d; catching up from the log",
                 task_id,
                 event.seq,
-                hosted.last_seq,
+                host.last_seq,
             )
             entries = await self._retrying(
-                lambda: self.log.read_task(task_id, after_seq=hosted.last_seq)
+                lambda: self.log.read_task(task_id, after_seq=host.last_seq)
             )
             missing = [e.event for e in entries if isinstance(e, Recorded)]
             if event.event_id not in {e.event_id for e in missing}:
@@ -532,33 +527,12 @@ class WorkerCore:
             return self._dispatch(hosted, missing, consumed=True)
         return self._dispatch(hosted, [event], consumed=True)
 
-    @staticmethod
-    def _misplaced(hosted: _Hosted, event: Event) -> bool:
-        """Whether another writer's event needs this worker's stamp before it counts."""
-        if event.seq == 0:
-            return True
-        # A decision stamped by its producer counts only at exactly the next free seq:
-        # one already taken, or claimed by our own appends in flight, would fork the order.
-        next_free = event.seq == hosted.last_seq + 1 and event.seq >= hosted.driver.next_seq
-        return event.type in EXTERNAL_DECISIONS and not next_free
-
     def _stamp(self, hosted: _Hosted, event: Event) -> set[asyncio.Task[None]]:
-        """Append another writer's decision again at the task's next seq (same event id).
-
-        The task's order is then the order this worker, its one writer, gave it: the copy
-        comes back through the consumer and is dispatched like our own events, and a
-        rebuild reads it at that seq (``read_task`` counts an event at its highest seq).
-        """
-        if event.event_id in hosted.seen or event.event_id in hosted.stamping:
+        """Another writer's decision, appended again at the task's next seq by this worker,
+        its one writer (``TaskHost.stamp``); dispatched when that copy comes back."""
+        reaction = hosted.host.stamp(event)
+        if reaction is None:
             return set()
-        if event.type not in EXTERNAL_DECISIONS:
-            log.warning("task %s: unstamped %s skipped", event.task_id, event.type)
-            return set()
-        if hosted.driver.state.terminal:
-            log.warning("task %s already ended; %s ignored", event.task_id, event.type)
-            return set()
-        hosted.stamping.add(event.event_id)
-        reaction = hosted.driver.emit_later([event])
         reaction.add_done_callback(functools.partial(self._after_reaction, hosted))
         return {reaction}
 
@@ -580,30 +554,19 @@ class WorkerCore:
         the tasks this worker drives; the timeout policy reacts to it as in the embedded
         runner. Returns how many it recorded.
 
-        Each deadline is expired once per worker (``expiring``, and a deadline whose event
-        is already some event's cause is skipped). Should two workers still both expire
-        one (a zombie outliving its membership), the fold and ``ApprovalGate`` act on the
-        first and ignore the other.
+        Each deadline is expired once per worker (``TaskHost.expired``). Should two
+        workers still both expire one (a zombie outliving its membership), the fold and
+        ``ApprovalGate`` act on the first and ignore the other.
         """
         count = 0
         async with self._lock:
             if self._paused or self._stopping:
                 return 0
             for hosted in list(self._tasks.values()):
-                driver = hosted.driver
-                if driver.fatal is not None:
-                    continue
-                due = [
-                    e
-                    for e in expired_approvals(driver.state, now)
-                    if e.causation_id
-                    and e.causation_id not in hosted.expiring
-                    and not driver.handled(e.causation_id)
-                ]
+                due = hosted.host.expired(now)
                 if not due:
                     continue
-                hosted.expiring.update(e.causation_id for e in due if e.causation_id)
-                reaction = driver.emit_later(due)
+                reaction = hosted.driver.emit_later(due)
                 reaction.add_done_callback(functools.partial(self._after_reaction, hosted))
                 count += len(due)
         return count
@@ -642,79 +605,22 @@ class WorkerCore:
             f"tasks_active={active} reactions_inflight={inflight} "
             f"tasks_finished={self.tasks_finished} goals_started={self.goals_started} "
             f"dead_letters={self.dead_letters} skipped_records={self.skipped_records} "
-            f"approvals_waiting={waiting} {self._status()}"
+            f"approvals_waiting={waiting} {self.broker.status()}"
         )
 
-    def _status(self) -> str:
-        if self.degraded_since is None:
-            return "status=ok"
-        since = self.degraded_since.isoformat(timespec="seconds").replace("+00:00", "Z")
-        reason = " ".join(self.degraded_reason.split()).replace('"', "'")
-        return f'status=degraded since={since} reason="{reason}"'
-
     async def probe_broker(self, now: datetime | None = None) -> bool:
-        """Ask the broker for metadata; note (and print) a loss or a recovery.
-
-        Degraded: the broker does not answer within the probe interval (at least 1 s), or
-        it answers without the layout's topics (an empty broker came back). Returns whether
-        the broker is healthy.
-        """
-        timeout = max(1.0, self.config.broker_probe_interval_s * 2)
-        problem = ""
-        try:
-            if not self._started:
-                await asyncio.wait_for(self.start(), timeout)
-            topics = await asyncio.wait_for(self.clients.topics(), timeout)
-            missing = [t for t in self.layout.names() if t not in topics]
-            if missing:
-                problem = f"topics missing on {self.config.bootstrap}: {', '.join(missing)}"
-        except (KafkaError, EventLogError, OSError, TimeoutError) as exc:
-            problem = f"broker {self.config.bootstrap} unreachable: {exc or type(exc).__name__}"
-        at = now or datetime.now(UTC)
-        if not problem:
-            if self.degraded_since is not None:
-                lost = (at - self.degraded_since).total_seconds()
-                self.degraded_since, self.degraded_reason = None, ""
-                _quiet_clients(False)
-                log.warning("broker back after %.1f s", lost)
-                self.print_health("recovered")
-            return True
-        self.degraded_reason = problem
-        if self.degraded_since is None:
-            self.degraded_since = at
-            log.error("broker lost: %s", problem)
-            # aiokafka logs every failed connection, several times a second per client;
-            # the health line says it once. Muted until the broker is back.
-            _quiet_clients(True)
-            self.print_health("degraded")
-        return False
+        """Ask the broker for metadata; note (and print) a loss or a recovery; return
+        whether it is healthy (``kafka_health.BrokerWatch.probe``)."""
+        return await self.broker.probe(now)
 
     def broker_lost_for(self, now: datetime | None = None) -> float:
         """Seconds since the broker was found lost (0 while it is healthy)."""
-        if self.degraded_since is None:
-            return 0.0
-        return ((now or datetime.now(UTC)) - self.degraded_since).total_seconds()
+        return self.broker.lost_for(now)
 
     async def probe_or_exit(self) -> None:
-        """Probe the broker; once it has been gone for ``broker_lost_exit_s``, end the
-        process with EXIT_BROKER_LOST so a supervisor restarts it. Like a crash, on purpose:
-        a clean shutdown would wait on the lost broker (commits, flushes), and nothing here
-        needs it: unfinished work is redone from the log."""
-        await self.probe_broker()
-        lost = self.broker_lost_for()
-        limit = self.config.broker_lost_exit_s
-        if limit and lost >= limit:
-            self.print_health("exiting", extra=f"broker_lost_s={lost:.1f}")
-            log.error(
-                "no broker for %.1f s (--broker-lost-exit %g); exiting with code %d so a "
-                "supervisor restarts the worker; unfinished work is redone from the log",
-                lost,
-                limit,
-                EXIT_BROKER_LOST,
-            )
-            sys.stdout.flush()
-            sys.stderr.flush()
-            os._exit(EXIT_BROKER_LOST)
+        """Probe the broker; exit with EXIT_BROKER_LOST once it has been gone for
+        ``broker_lost_exit_s`` (``kafka_health.BrokerWatch.probe_or_exit``)."""
+        await self.broker.probe_or_exit()
 
     def print_health(self, what: str = "health", *, extra: str = "") -> None:
         line = f"worker {what}: {self.health()}" + (f" {extra}" if extra else "")
@@ -723,12 +629,17 @@ class WorkerCore:
     # -- internals -------------------------------------------------------------------------
 
     def _foreign(self, goal: GoalSubmitted) -> str | None:
-        if goal.workflow.name != self.workflow.name:
-            return (
-                f"task {goal.task_id} runs workflow {goal.workflow.name!r}; workers in group "
-                f"{worker_group(self.config.prefix)} run {self.workflow.name!r}"
-            )
-        return None
+        return workflow_mismatch(goal, self.workflow, runners=self._runners())
+
+    def _runners(self) -> str:
+        return f"workers in group {worker_group(self.config.prefix)}"
+
+    def _host(self, task_id: str, partition: int) -> _Hosted:
+        hosted = _Hosted(partition)
+        hosted.host = TaskHost(
+            self.runtime, task_id, functools.partial(self._sink, hosted), logger=log
+        )
+        return hosted
 
     async def _rebuild(self, task_id: str, partition: int) -> set[asyncio.Task[None]]:
         """First sight of a task: load its history and re-dispatch it, like EmbeddedRunner."""
@@ -739,41 +650,25 @@ class WorkerCore:
             entries = await self._retrying(
                 lambda: self.log.read_task(task_id, unstamped=True, whole=True)
             )
-        history: list[Event] = []
-        unstamped: list[Event] = []
-        for entry in entries:
-            if isinstance(entry, Recorded):
-                (history if entry.event.seq else unstamped).append(entry.event)
-            else:
-                log.error("task %s: %s; skipping it", task_id, entry.error())
-        goal = next((e for e in history if isinstance(e, GoalSubmitted)), None)
-        if goal is None:
-            self._reject(
-                task_id,
-                f"task {task_id} has no goal_submitted event in {self.layout.events}; "
-                "its events cannot be processed",
-            )
-            return set()
-        problem = self._foreign(goal)
+        history = History.of(entries)
+        for bad in history.corrupt:
+            log.error("task %s: %s; skipping it", task_id, bad.error())
+        problem = history.problem(
+            task_id, self.workflow, source=self.layout.events, runners=self._runners()
+        )
         if problem is not None:
             self._reject(task_id, problem)
             return set()
-        if goal.workflow.digest and goal.workflow.digest != self.workflow.digest:
-            log.warning(
-                "task %s was submitted for another version of %s", task_id, goal.workflow.name
-            )
-        hosted = _Hosted(partition)
-        driver = TaskDriver(self.runtime, task_id, functools.partial(self._sink, hosted))
-        hosted.driver = driver
-        driver.load(history)
+        hosted = self._host(task_id, partition)
+        hosted.host.load(history.events)
         self._tasks[task_id] = hosted
         try:
-            await self._start_mcp(hosted, history)
+            await hosted.host.start_tools(history.events)
         except EventLogError:
             del self._tasks[task_id]  # rebuilt again, like any failed read of its history
             raise
-        started = self._dispatch(hosted, history, consumed=False)
-        for event in unstamped:  # decisions whose stamp the previous owner never recorded
+        started = self._dispatch(hosted, history.events, consumed=False)
+        for event in history.unstamped:  # decisions whose stamp the previous owner never recorded
             if self._tasks.get(task_id) is hosted:
                 started |= self._stamp(hosted, event)
         return started
@@ -784,21 +679,7 @@ class WorkerCore:
         driver = hosted.driver
         before = driver.inflight()
         for event in events:
-            if event.event_id in hosted.seen:
-                continue
-            if consumed:
-                if event.seq <= hosted.last_seq:
-                    continue
-                if event.event_id in hosted.own:
-                    hosted.own.discard(event.event_id)
-                else:
-                    # Another writer's event (an operator, a previous owner): its cause is
-                    # handled and its seq taken. Not for our own events: they may come back
-                    # while their append is still in flight, and emit advances the seq itself.
-                    driver.note_appended([event])
-            driver.dispatch(event)
-            hosted.seen.add(event.event_id)
-            hosted.last_seq = max(hosted.last_seq, event.seq)
+            hosted.host.dispatch(event, consumed=consumed)
         hosted.release()
         started = driver.inflight() - before
         for reaction in started:
@@ -844,19 +725,13 @@ class WorkerCore:
             delay = min(delay * 2, 10.0)
 
     async def _sink(self, hosted: _Hosted, batch: list[EventBase]) -> None:
-        # Our own events can be consumed back before the append returns; they must not be
-        # fed to note_appended (the driver's emit advances its seq itself, see _dispatch).
-        hosted.own.update(e.event_id for e in batch)
-        # Shielded: a reaction cancelled mid-append (rebalance, shutdown) leaves the append
+        # Our own events can be consumed back before the append returns (TaskHost notes
+        # their ids, so they are not taken for another writer's). Shielded: a reaction cancelled mid-append (rebalance, shutdown) leaves the append
         # running, and on_revoked waits for it, so the next owner's rebuild sees its result.
         append = asyncio.ensure_future(self.log.append(batch))
         self._appends.add(append)
         append.add_done_callback(self._append_done)
-        try:
-            await asyncio.shield(append)
-        except BaseException:
-            hosted.own.difference_update(e.event_id for e in batch)
-            raise
+        await asyncio.shield(append)
 
     def _append_done(self, append: asyncio.Future[list[Recorded]]) -> None:
         self._appends.discard(append)
@@ -869,82 +744,10 @@ class WorkerCore:
             await asyncio.wait(set(self._appends), timeout=self.config.request_timeout_s)
 
     async def _refused_oversize(self, record: KafkaRecord, source: str) -> bool:
-        """Dead-letter a record larger than the events topic takes; True if it was one.
-
-        Such a record can only come from a producer whose limit was raised beyond ours (and a
-        topic to match): it could never be appended, and retrying would block its partition.
-        """
-        size = record_size(record)
-        if size <= MAX_RECORD_BYTES:
-            return False
-        await self._dead_letter(
-            record,
-            source,
-            f"oversize record: {size} bytes, more than the {MAX_RECORD_BYTES} an event may "
-            "take; send it smaller (large data belongs in a file or store the event names)",
-        )
-        return True
+        return await self.dlq.refuse_oversize(record, source)  # see DeadLetters
 
     async def _dead_letter(self, record: KafkaRecord, source: str, reason: str) -> None:
-        """Park ``record`` on the DLQ: whole if it fits and the DLQ takes it, else as a
-        reference; if even the reference cannot be parked, log it, count it in
-        ``skipped_records`` and move on, so no record blocks its partition. (The record
-        itself stays in its source topic, which keeps records forever.)"""
-        if not self._started:
-            raise UsageError("the worker is not started")
-        producer = self.clients.dead_letters
-        where = f"{source}[{record.partition}]@{record.kafka_offset}"
-        # One line per dead letter, whatever the reason holds (validation errors span lines).
-        log.warning("dead letter from %s: %s", where, " ".join(reason.split()))
-        if record.value is None and record.key is None:
-            return  # nothing to park (an empty tombstone); skipping it loses nothing
-        attempts = max(1, self.config.park_attempts)
-        if park_whole(record):
-            try:
-                await self._retrying(
-                    lambda: self._park(producer, record, source, reason), attempts=attempts
-                )
-                self.dead_letters += 1
-                return
-            except EventLogError as exc:  # too large, or refused attempts times
-                log.warning(
-                    "dead letter from %s: parking a reference instead (%s)",
-                    where,
-                    " ".join(str(exc).split()),
-                )
-        try:
-            await self._retrying(
-                lambda: dead_letter_reference(producer, self.layout.dlq, record, reason, source),
-                attempts=attempts,
-            )
-        except EventLogError as exc:
-            self.skipped_records += 1
-            log.error(
-                "record %s skipped: not even a reference could be parked on %s (%s); "
-                "reason it was refused: %s",
-                where,
-                self.layout.dlq,
-                " ".join(str(exc).split()),
-                " ".join(reason.split()),
-            )
-            return
-        self.dead_letters += 1
-
-    async def _park(
-        self, producer: RecordSender, record: KafkaRecord, source: str, reason: str
-    ) -> object:
-        return await dead_letter(
-            producer,
-            self.layout.dlq,
-            record.value,
-            record.key,
-            reason,
-            source,
-            record.partition,
-            record.kafka_offset,
-            headers=record.headers,
-            mask=self.runtime.masker.mask,  # raw values kept in the vault, as on the log
-        )
+        await self.dlq.park(record, source, reason)  # see DeadLetters
 
     async def _retrying(self, operation: Callable[[], Any], *, attempts: int = 0) -> Any:
         """Run a Kafka operation, retrying broker trouble with backoff while not stopping
@@ -999,11 +802,6 @@ def _dated_ahead(task_id: str) -> str | None:
         f"most {MAX_START_AHEAD_MS // 1000} s allowed): the submitter's clock is ahead; "
         "correct it and submit the goal again"
     )
-
-
-def _quiet_clients(quiet: bool) -> None:
-    """Mute (or restore) the Kafka client library's own connection-error logging."""
-    logging.getLogger("aiokafka").setLevel(logging.CRITICAL if quiet else logging.NOTSET)
 
 
 def _parts(partitions: Sequence[int]) -> str:
