@@ -55,6 +55,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 from collections.abc import AsyncGenerator, AsyncIterator, Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -68,7 +69,12 @@ from aiokafka.partitioner import murmur2
 from agentledger.errors import ConfigurationError, EventLogError, SequenceConflictError, UsageError
 from agentledger.schemas import EventBase
 from agentledger.schemas.codec import encode
-from agentledger.streams.kafka_clients import admin_client, event_producer, record_consumer
+from agentledger.streams.kafka_clients import (
+    ConsumerPool,
+    admin_client,
+    event_producer,
+    record_consumer,
+)
 from agentledger.streams.kafka_topics import DEFAULT_PREFIX, TopicLayout, partition_counts
 from agentledger.streams.log import CorruptRecord, LogEntry, Recorded, TaskSummary, decode_entry
 from agentledger.streams.task_start import complete, now_ms, record_timestamp_ms, task_start_ms
@@ -305,6 +311,7 @@ class KafkaEventLog:
         request_timeout_ms: int = 30_000,
         guard: WriteGuard | None = None,
         isolation_level: Literal["read_uncommitted", "read_committed"] = "read_uncommitted",
+        readers: int = 4,
     ) -> None:
         self.bootstrap = bootstrap
         # read_committed: only records of committed transactions (the exactly-once worker)
@@ -320,6 +327,9 @@ class KafkaEventLog:
         self._request_timeout_ms = request_timeout_ms
         self._partitions = 0
         self._producer: AIOKafkaProducer | None = None
+        # read_task borrows started consumers: a worker reads a history for every goal.
+        self._reader_count = readers
+        self.readers = self._reader_pool()
         self._groups: dict[str, AIOKafkaConsumer] = {}
         self._groups_lock = asyncio.Lock()
         # Highest end offset seen per partition: where last_offset() starts looking.
@@ -382,6 +392,8 @@ class KafkaEventLog:
     async def close(self) -> None:
         producer, self._producer = self._producer, None
         groups, self._groups = self._groups, {}
+        await self.readers.close()
+        self.readers = self._reader_pool()  # a closed log may be started again
         for consumer in groups.values():
             await consumer.stop()
         if producer is not None:
@@ -467,7 +479,7 @@ class KafkaEventLog:
         self._started()
         partition = self.partition_for(task_id)
         async with (
-            self._consumer("earliest") as consumer,
+            self.readers.lend() as consumer,
             deadline(self._request_timeout_ms / 1000, f"reading {task_id} from {self.topic}"),
         ):
             first = 0 if whole else await self._task_offset(consumer, partition, task_id)
@@ -659,11 +671,12 @@ class KafkaEventLog:
     def _saw_end(self, partition: int, end: int) -> None:
         self._known_end[partition] = max(self._known_end.get(partition, 0), end)
 
-    @contextlib.asynccontextmanager
-    async def _consumer(
-        self, reset: Literal["earliest", "latest"]
-    ) -> AsyncIterator[AIOKafkaConsumer]:
-        consumer = record_consumer(
+    def _reader_pool(self) -> ConsumerPool:
+        factory = functools.partial(self._new_consumer, "earliest")
+        return ConsumerPool(factory, self.bootstrap, size=self._reader_count)
+
+    def _new_consumer(self, reset: Literal["earliest", "latest"]) -> AIOKafkaConsumer:
+        return record_consumer(
             self.bootstrap,
             client_id=self._client_id,
             group_id=None,
@@ -673,6 +686,12 @@ class KafkaEventLog:
             request_timeout_ms=self._request_timeout_ms,
             isolation_level=self.isolation_level,
         )
+
+    @contextlib.asynccontextmanager
+    async def _consumer(
+        self, reset: Literal["earliest", "latest"]
+    ) -> AsyncIterator[AIOKafkaConsumer]:
+        consumer = self._new_consumer(reset)
         try:
             await consumer.start()
         except KafkaError as exc:
