@@ -81,7 +81,9 @@ class _FirstOffsets:
         self.first: dict[tuple[str, int], int] = {}
 
     def seen(self, partition: int, offset: int, topic: str) -> None:
-        self.first.setdefault((topic, partition), offset)
+        # min: the goals agent runs several actors, which may note their records out of order
+        key = (topic, partition)
+        self.first[key] = min(offset, self.first.get(key, offset))
 
     def forget(self) -> None:
         self.first.clear()
@@ -222,7 +224,11 @@ def run_worker(
                 else:
                     event.ack()
 
-        app.agent(goals_topic, name=f"{layout.prefix}.goals-agent")(goal_agent)
+        # Several goals at once (``WorkerConfig.goal_intake``): each waits on a read and an
+        # append; WorkerCore serializes goals of one task, faust commits gap-free acks only.
+        app.agent(goals_topic, name=f"{layout.prefix}.goals-agent", concurrency=config.goal_intake)(
+            goal_agent
+        )
         app.agent(events_topic, name=f"{layout.prefix}.events-agent")(event_agent)
 
         async def revoked(sender: Any, revoked: Any, **_: Any) -> None:

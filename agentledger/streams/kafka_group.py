@@ -239,7 +239,9 @@ async def _serve(
             _every(config.broker_probe_interval_s, "probing the broker", core.probe_or_exit)
         ),
         asyncio.ensure_future(worker.commit_timer()),
-        asyncio.ensure_future(worker.consume_goals()),
+        # Several goals at once: each waits on a read of its task's partition (the
+        # duplicate check) and an append; WorkerCore serializes goals of one task.
+        *(asyncio.ensure_future(worker.consume_goals()) for _ in range(config.goal_intake)),
     ]
     worker.consumer.subscribe([core.layout.goals, core.layout.events], listener=worker)
     await worker.consumer.start()

@@ -150,6 +150,8 @@ class WorkerConfig:
     consumer: str = "faust"
     """The consumer group runtime: ``faust`` (``kafka_faust``) or ``aiokafka``
     (``kafka_group``, the consumer on the worker's own loop)."""
+    goal_intake: int = 4
+    """Goals taken in at once (each waits on its duplicate check, a read, and an append)."""
 
 
 class WorkerLog(Protocol):
@@ -197,6 +199,7 @@ def kafka_worker_clients(config: WorkerConfig, guard: WriteGuard | None = None) 
         fetch_max_wait_ms=config.fetch_max_wait_ms,
         request_timeout_ms=timeout_ms,
         guard=guard,
+        readers=config.goal_intake + 1,  # a rebuild never waits behind the goals' reads
     )
     producer = dead_letter_producer(
         config.bootstrap,
@@ -278,6 +281,7 @@ class WorkerCore:
         self._lock = asyncio.Lock()  # one record (or recovery) at a time touches the tasks
         self._tasks: dict[str, _Hosted] = {}
         self._finished: OrderedDict[str, None] = OrderedDict()
+        self._intake: dict[str, list[Any]] = {}  # task id -> [lock, goals waiting] (on_goal)
         self._rejected: OrderedDict[str, str] = OrderedDict()
         self._assigned: dict[str, set[int]] = {}
         self._paused = False
@@ -392,6 +396,23 @@ class WorkerCore:
         problem = self._foreign(event) or _dated_ahead(event.task_id)
         if problem is not None:
             await self._dead_letter(record, self.layout.goals, problem)
+            return
+        # Goals may be taken in concurrently (the consumers run several at once); two goals
+        # of one task never are, so its duplicate check below sees the first one's append.
+        intake = self._intake.setdefault(event.task_id, [asyncio.Lock(), 0])
+        intake[1] += 1
+        try:
+            async with intake[0]:
+                await self._take_in(record, event)
+        finally:
+            intake[1] -= 1
+            if not intake[1]:
+                del self._intake[event.task_id]
+
+    async def _take_in(self, record: KafkaRecord, event: GoalSubmitted) -> None:
+        if event.task_id in self._tasks or event.task_id in self._finished:
+            # Known here: this worker appended its goal or consumed its events. No read.
+            log.info("goal of task %s already started; duplicate skipped", event.task_id)
             return
         existing = await self._retrying(lambda: self.log.read_task(event.task_id))
         if existing:
