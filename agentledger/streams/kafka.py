@@ -23,7 +23,9 @@ workers consume per partition with consumer-group offsets and do not need it.
 Batches. ``append`` sends each partition's share of a batch as one record batch in one
 produce request (acks=all), and refuses, before sending anything, a share that does not
 fit in ``max_batch_bytes``. A broker stores a record batch whole or not at all, so one
-task's batch is atomic. A batch spanning tasks on several partitions is not: without a
+task's batch is atomic. Appends made at once (a worker's many tasks) share record batches:
+while a partition's batch is in flight the next ones queue, and go as one batch
+(``kafka_writer``), each append's records contiguous in it. A batch spanning tasks on several partitions is not: without a
 transactional producer (not used, by design) some partitions may store their share while
 another fails.
 
@@ -76,6 +78,7 @@ from agentledger.streams.kafka_clients import (
     record_consumer,
 )
 from agentledger.streams.kafka_topics import DEFAULT_PREFIX, TopicLayout, partition_counts
+from agentledger.streams.kafka_writer import OutgoingRecord, PartitionWriter
 from agentledger.streams.log import CorruptRecord, LogEntry, Recorded, TaskSummary, decode_entry
 from agentledger.streams.task_start import complete, now_ms, record_timestamp_ms, task_start_ms
 from agentledger.streams.write_guard import WriteGuard, settings_guard
@@ -114,6 +117,18 @@ def event_headers(event: EventBase) -> list[tuple[str, bytes]]:
         (HEADER_SEQ, str(event.seq).encode()),
         (HEADER_TYPE, str(type(event).model_fields["type"].default).encode()),
     ]
+
+
+def outgoing(event: EventBase, now: int) -> OutgoingRecord:
+    """``event`` as the record that stores it: keyed by its task id, the codec's bytes,
+    timestamped never before the task's start (so a rebuild finds it by time, see
+    ``task_start``), with the headers."""
+    return OutgoingRecord(
+        key=event.task_id.encode(),
+        value=encode(event),
+        timestamp_ms=record_timestamp_ms(event.task_id, now),
+        headers=event_headers(event),
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -327,6 +342,7 @@ class KafkaEventLog:
         self._request_timeout_ms = request_timeout_ms
         self._partitions = 0
         self._producer: AIOKafkaProducer | None = None
+        self._writer: PartitionWriter  # made with the producer, in start()
         # read_task borrows started consumers: a worker reads a history for every goal.
         self._reader_count = readers
         self.readers = self._reader_pool()
@@ -381,6 +397,7 @@ class KafkaEventLog:
             await producer.stop()
             raise EventLogError(f"cannot reach Kafka at {self.bootstrap}: {exc}") from exc
         self._producer = producer
+        self._writer = PartitionWriter(producer, self.topic, self._max_batch_bytes)
 
     async def __aenter__(self) -> KafkaEventLog:
         await self.start()
@@ -390,6 +407,8 @@ class KafkaEventLog:
         await self.close()
 
     async def close(self) -> None:
+        if self._producer is not None:
+            await self._writer.settle()  # the appends already queued are sent
         producer, self._producer = self._producer, None
         groups, self._groups = self._groups, {}
         await self.readers.close()
@@ -421,16 +440,17 @@ class KafkaEventLog:
         shares: dict[int, list[int]] = {}
         for index, event in enumerate(events):
             shares.setdefault(self.partition_for(event.task_id), []).append(index)
-        batches = {
-            p: self._build_batch(producer, [events[i] for i in idx]) for p, idx in shares.items()
-        }
+        now = now_ms()
+        records = {p: [outgoing(events[i], now) for i in idx] for p, idx in shares.items()}
+        for p, share in records.items():
+            if len(share) > 1 and sum(r.size_bound() for r in share) > self._max_batch_bytes:
+                # Maybe too big for one record batch: the exact check, before sending anything.
+                self._build_batch(producer, [events[i] for i in shares[p]])
 
         try:
-            futures = [
-                await producer.send_batch(batch, self.topic, partition=p)
-                for p, batch in batches.items()
-            ]
-            delivered = await asyncio.gather(*futures)
+            bases = await asyncio.gather(
+                *[self._writer.write(p, share) for p, share in records.items()]
+            )
         except KafkaError as exc:
             raise EventLogError(
                 f"append of {len(events)} events to {self.topic} failed: {exc}. Some may be "
@@ -438,8 +458,7 @@ class KafkaEventLog:
             ) from exc
 
         offsets: dict[int, int] = {}
-        for (partition, indexes), metadata in zip(shares.items(), delivered, strict=True):
-            base = int(metadata.offset)
+        for (partition, indexes), base in zip(shares.items(), bases, strict=True):
             for position, index in enumerate(indexes):
                 offsets[index] = log_offset(partition, base + position)
             self._saw_end(partition, base + len(indexes))
@@ -449,12 +468,12 @@ class KafkaEventLog:
         batch = producer.create_batch()
         now = now_ms()
         for event in events:
+            record = outgoing(event, now)
             added = batch.append(
-                key=event.task_id.encode(),
-                value=encode(event),
-                # Never before the task's start, so a rebuild finds it by time (task_start).
-                timestamp=record_timestamp_ms(event.task_id, now),
-                headers=event_headers(event),
+                key=record.key,
+                value=record.value,
+                timestamp=record.timestamp_ms,
+                headers=list(record.headers),
             )
             if added is None:
                 raise EventLogError(
