@@ -537,7 +537,10 @@ class KafkaEventLog:
         tp = TopicPartition(self.topic, partition)
         # Assigned (and paused, so nothing is fetched yet), the partition's leader is known
         # before the lookup; otherwise the lookup waits out a retry backoff to learn it.
+        # Given a position, the consumer does not ask the broker for one (a ListOffsets of
+        # its own) while it sits paused.
         consumer.assign([tp])
+        consumer.seek(tp, 0)
         consumer.pause(tp)
         try:
             found = await consumer.offsets_for_times({tp: start})
