@@ -156,7 +156,7 @@ def run(
     fetch_wait_ms: int,
     tasks: int,
     partitions: int,
-    consumer: str = "faust",
+    consumer: str = "aiokafka",
     in_flight: int | None = None,
 ) -> Result:
     in_flight = min(tasks, in_flight or tasks)
@@ -270,7 +270,7 @@ def main() -> None:
     parser.add_argument("--workers", default="1,2", help="worker counts to try")
     parser.add_argument("--fetch-wait-ms", default="100", help="fetch waits to try")
     parser.add_argument("--partitions", type=int, default=4)
-    parser.add_argument("--consumer", choices=("faust", "aiokafka"), default="faust")
+    parser.add_argument("--consumer", choices=("faust", "aiokafka"), default="aiokafka")
     args = parser.parse_args()
     counts = [int(x) for x in args.workers.split(",")]
     waits = [int(x) for x in args.fetch_wait_ms.split(",")]

@@ -7,7 +7,8 @@ their order. Its ``max_request_size`` matches the topics' ``max.message.bytes``
 (``kafka_topics.MAX_RECORD_BYTES``), so what a producer may send, the topic takes; the
 dead-letter producer may send up to ``DLQ_MAX_RECORD_BYTES`` (a full-size record plus the
 dead-letter headers). ``linger_ms=0``: each hop of a task is one produce, and waiting to
-fill a batch would add to every hop.
+fill a batch would add to every hop; appends made at once are put together without
+waiting instead (``kafka_writer``).
 
 Consumers never commit on their own (``enable_auto_commit=False``): whoever reads decides
 when a position is stored. Admin clients are used for one request and closed. Short reads

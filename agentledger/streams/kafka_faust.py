@@ -1,5 +1,6 @@
-"""The faust wiring of the distributed worker: consumer group, agents, timers, and the two
-patches of faust internals the worker's offset rules need.
+"""The faust wiring of the distributed worker (``--consumer faust``; the default is
+``kafka_group``): consumer group, agents, timers, and the two patches of faust internals
+the worker's offset rules need.
 
 ``WorkerCore`` (``kafka_worker``) decides what to do with each record and knows nothing of
 faust; this module only delivers records to it, acknowledges them when it says so, reports
@@ -14,7 +15,7 @@ rules live here in one place:
 - faust's hard-coded 1.5 s fetch wait is replaced by ``--fetch-wait-ms``
   (``_lower_fetch_wait``).
 
-Moving to a bare aiokafka consumer group would replace this module only.
+``kafka_group`` is the same on a bare aiokafka consumer group (the default).
 """
 
 from __future__ import annotations
