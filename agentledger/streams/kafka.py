@@ -23,11 +23,11 @@ workers consume per partition with consumer-group offsets and do not need it.
 Batches. ``append`` sends each partition's share of a batch as one record batch in one
 produce request (acks=all), and refuses, before sending anything, a share that does not
 fit in ``max_batch_bytes``. A broker stores a record batch whole or not at all, so one
-task's batch is atomic. Appends made at once (a worker's many tasks) share record batches:
-while a partition's batch is in flight the next ones queue, and go as one batch
-(``kafka_writer``), each append's records contiguous in it. A batch spanning tasks on several partitions is not: without a
+task's batch is atomic. A batch spanning tasks on several partitions is not: without a
 transactional producer (not used, by design) some partitions may store their share while
-another fails.
+another fails. Appends made at once (a worker's many tasks) share record batches: while a
+partition's batch is in flight the next appends queue, and go as one batch
+(``kafka_writer``), each append's records contiguous in it.
 
 Duplicates. Without an idempotent producer a retried send can store a batch twice, and
 the broker cannot enforce one event per ``(task_id, seq)``. Delivery is at least once:
