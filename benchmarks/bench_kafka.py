@@ -3,11 +3,17 @@
 Runs the deliveries workflow (tests/fixtures/deliveries: a plan, three couriers each
 calling a side-effecting tool, a report; 43 events per task) with its scripted model at
 zero latency, so the figures are the transport's: produce, fetch, dispatch, fold. For each
-setting it starts fresh topics and N `agentledger worker` processes, submits all tasks at
-once and waits for every task_completed.
+setting it starts fresh topics and N `agentledger worker` processes, submits ``--in-flight``
+tasks at once (default: all of them, a burst), then one more as each task completes until
+``--tasks`` were submitted (a steady state of ``--in-flight`` tasks), and follows the events
+topic with one consumer until every task_completed has been read.
 
 - steps/s: agent steps (agent_step_started events) and events per second, from the first
-  goal's occurred_at to the last task_completed's.
+  goal's occurred_at to the last task_completed's. The target of issue #13 is on steps/s
+  (a task is 43 events and 5 agent steps). With ``--in-flight`` below ``--tasks``, the
+  "steady" columns count only what happened while ``--in-flight`` tasks were kept running
+  (from the first task_completed to the one after which no goal was left to submit), so
+  the start-up of the first tasks and the drain of the last are left out.
 - hop latency: for every event, its occurred_at minus the occurred_at of the event that
   caused it (a produce, a fetch by the owning worker, the dispatch, the reaction). The
   first hop of a task (goal_submitted -> subtask_assigned) is reported apart as "start":
@@ -17,12 +23,14 @@ once and waits for every task_completed.
     python benchmarks/bench_kafka.py                       # starts Apache Kafka itself
     python benchmarks/bench_kafka.py --brokers 127.0.0.1:9092 --tasks 50 --workers 1,2,4
     python benchmarks/bench_kafka.py --exactly-once          # workers in Kafka transactions
+    python benchmarks/bench_kafka.py --tasks 300 --in-flight 50     # steady state
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import os
 import re
 import signal
@@ -43,6 +51,7 @@ from agentledger.schemas import Event  # noqa: E402
 from agentledger.streams import Recorded  # noqa: E402
 from agentledger.streams.kafka import KafkaEventLog  # noqa: E402
 from agentledger.streams.kafka_runner import submit_goal  # noqa: E402
+from agentledger.streams.kafka_submit import workflow_ref  # noqa: E402
 from agentledger.streams.kafka_topics import init_topics  # noqa: E402
 
 FIXTURE = ROOT / "tests" / "fixtures" / "deliveries" / "workflow.yaml"
@@ -53,19 +62,25 @@ class Result:
     workers: int
     fetch_wait_ms: int
     tasks: int
+    in_flight: int
     events: int
     steps: int
     seconds: float
     hops_ms: list[float]
     starts_ms: list[float]
+    steady: tuple[int, int, float] | None  # (steps, events, seconds) while in_flight ran
 
     def row(self) -> str:
         hop50, hop99 = _percentiles(self.hops_ms)
         start50, start99 = _percentiles(self.starts_ms)
+        steady = "-".rjust(8) + " " + "-".rjust(8)
+        if self.steady is not None and self.steady[2] > 0:
+            steps, events, seconds = self.steady
+            steady = f"{steps / seconds:>8.1f} {events / seconds:>8.1f}"
         return (
-            f"{self.workers:>7} {self.fetch_wait_ms:>9} {self.tasks:>5} {self.events:>6} "
-            f"{self.seconds:>7.2f} {self.steps / self.seconds:>8.1f} "
-            f"{self.events / self.seconds:>8.1f} {hop50:>8.1f} {hop99:>8.1f} "
+            f"{self.workers:>7} {self.fetch_wait_ms:>9} {self.tasks:>5} {self.in_flight:>6} "
+            f"{self.events:>6} {self.seconds:>7.2f} {self.steps / self.seconds:>8.1f} "
+            f"{self.events / self.seconds:>8.1f} {steady} {hop50:>8.1f} {hop99:>8.1f} "
             f"{start50:>9.1f} {start99:>9.1f}"
         )
 
@@ -76,9 +91,11 @@ def _percentiles(values: list[float]) -> tuple[float, float]:
 
 
 HEADER = (
-    f"{'workers':>7} {'fetch ms':>9} {'tasks':>5} {'events':>6} {'secs':>7} "
-    f"{'steps/s':>8} {'events/s':>8} {'hop p50':>8} {'hop p99':>8} {'start p50':>9} "
-    f"{'start p99':>9}"
+    f"{'workers':>7} {'fetch ms':>9} {'tasks':>5} {'flight':>6} {'events':>6} {'secs':>7} "
+    f"{'steps/s':>8} {'events/s':>8} {'steady':>8} {'steady':>8} {'hop p50':>8} "
+    f"{'hop p99':>8} {'start p50':>9} {'start p99':>9}\n"
+    f"{'':>7} {'':>9} {'':>5} {'':>6} {'':>6} {'':>7} {'':>8} {'':>8} {'steps/s':>8} "
+    f"{'events/s':>8}"
 )
 
 
@@ -88,15 +105,50 @@ def _assigned(path: Path) -> set[int] | None:
     return {int(p) for p in found[-1].split(",") if p} if found else None
 
 
-async def _all_events(bootstrap: str, prefix: str) -> list[Event]:
+async def _drive(
+    bootstrap: str, prefix: str, tasks: int, in_flight: int
+) -> tuple[list[Event], float | None]:
+    """Submit ``in_flight`` goals, then one per task_completed until ``tasks`` were
+    submitted; follow the events topic (one consumer, decoded once) until every task
+    completed. Returns the events (each id once) and when the last goal was submitted
+    for a completion (the end of the steady window; None for a burst)."""
+    ref = workflow_ref(FIXTURE)
+    submitting: set[asyncio.Task[str]] = set()
+
+    def submit(n: int) -> None:
+        task = asyncio.ensure_future(
+            submit_goal(bootstrap, f"bench {n}", workflow=ref, prefix=prefix)
+        )
+        submitting.add(task)
+        task.add_done_callback(submitting.discard)
+
     async with KafkaEventLog(bootstrap, prefix=prefix, fetch_max_wait_ms=50) as log:
-        seen: set[str] = set()
-        out: list[Event] = []
-        for entry in await log.read_from(0):
-            if isinstance(entry, Recorded) and entry.event.event_id not in seen:
-                seen.add(entry.event.event_id)
-                out.append(entry.event)
-        return out
+        await asyncio.gather(
+            *(
+                submit_goal(bootstrap, f"bench {n}", workflow=ref, prefix=prefix)
+                for n in range(in_flight)
+            )
+        )
+        submitted, done = in_flight, 0
+        steady_end: float | None = None
+        seen: dict[str, Event] = {}
+        async with asyncio.timeout(300), contextlib.aclosing(log.follow(0)) as entries:
+            async for entry in entries:
+                if not isinstance(entry, Recorded) or entry.event.event_id in seen:
+                    continue
+                seen[entry.event.event_id] = entry.event
+                if entry.event.type != "task_completed":
+                    continue
+                done += 1
+                if submitted < tasks:
+                    submit(submitted)
+                    submitted += 1
+                    if submitted == tasks:
+                        steady_end = entry.event.occurred_at.timestamp()
+                if done >= tasks:
+                    break
+        await asyncio.gather(*submitting)
+    return list(seen.values()), steady_end
 
 
 def run(
@@ -105,9 +157,11 @@ def run(
     fetch_wait_ms: int,
     tasks: int,
     partitions: int,
-    consumer: str = "faust",
+    consumer: str = "aiokafka",
+    in_flight: int | None = None,
     exactly_once: bool = False,
 ) -> Result:
+    in_flight = min(tasks, in_flight or tasks)
     prefix = f"bench-{uuid.uuid4().hex[:10]}"
     asyncio.run(init_topics(bootstrap, prefix, partitions=partitions))
     with tempfile.TemporaryDirectory() as home, ExitStack() as stack:
@@ -155,26 +209,10 @@ def run(
                     raise SystemExit("workers did not start; see their output in " + home)
                 time.sleep(0.1)
 
-            async def submit_all() -> list[str]:
-                return list(
-                    await asyncio.gather(
-                        *(
-                            submit_goal(bootstrap, f"bench {i}", workflow=FIXTURE, prefix=prefix)
-                            for i in range(tasks)
-                        )
-                    )
-                )
-
-            asyncio.run(submit_all())
-            deadline = time.monotonic() + 300
-            while True:
-                events = asyncio.run(_all_events(bootstrap, prefix))
-                done = sum(1 for e in events if e.type == "task_completed")
-                if done >= tasks:
-                    break
-                if time.monotonic() > deadline:
-                    raise SystemExit(f"only {done} of {tasks} tasks finished")
-                time.sleep(0.5)
+            try:
+                events, steady_end = asyncio.run(_drive(bootstrap, prefix, tasks, in_flight))
+            except TimeoutError:
+                raise SystemExit(f"not all {tasks} tasks finished within 300 s") from None
         finally:
             for p in procs:
                 if p.poll() is None:
@@ -195,15 +233,28 @@ def run(
             (starts if cause.type == "goal_submitted" else hops).append(ms)
     start = min(e.occurred_at for e in events if e.type == "goal_submitted")
     end = max(e.occurred_at for e in events if e.type == "task_completed")
+    steady = None
+    if steady_end is not None:
+        first_done = min(e.occurred_at for e in events if e.type == "task_completed")
+        window = [
+            e for e in events if first_done.timestamp() <= e.occurred_at.timestamp() <= steady_end
+        ]
+        steady = (
+            sum(1 for e in window if e.type == "agent_step_started"),
+            len(window),
+            steady_end - first_done.timestamp(),
+        )
     return Result(
         workers=workers,
         fetch_wait_ms=fetch_wait_ms,
         tasks=tasks,
+        in_flight=in_flight,
         events=len(events),
         steps=sum(1 for e in events if e.type == "agent_step_started"),
         seconds=(end - start).total_seconds(),
         hops_ms=hops,
         starts_ms=starts,
+        steady=steady,
     )
 
 
@@ -213,10 +264,16 @@ def main() -> None:
         "--brokers", help="an existing broker (default: start Apache Kafka here, one KRaft node)"
     )
     parser.add_argument("--tasks", type=int, default=50)
+    parser.add_argument(
+        "--in-flight",
+        type=int,
+        default=None,
+        help="tasks kept running at once (default: all --tasks, submitted in one burst)",
+    )
     parser.add_argument("--workers", default="1,2", help="worker counts to try")
     parser.add_argument("--fetch-wait-ms", default="100", help="fetch waits to try")
     parser.add_argument("--partitions", type=int, default=4)
-    parser.add_argument("--consumer", choices=("faust", "aiokafka"), default="faust")
+    parser.add_argument("--consumer", choices=("faust", "aiokafka"), default="aiokafka")
     parser.add_argument(
         "--exactly-once",
         action="store_true",
@@ -234,8 +291,9 @@ def main() -> None:
             from tests.support.kafka_broker import running_broker
 
             bootstrap = stack.enter_context(running_broker()).bootstrap
+        flight = args.in_flight or args.tasks
         print(
-            f"deliveries workflow, zero-latency model, {args.tasks} tasks submitted at once, "
+            f"deliveries workflow, zero-latency model, {args.tasks} tasks, {flight} in flight, "
             f"{args.partitions} partitions, broker {bootstrap}, consumer {args.consumer}"
             + (", exactly-once" if args.exactly_once else "")
         )
@@ -249,6 +307,7 @@ def main() -> None:
                     args.tasks,
                     args.partitions,
                     args.consumer,
+                    args.in_flight,
                     exactly_once=args.exactly_once,
                 )
                 print(result.row(), flush=True)

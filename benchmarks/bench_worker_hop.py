@@ -9,7 +9,10 @@ worker's own work (decode, fold, dispatch, the reaction). This script measures:
 - ``produce``: one ``send_and_wait`` of an event-sized record with agentledger's producer
   settings (``kafka_clients.event_producer``);
 - ``round trip``: produce, then receive it with a bare aiokafka consumer (assigned, no
-  group) polling with ``--fetch-wait-ms``: the broker's share of a hop.
+  group) polling with ``--fetch-wait-ms``: the broker's share of a hop;
+- ``read_task``: one task's history read by ``KafkaEventLog.read_task`` (a lookup by the
+  task's start time and a fetch, on a consumer lent by the log's pool): what a goal's
+  duplicate check and a rebuild on first sight cost, in wall and CPU time.
 
 Compare with ``bench_kafka.py``'s hop p50 (faust's worker): what is left over is the
 consumer framework's hand-off.
@@ -40,8 +43,9 @@ from aiokafka import TopicPartition  # noqa: E402
 
 from agentledger.agents.runtime import build_runtime  # noqa: E402
 from agentledger.agents.workflow import load_workflow  # noqa: E402
-from agentledger.schemas import GoalSubmitted, WorkflowRef  # noqa: E402
+from agentledger.schemas import GoalSubmitted, WorkflowRef, new_event_id  # noqa: E402
 from agentledger.settings import Settings  # noqa: E402
+from agentledger.streams.kafka import KafkaEventLog  # noqa: E402
 from agentledger.streams.kafka_clients import event_producer, record_consumer  # noqa: E402
 from agentledger.streams.kafka_memory import MemoryGroup, MemoryTopics  # noqa: E402
 from agentledger.streams.kafka_topics import init_topics  # noqa: E402
@@ -121,10 +125,33 @@ async def broker_share(bootstrap: str, count: int, fetch_wait_ms: int) -> list[s
     ]
 
 
+async def read_cost(bootstrap: str, count: int, fetch_wait_ms: int) -> str:
+    prefix = f"bench-{uuid.uuid4().hex[:8]}"
+    await init_topics(bootstrap, prefix, partitions=4)
+    ref = WorkflowRef(name="bench")
+    async with KafkaEventLog(bootstrap, prefix=prefix, fetch_max_wait_ms=fetch_wait_ms) as log:
+        tasks = [new_event_id() for _ in range(20)]
+        await log.append([GoalSubmitted(task_id=t, seq=1, goal="go", workflow=ref) for t in tasks])
+        for task in tasks[:3]:  # warm up: connections, metadata
+            await log.read_task(task)
+        wall: list[float] = []
+        cpu = time.process_time()
+        for n in range(count):
+            t0 = time.perf_counter()
+            await log.read_task(tasks[n % len(tasks)])
+            wall.append((time.perf_counter() - t0) * 1000)
+        cpu_ms = (time.process_time() - cpu) * 1000 / count
+    return (
+        f"read_task (one task's history): p50 {statistics.median(wall):.2f} ms, "
+        f"p99 {_p(wall, 0.99):.2f} ms, CPU {cpu_ms:.2f} ms a read ({count} reads)"
+    )
+
+
 async def main_async(args: argparse.Namespace, bootstrap: str) -> None:
     print(await core_cost(args.tasks), flush=True)
     for line in await broker_share(bootstrap, args.records, args.fetch_wait_ms):
         print(line, flush=True)
+    print(await read_cost(bootstrap, args.records, args.fetch_wait_ms), flush=True)
 
 
 def main() -> None:

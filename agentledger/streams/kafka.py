@@ -25,7 +25,9 @@ produce request (acks=all), and refuses, before sending anything, a share that d
 fit in ``max_batch_bytes``. A broker stores a record batch whole or not at all, so one
 task's batch is atomic. A batch spanning tasks on several partitions is not: without a
 transactional producer (not used, by design) some partitions may store their share while
-another fails.
+another fails. Appends made at once (a worker's many tasks) share record batches: while a
+partition's batch is in flight the next appends queue, and go as one batch
+(``kafka_writer``), each append's records contiguous in it.
 
 Duplicates. Without an idempotent producer a retried send can store a batch twice, and
 the broker cannot enforce one event per ``(task_id, seq)``. Delivery is at least once:
@@ -55,6 +57,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 from collections.abc import AsyncGenerator, AsyncIterator, Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -68,8 +71,14 @@ from aiokafka.partitioner import murmur2
 from agentledger.errors import ConfigurationError, EventLogError, SequenceConflictError, UsageError
 from agentledger.schemas import EventBase
 from agentledger.schemas.codec import encode
-from agentledger.streams.kafka_clients import admin_client, event_producer, record_consumer
+from agentledger.streams.kafka_clients import (
+    ConsumerPool,
+    admin_client,
+    event_producer,
+    record_consumer,
+)
 from agentledger.streams.kafka_topics import DEFAULT_PREFIX, TopicLayout, partition_counts
+from agentledger.streams.kafka_writer import OutgoingRecord, PartitionWriter
 from agentledger.streams.log import CorruptRecord, LogEntry, Recorded, TaskSummary, decode_entry
 from agentledger.streams.task_start import complete, now_ms, record_timestamp_ms, task_start_ms
 from agentledger.streams.write_guard import WriteGuard, settings_guard
@@ -108,6 +117,18 @@ def event_headers(event: EventBase) -> list[tuple[str, bytes]]:
         (HEADER_SEQ, str(event.seq).encode()),
         (HEADER_TYPE, str(type(event).model_fields["type"].default).encode()),
     ]
+
+
+def outgoing(event: EventBase, now: int) -> OutgoingRecord:
+    """``event`` as the record that stores it: keyed by its task id, the codec's bytes,
+    timestamped never before the task's start (so a rebuild finds it by time, see
+    ``task_start``), with the headers."""
+    return OutgoingRecord(
+        key=event.task_id.encode(),
+        value=encode(event),
+        timestamp_ms=record_timestamp_ms(event.task_id, now),
+        headers=event_headers(event),
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -305,6 +326,7 @@ class KafkaEventLog:
         request_timeout_ms: int = 30_000,
         guard: WriteGuard | None = None,
         isolation_level: Literal["read_uncommitted", "read_committed"] = "read_uncommitted",
+        readers: int = 4,
     ) -> None:
         self.bootstrap = bootstrap
         # read_committed: only records of committed transactions (the exactly-once worker)
@@ -320,6 +342,10 @@ class KafkaEventLog:
         self._request_timeout_ms = request_timeout_ms
         self._partitions = 0
         self._producer: AIOKafkaProducer | None = None
+        self._writer: PartitionWriter  # made with the producer, in start()
+        # read_task borrows started consumers: a worker reads a history for every goal.
+        self._reader_count = readers
+        self.readers = self._reader_pool()
         self._groups: dict[str, AIOKafkaConsumer] = {}
         self._groups_lock = asyncio.Lock()
         # Highest end offset seen per partition: where last_offset() starts looking.
@@ -371,6 +397,7 @@ class KafkaEventLog:
             await producer.stop()
             raise EventLogError(f"cannot reach Kafka at {self.bootstrap}: {exc}") from exc
         self._producer = producer
+        self._writer = PartitionWriter(producer, self.topic, self._max_batch_bytes)
 
     async def __aenter__(self) -> KafkaEventLog:
         await self.start()
@@ -380,8 +407,12 @@ class KafkaEventLog:
         await self.close()
 
     async def close(self) -> None:
+        if self._producer is not None:
+            await self._writer.settle()  # the appends already queued are sent
         producer, self._producer = self._producer, None
         groups, self._groups = self._groups, {}
+        await self.readers.close()
+        self.readers = self._reader_pool()  # a closed log may be started again
         for consumer in groups.values():
             await consumer.stop()
         if producer is not None:
@@ -409,16 +440,17 @@ class KafkaEventLog:
         shares: dict[int, list[int]] = {}
         for index, event in enumerate(events):
             shares.setdefault(self.partition_for(event.task_id), []).append(index)
-        batches = {
-            p: self._build_batch(producer, [events[i] for i in idx]) for p, idx in shares.items()
-        }
+        now = now_ms()
+        records = {p: [outgoing(events[i], now) for i in idx] for p, idx in shares.items()}
+        for p, share in records.items():
+            if len(share) > 1 and sum(r.size_bound() for r in share) > self._max_batch_bytes:
+                # Maybe too big for one record batch: the exact check, before sending anything.
+                self._build_batch(producer, [events[i] for i in shares[p]])
 
         try:
-            futures = [
-                await producer.send_batch(batch, self.topic, partition=p)
-                for p, batch in batches.items()
-            ]
-            delivered = await asyncio.gather(*futures)
+            bases = await asyncio.gather(
+                *[self._writer.write(p, share) for p, share in records.items()]
+            )
         except KafkaError as exc:
             raise EventLogError(
                 f"append of {len(events)} events to {self.topic} failed: {exc}. Some may be "
@@ -426,8 +458,7 @@ class KafkaEventLog:
             ) from exc
 
         offsets: dict[int, int] = {}
-        for (partition, indexes), metadata in zip(shares.items(), delivered, strict=True):
-            base = int(metadata.offset)
+        for (partition, indexes), base in zip(shares.items(), bases, strict=True):
             for position, index in enumerate(indexes):
                 offsets[index] = log_offset(partition, base + position)
             self._saw_end(partition, base + len(indexes))
@@ -437,12 +468,12 @@ class KafkaEventLog:
         batch = producer.create_batch()
         now = now_ms()
         for event in events:
+            record = outgoing(event, now)
             added = batch.append(
-                key=event.task_id.encode(),
-                value=encode(event),
-                # Never before the task's start, so a rebuild finds it by time (task_start).
-                timestamp=record_timestamp_ms(event.task_id, now),
-                headers=event_headers(event),
+                key=record.key,
+                value=record.value,
+                timestamp=record.timestamp_ms,
+                headers=list(record.headers),
             )
             if added is None:
                 raise EventLogError(
@@ -467,7 +498,7 @@ class KafkaEventLog:
         self._started()
         partition = self.partition_for(task_id)
         async with (
-            self._consumer("earliest") as consumer,
+            self.readers.lend() as consumer,
             deadline(self._request_timeout_ms / 1000, f"reading {task_id} from {self.topic}"),
         ):
             first = 0 if whole else await self._task_offset(consumer, partition, task_id)
@@ -506,7 +537,10 @@ class KafkaEventLog:
         tp = TopicPartition(self.topic, partition)
         # Assigned (and paused, so nothing is fetched yet), the partition's leader is known
         # before the lookup; otherwise the lookup waits out a retry backoff to learn it.
+        # Given a position, the consumer does not ask the broker for one (a ListOffsets of
+        # its own) while it sits paused.
         consumer.assign([tp])
+        consumer.seek(tp, 0)
         consumer.pause(tp)
         try:
             found = await consumer.offsets_for_times({tp: start})
@@ -659,11 +693,12 @@ class KafkaEventLog:
     def _saw_end(self, partition: int, end: int) -> None:
         self._known_end[partition] = max(self._known_end.get(partition, 0), end)
 
-    @contextlib.asynccontextmanager
-    async def _consumer(
-        self, reset: Literal["earliest", "latest"]
-    ) -> AsyncIterator[AIOKafkaConsumer]:
-        consumer = record_consumer(
+    def _reader_pool(self) -> ConsumerPool:
+        factory = functools.partial(self._new_consumer, "earliest")
+        return ConsumerPool(factory, self.bootstrap, size=self._reader_count)
+
+    def _new_consumer(self, reset: Literal["earliest", "latest"]) -> AIOKafkaConsumer:
+        return record_consumer(
             self.bootstrap,
             client_id=self._client_id,
             group_id=None,
@@ -673,6 +708,12 @@ class KafkaEventLog:
             request_timeout_ms=self._request_timeout_ms,
             isolation_level=self.isolation_level,
         )
+
+    @contextlib.asynccontextmanager
+    async def _consumer(
+        self, reset: Literal["earliest", "latest"]
+    ) -> AsyncIterator[AIOKafkaConsumer]:
+        consumer = self._new_consumer(reset)
         try:
             await consumer.start()
         except KafkaError as exc:

@@ -1,5 +1,6 @@
-"""The faust wiring of the distributed worker: consumer group, agents, timers, and the two
-patches of faust internals the worker's offset rules need.
+"""The faust wiring of the distributed worker (``--consumer faust``; the default is
+``kafka_group``): consumer group, agents, timers, and the two patches of faust internals
+the worker's offset rules need.
 
 ``WorkerCore`` (``kafka_worker``) decides what to do with each record and knows nothing of
 faust; this module only delivers records to it, acknowledges them when it says so, reports
@@ -14,7 +15,7 @@ rules live here in one place:
 - faust's hard-coded 1.5 s fetch wait is replaced by ``--fetch-wait-ms``
   (``_lower_fetch_wait``).
 
-Moving to a bare aiokafka consumer group would replace this module only.
+``kafka_group`` is the same on a bare aiokafka consumer group (the default).
 """
 
 from __future__ import annotations
@@ -81,7 +82,9 @@ class _FirstOffsets:
         self.first: dict[tuple[str, int], int] = {}
 
     def seen(self, partition: int, offset: int, topic: str) -> None:
-        self.first.setdefault((topic, partition), offset)
+        # min: the goals agent runs several actors, which may note their records out of order
+        key = (topic, partition)
+        self.first[key] = min(offset, self.first.get(key, offset))
 
     def forget(self) -> None:
         self.first.clear()
@@ -222,7 +225,11 @@ def run_worker(
                 else:
                     event.ack()
 
-        app.agent(goals_topic, name=f"{layout.prefix}.goals-agent")(goal_agent)
+        # Several goals at once (``WorkerConfig.goal_intake``): each waits on a read and an
+        # append; WorkerCore serializes goals of one task, faust commits gap-free acks only.
+        app.agent(goals_topic, name=f"{layout.prefix}.goals-agent", concurrency=config.goal_intake)(
+            goal_agent
+        )
         app.agent(events_topic, name=f"{layout.prefix}.events-agent")(event_agent)
 
         async def revoked(sender: Any, revoked: Any, **_: Any) -> None:

@@ -4,9 +4,9 @@ The worker is three concepts, each in its module:
 
 - ``kafka_worker``: ``WorkerCore``, what a worker does with each record (tasks, stamping,
   acknowledgements, rebalances, dead letters, broker health), its clients injected;
-- ``kafka_faust``: the faust consumer group that delivers records to it, with the offset
-  rules and the two patches of faust internals (``kafka_group``: the opt-in alternative, a
-  bare aiokafka group on the worker's own loop);
+- ``kafka_group``: the aiokafka consumer group on the worker's own loop that delivers
+  records to it, with the offset rules (the default; ``kafka_faust``: the same on faust,
+  with its two patches of faust internals, ``--consumer faust``);
 - ``kafka_submit``: the client side, putting goals on the goals topic.
 
 Example::
@@ -57,8 +57,8 @@ def run_worker(
     out: TextIO | None = None,
     runtime: Runtime | None = None,
 ) -> int:
-    """Run a worker until SIGTERM/SIGINT; return its exit code (see ``kafka_faust``, or
-    ``kafka_group`` with ``config.consumer == "aiokafka"``)."""
+    """Run a worker until SIGTERM/SIGINT; return its exit code (see ``kafka_group``, or
+    ``kafka_faust`` with ``config.consumer == "faust"``)."""
     if config.consumer == "aiokafka" or config.exactly_once:  # exactly-once: aiokafka only
         from agentledger.streams.kafka_group import run_worker as run_on_group
 

@@ -18,8 +18,11 @@ from aiokafka.admin import AIOKafkaAdminClient
 
 from agentledger.agents.runtime import build_runtime
 from agentledger.agents.workflow import load_workflow
+from agentledger.schemas import GoalSubmitted, WorkflowRef, new_event_id
+from agentledger.schemas.codec import encode
 from agentledger.settings import Settings
-from agentledger.streams.kafka import KafkaRecord
+from agentledger.streams import Recorded
+from agentledger.streams.kafka import KafkaEventLog, KafkaRecord, event_headers
 from agentledger.streams.kafka_runner import WorkerConfig, WorkerCore
 from agentledger.streams.kafka_topics import TopicLayout, init_topics
 
@@ -96,3 +99,47 @@ async def test_an_empty_broker_is_degraded_until_the_topics_are_back(
         await asyncio.sleep(0.1)
     assert "worker recovered:" in out.getvalue() and core.health().endswith("status=ok")
     assert core.degraded_since is None and core.broker_lost_for() == 0
+
+
+def goal_record(core: WorkerCore, task_id: str, offset: int) -> KafkaRecord:
+    ref = WorkflowRef(name=core.workflow.name, digest=core.workflow.digest or None)
+    goal = GoalSubmitted(task_id=task_id, seq=1, goal="deliver", workflow=ref)
+    return KafkaRecord(
+        partition=0,
+        kafka_offset=offset,
+        key=task_id.encode(),
+        value=encode(goal),
+        headers=tuple(event_headers(goal)),
+        timestamp_ms=0,
+    )
+
+
+async def goals_in_log(core: WorkerCore, task_id: str) -> int:
+    entries = await core.log.read_task(task_id)
+    return sum(1 for e in entries if isinstance(e, Recorded) and e.event.type == "goal_submitted")
+
+
+async def test_goals_taken_in_at_once_start_each_task_once(core: WorkerCore) -> None:
+    """The consumers take several goals in at once: a goal delivered twice, both copies in
+    flight together, still starts its task once; goals of other tasks all start."""
+    tasks = [new_event_id() for _ in range(6)]
+    records = [goal_record(core, t, n) for n, t in enumerate(tasks)]
+    twice = goal_record(core, tasks[0], len(tasks))
+    await asyncio.gather(*(core.on_goal(r) for r in [*records, twice]))
+    assert core.goals_started == len(tasks)
+    assert [await goals_in_log(core, t) for t in tasks] == [1] * len(tasks)
+
+
+async def test_a_duplicate_goal_of_a_task_hosted_here_is_skipped_without_a_read(
+    core: WorkerCore,
+) -> None:
+    layout = TopicLayout(core.config.prefix)
+    await core.on_assigned({layout.goals: {0}, layout.events: {0}})
+    task = new_event_id()
+    await core.on_goal(goal_record(core, task, 0))
+    log = core.log
+    assert isinstance(log, KafkaEventLog)
+    log.last_task_read = None
+    await core.on_goal(goal_record(core, task, 1))  # delivered again: this worker knows it
+    assert log.last_task_read is None and core.goals_started == 1
+    assert await goals_in_log(core, task) == 1
