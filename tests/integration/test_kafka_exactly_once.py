@@ -20,7 +20,7 @@ from aiokafka import TopicPartition
 
 from agentledger.agents.runtime import build_runtime
 from agentledger.agents.workflow import load_workflow
-from agentledger.schemas import Event, GoalSubmitted, TaskCompleted, WorkflowRef
+from agentledger.schemas import Event, GoalSubmitted, TaskCompleted, ToolCallFailed, WorkflowRef
 from agentledger.settings import Settings
 from agentledger.streams import Recorded
 from agentledger.streams.kafka import KafkaEventLog, KafkaRecord, read_partitions
@@ -138,8 +138,24 @@ def test_workers_killed_mid_transaction_leave_each_reaction_visible_once(
         last = max((e for e in committed if e.task_id == task_id), key=lambda e: e.seq)
         assert isinstance(last, TaskCompleted), (task_id, last.type)
         assert last.result == "delivered: p1, p2, p3"
+    # No delivery ran twice, and every recorded completion really ran. A delivery the
+    # victim was running when it was killed is not run again (the tool is not declared
+    # safe_to_retry): it ends as outcome_unknown, never as a second execution.
     ran = executions(tmp_path)
-    assert len(ran) == 3 * len(tasks) and all(n == 1 for n in ran.values()), ran
+    assert all(n == 1 for n in ran.values()), ran
+    requested = {e.idempotency_key for e in committed if e.type == "tool_call_requested"}
+    completed = {
+        e.idempotency_key for e in committed if e.type == "tool_call_completed" and not e.replayed
+    }
+    unknown = {
+        e.idempotency_key
+        for e in committed
+        if isinstance(e, ToolCallFailed) and e.error_kind == "outcome_unknown"
+    }
+    assert len(requested) == 3 * len(tasks)
+    assert completed <= set(ran), completed - set(ran)
+    assert requested == completed | unknown, requested - completed - unknown
+    assert len(unknown) < len(requested) // 2, unknown  # only what the victim had in hand
     assert recovered_s < 90
 
 
