@@ -40,6 +40,7 @@ import sys
 import tempfile
 import time
 import uuid
+from collections.abc import Sequence
 from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
@@ -69,6 +70,7 @@ class Result:
     hops_ms: list[float]
     starts_ms: list[float]
     steady: tuple[int, int, float] | None  # (steps, events, seconds) while in_flight ran
+    events_seen: list[Event]  # each id once (bench_hop_trace.py places them in its trace)
 
     def row(self) -> str:
         hop50, hop99 = _percentiles(self.hops_ms)
@@ -160,7 +162,10 @@ def run(
     consumer: str = "aiokafka",
     in_flight: int | None = None,
     exactly_once: bool = False,
+    worker: Sequence[str] = ("-m", "agentledger.cli"),
 ) -> Result:
+    """One setting; ``worker`` is what follows the interpreter in each worker's command
+    line, before ``worker FIXTURE ...`` (bench_hop_trace.py runs traced workers)."""
     in_flight = min(tasks, in_flight or tasks)
     prefix = f"bench-{uuid.uuid4().hex[:10]}"
     asyncio.run(init_topics(bootstrap, prefix, partitions=partitions))
@@ -178,8 +183,7 @@ def run(
                     subprocess.Popen(
                         [
                             sys.executable,
-                            "-m",
-                            "agentledger.cli",
+                            *worker,
                             "worker",
                             str(FIXTURE),
                             "--brokers",
@@ -255,6 +259,7 @@ def run(
         hops_ms=hops,
         starts_ms=starts,
         steady=steady,
+        events_seen=events,
     )
 
 
