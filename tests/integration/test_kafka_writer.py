@@ -94,10 +94,15 @@ async def test_a_lone_append_is_sent_from_its_caller_and_later_ones_queue_behind
     in flight wait for it, even if its caller is cancelled, and land after it."""
     await log.append(task_batch(new_event_id(), size=1))  # the producer knows the partition
     first, second = new_event_id(), new_event_id()
-    tasks_before = len(asyncio.all_tasks())
     sent = asyncio.ensure_future(log.append(task_batch(first)))
     await asyncio.sleep(0)  # the first batch is in the producer's hands, not acknowledged
-    assert len(asyncio.all_tasks()) == tasks_before + 1  # only the caller: no writer task
+    assert not sent.done()
+    writers = [
+        t
+        for t in asyncio.all_tasks()
+        if "PartitionWriter" in getattr(t.get_coro(), "__qualname__", "")
+    ]
+    assert writers == []  # sent from the caller's task: no writer task
     behind = asyncio.ensure_future(log.append(task_batch(second)))
     sent.cancel()  # the caller goes; its batch is still delivered, and first
     recorded = await behind
