@@ -40,6 +40,7 @@ import sys
 import tempfile
 import time
 import uuid
+from collections.abc import Sequence
 from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
@@ -69,6 +70,19 @@ class Result:
     hops_ms: list[float]
     starts_ms: list[float]
     steady: tuple[int, int, float] | None  # (steps, events, seconds) while in_flight ran
+    events_seen: list[Event]  # each id once (bench_hop_trace.py places them in its trace)
+
+    def shapes(self) -> str:
+        """Hop p50 split by what else the task was doing: a task's parallel branches
+        append one at a time (its driver's lock), so their hops also wait for a sibling's
+        append, and the overall p50 of a lone task jumps between the two groups."""
+        lone, branches = _hop_shapes(self.events_seen)
+        parts = [
+            f"{name} p50 {statistics.median(values):.1f} ms ({len(values)} hops)"
+            for name, values in (("one branch", lone), ("parallel branches", branches))
+            if values
+        ]
+        return "        hop by shape: " + "; ".join(parts)
 
     def row(self) -> str:
         hop50, hop99 = _percentiles(self.hops_ms)
@@ -83,6 +97,31 @@ class Result:
             f"{self.events / self.seconds:>8.1f} {steady} {hop50:>8.1f} {hop99:>8.1f} "
             f"{start50:>9.1f} {start99:>9.1f}"
         )
+
+
+def _hop_shapes(events: list[Event]) -> tuple[list[float], list[float]]:
+    """Hops (ms, first hops left out) whose cause came while its task had at most one
+    subtask open, and those while it had several (parallel branches)."""
+    by_id = {e.event_id: e for e in events}
+    open_at: dict[str, int] = {}  # event id -> subtasks of its task open when it occurred
+    open_now: dict[str, set[str]] = {}
+    for e in sorted(events, key=lambda e: (e.task_id, e.seq)):
+        subtasks = open_now.setdefault(e.task_id, set())
+        subtask = getattr(e, "subtask_id", None)
+        if e.type == "subtask_assigned" and subtask:
+            subtasks.add(subtask)
+        open_at[e.event_id] = len(subtasks)
+        if e.type in ("subtask_completed", "subtask_failed") and subtask:
+            subtasks.discard(subtask)
+    lone: list[float] = []
+    branches: list[float] = []
+    for e in events:
+        cause = by_id.get(e.causation_id or "")
+        if cause is None or cause.type == "goal_submitted":
+            continue
+        ms = (e.occurred_at - cause.occurred_at).total_seconds() * 1000
+        (branches if open_at[cause.event_id] > 1 else lone).append(ms)
+    return lone, branches
 
 
 def _percentiles(values: list[float]) -> tuple[float, float]:
@@ -160,7 +199,10 @@ def run(
     consumer: str = "aiokafka",
     in_flight: int | None = None,
     exactly_once: bool = False,
+    worker: Sequence[str] = ("-m", "agentledger.cli"),
 ) -> Result:
+    """One setting; ``worker`` is what follows the interpreter in each worker's command
+    line, before ``worker FIXTURE ...`` (bench_hop_trace.py runs traced workers)."""
     in_flight = min(tasks, in_flight or tasks)
     prefix = f"bench-{uuid.uuid4().hex[:10]}"
     asyncio.run(init_topics(bootstrap, prefix, partitions=partitions))
@@ -178,8 +220,7 @@ def run(
                     subprocess.Popen(
                         [
                             sys.executable,
-                            "-m",
-                            "agentledger.cli",
+                            *worker,
                             "worker",
                             str(FIXTURE),
                             "--brokers",
@@ -255,6 +296,7 @@ def run(
         hops_ms=hops,
         starts_ms=starts,
         steady=steady,
+        events_seen=events,
     )
 
 
@@ -311,6 +353,7 @@ def main() -> None:
                     exactly_once=args.exactly_once,
                 )
                 print(result.row(), flush=True)
+                print(result.shapes(), flush=True)
         print(
             "note: each hop is a produce plus a fetch; Apache Kafka answers a waiting fetch as "
             "soon as data arrives (fetch.min.bytes=1), so fetch_max_wait_ms bounds only idle "

@@ -448,9 +448,12 @@ class KafkaEventLog:
                 self._build_batch(producer, [events[i] for i in shares[p]])
 
         try:
-            bases = await asyncio.gather(
-                *[self._writer.write(p, share) for p, share in records.items()]
-            )
+            if len(records) == 1:  # one task's batch: sent from this task (no gather's task)
+                bases = [await self._writer.append(*next(iter(records.items())))]
+            else:
+                bases = await asyncio.gather(
+                    *[self._writer.append(p, share) for p, share in records.items()]
+                )
         except KafkaError as exc:
             raise EventLogError(
                 f"append of {len(events)} events to {self.topic} failed: {exc}. Some may be "

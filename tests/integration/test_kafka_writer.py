@@ -4,6 +4,7 @@ in order, at the offsets ``append`` returned."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import AsyncIterator
 
 import pytest
@@ -84,3 +85,32 @@ async def test_closing_the_log_sends_the_appends_already_queued(
     assert [len(r) for r in await asyncio.gather(*appends)] == [3] * len(tasks)
     async with KafkaEventLog(kafka_broker, prefix=kafka_prefix, fetch_max_wait_ms=50) as again:
         assert [len(await again.read_task(t)) for t in tasks] == [3] * len(tasks)
+
+
+async def test_a_lone_append_is_sent_from_its_caller_and_later_ones_queue_behind_it(
+    log: KafkaEventLog,
+) -> None:
+    """An append to an idle partition starts no writer task; appends that arrive while it is
+    in flight wait for it, even if its caller is cancelled, and land after it."""
+    await log.append(task_batch(new_event_id(), size=1))  # the producer knows the partition
+    first, second = new_event_id(), new_event_id()
+    sent = asyncio.ensure_future(log.append(task_batch(first)))
+    await asyncio.sleep(0)  # the first batch is in the producer's hands, not acknowledged
+    assert not sent.done()
+    writers = [
+        t
+        for t in asyncio.all_tasks()
+        if "PartitionWriter" in getattr(t.get_coro(), "__qualname__", "")
+    ]
+    assert writers == []  # sent from the caller's task: no writer task
+    behind = asyncio.ensure_future(log.append(task_batch(second)))
+    sent.cancel()  # the caller goes; its batch is still delivered, and first
+    recorded = await behind
+    with contextlib.suppress(asyncio.CancelledError):
+        await sent
+    assert log._writer.batches_sent >= 1
+    stored = [e for e in await log.read_from(0) if isinstance(e, Recorded)][1:]
+    assert [e.event.task_id for e in stored] == [first] * 3 + [second] * 3
+    assert [r.offset for r in recorded] == [e.offset for e in stored[3:]]
+    again = await log.append(task_batch(new_event_id(), size=1))  # the partition is idle again
+    assert again[0].offset == stored[-1].offset + 1
