@@ -62,7 +62,8 @@ class EventBase(BaseModel):
     @property
     def event_type(self) -> str:
         """The ``type`` tag, readable on the base class too."""
-        return str(type(self).model_fields["type"].default)
+        tag = self.__dict__.get("type")  # the field's value: a dict lookup, not model_fields
+        return tag if isinstance(tag, str) else str(type(self).model_fields["type"].default)
 
     def model_post_init(self, __context: Any) -> None:
         if self.occurred_at.utcoffset() != UTC.utcoffset(None):
