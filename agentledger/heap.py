@@ -8,8 +8,10 @@ went there. ``settle`` moves everything tracked so far into the permanent genera
 (``gc.freeze``), so later collections look only at what the run allocates. It does not
 collect first: a collection at that point would run finalizers of whatever the caller
 left behind, and startup's own garbage is small.
-The runner entry points call it once, after the runtime is built; tests and library
-callers do not.
+``agentledger worker`` calls it once, before it runs; tests and library callers do not.
+The embedded ``agentledger run`` does not: it ends with its task, and objects frozen
+there are never collected, so a runtime dropped in a reference cycle would keep its
+vault's SQLite connection open (unflushed WAL) for as long as the process lives.
 """
 
 from __future__ import annotations

@@ -123,7 +123,6 @@ def _finish(
 
 
 async def cmd_run(args: argparse.Namespace, settings: Settings, out: TextIO, err: TextIO) -> int:
-    from agentledger import heap
     from agentledger.agents.runtime import build_runtime
     from agentledger.agents.workflow import load_workflow
     from agentledger.streams.embedded import EmbeddedRunner
@@ -140,7 +139,6 @@ async def cmd_run(args: argparse.Namespace, settings: Settings, out: TextIO, err
     log = open_ledger(args, settings, create=True)
     try:
         runtime = build_runtime(workflow, settings, memory_log=log)
-        heap.settle()
         try:
             runner = EmbeddedRunner(
                 log, runtime, on_event=_Progress(out, args.quiet), **_runner_options(settings)
@@ -168,7 +166,6 @@ def _print_console_link(settings: Settings, ledger: Path, task_id: str, out: Tex
 
 
 async def cmd_resume(args: argparse.Namespace, settings: Settings, out: TextIO, err: TextIO) -> int:
-    from agentledger import heap
     from agentledger.agents.runtime import build_runtime
     from agentledger.agents.workflow import load_workflow
     from agentledger.streams.embedded import EmbeddedRunner
@@ -193,7 +190,6 @@ async def cmd_resume(args: argparse.Namespace, settings: Settings, out: TextIO, 
         _notice_scripted(workflow, err)
         print(f"resuming task {task_id} from seq {state.last_seq}", file=out, flush=True)
         runtime = build_runtime(workflow, settings, memory_log=log)
-        heap.settle()
         try:
             runner = EmbeddedRunner(
                 log,

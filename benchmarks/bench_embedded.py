@@ -19,7 +19,6 @@ import time
 import tracemalloc
 from pathlib import Path
 
-from agentledger import heap
 from agentledger.agents.workflow import AgentSpec, Limits, Workflow
 from agentledger.llm import ModelRequest, ModelResponse, ScriptedModel, reply, reply_json
 from agentledger.schemas import RecordedToolCall
@@ -75,7 +74,6 @@ async def one_run(
     with tempfile.TemporaryDirectory() as tmp:
         log = SqliteEventLog(Path(tmp) / "ledger.db", synchronous=synchronous)  # type: ignore[arg-type]
         runner = EmbeddedRunner(log, make_runtime(wf, model, sandbox=Path(tmp)))
-        heap.settle()  # as `agentledger run` does once its runtime is built
         if trace:
             tracemalloc.start()
         started = time.perf_counter()
