@@ -41,6 +41,7 @@ os.environ["DELIVERIES_MODEL_DELAY"] = "0"
 
 from aiokafka import TopicPartition  # noqa: E402
 
+from agentledger import heap  # noqa: E402
 from agentledger.agents.runtime import build_runtime  # noqa: E402
 from agentledger.agents.workflow import load_workflow  # noqa: E402
 from agentledger.schemas import GoalSubmitted, WorkflowRef, new_event_id  # noqa: E402
@@ -72,6 +73,7 @@ async def core_cost(tasks: int) -> str:
             out=io.StringIO(),
         )
         await group.join(core)
+        heap.settle()  # as `agentledger worker` does before it runs
         ref = WorkflowRef(name=workflow.name, digest=workflow.digest or None)
         for n in range(tasks):
             goal = GoalSubmitted(task_id=f"t{n}", seq=1, goal="go", workflow=ref)

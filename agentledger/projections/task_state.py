@@ -8,7 +8,7 @@ sees events that came after it in the log, whatever else is running concurrently
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Literal
 
@@ -18,6 +18,7 @@ from pydantic import JsonValue
 from agentledger.llm.base import Message, canonical_json
 from agentledger.projections.approvals import ApprovalState, fold_approval
 from agentledger.projections.compaction import compact_turns
+from agentledger.projections.frozen import replace
 from agentledger.projections.handoffs import HandoffLog, evolve_handoffs
 from agentledger.schemas import (
     AgentOutputProduced,
@@ -151,7 +152,7 @@ def _update(state: TaskState, subtask_id: str, **changes: object) -> TaskState:
     sub = state.subtasks.get(subtask_id)
     if sub is None:  # an event for a subtask this state never saw assigned: ignore, don't crash
         return state
-    return _with_subtask(state, replace(sub, **changes))  # type: ignore[arg-type]
+    return _with_subtask(state, replace(sub, **changes))
 
 
 def _tool_turn(sub: SubtaskState, call_id: str, tool: str, content: str) -> tuple[Message, ...]:
@@ -176,7 +177,19 @@ def _settle_call(
 
 def evolve(state: TaskState, event: Event) -> TaskState:
     """Fold one event into the state. Pure: the same log always gives the same state."""
-    state = replace(state, last_seq=max(state.last_seq, event.seq))
+    last_seq = max(state.last_seq, event.seq)
+    folded = _apply(state, event)
+    if folded.last_seq == last_seq:
+        return folded
+    if folded is state:
+        return replace(state, last_seq=last_seq)
+    # A copy made by this call and seen by no one yet: stamp it rather than copy it again.
+    object.__setattr__(folded, "last_seq", last_seq)
+    return folded
+
+
+def _apply(state: TaskState, event: Event) -> TaskState:
+    """What ``event`` changes in ``state``, but ``last_seq``."""
     match event:
         case GoalSubmitted():
             return replace(

@@ -126,14 +126,15 @@ class TaskDriver:
                 self._caused.add(e.causation_id)
             self._next_seq = max(self._next_seq, e.seq + 1)
 
-    def dispatch(self, event: Event) -> None:
-        """Fold ``event`` and start its reaction (unless it was already handled)."""
+    def dispatch(self, event: Event) -> asyncio.Task[None] | None:
+        """Fold ``event`` and start its reaction (unless it was already handled); return
+        the reaction started, if any."""
         self.state = evolve(self.state, event)
         if event.event_id in self._caused:
-            return
+            return None
         processor = self._routes.get(event.type)
         if processor is None:
-            return
+            return None
         ctx = ProcessorContext(
             self.state, self.runtime, recovering=event.seq <= self._recover_until
         )
@@ -142,6 +143,7 @@ class TaskDriver:
         )
         self._inflight.add(task)
         task.add_done_callback(self._inflight.discard)
+        return task
 
     async def _react(self, processor: Processor, event: Event, ctx: ProcessorContext) -> None:
         outputs = await react(processor, event, ctx)

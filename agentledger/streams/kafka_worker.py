@@ -697,12 +697,10 @@ class WorkerCore:
     def _dispatch(
         self, hosted: _Hosted, events: Sequence[Event], *, consumed: bool
     ) -> set[asyncio.Task[None]]:
-        driver = hosted.driver
-        before = driver.inflight()
+        started: set[asyncio.Task[None]] = set()
         for event in events:
-            hosted.host.dispatch(event, consumed=consumed)
+            hosted.host.dispatch(event, consumed=consumed, started=started)
         hosted.release()
-        started = driver.inflight() - before
         for reaction in started:
             reaction.add_done_callback(functools.partial(self._after_reaction, hosted))
         self._maybe_finish(hosted)

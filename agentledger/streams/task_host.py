@@ -186,9 +186,15 @@ class TaskHost:
         if pins:
             await self.driver.emit(pins)
 
-    def dispatch(self, event: Event, *, consumed: bool = False) -> bool:
+    def dispatch(
+        self,
+        event: Event,
+        *,
+        consumed: bool = False,
+        started: set[asyncio.Task[None]] | None = None,
+    ) -> bool:
         """Fold ``event`` and start its reaction, unless it was dispatched already; return
-        whether it was dispatched.
+        whether it was dispatched. The reaction started, if any, is added to ``started``.
 
         ``consumed``: ``event`` was read back from a log other writers share (Kafka), so one
         at a seq already dispatched is skipped, and another writer's event is noted as
@@ -207,7 +213,9 @@ class TaskHost:
                 self.driver.note_appended((event,))
         else:
             self.own.discard(event_id)  # ours, dispatched as the append returned it
-        self.driver.dispatch(event)
+        reaction = self.driver.dispatch(event)
+        if reaction is not None and started is not None:
+            started.add(reaction)
         self.seen.add(event_id)
         if event.seq > self.last_seq:
             self.last_seq = event.seq

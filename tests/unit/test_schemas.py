@@ -118,3 +118,37 @@ def test_json_schema_export_covers_every_event(tmp_path: Path):
     union = json.loads((tmp_path / "event.schema.json").read_text())
     assert union["discriminator"]["propertyName"] == "type"
     assert len(union["oneOf"]) == len(EVENT_TYPES)
+
+
+def test_encode_writes_what_orjson_wrote_and_decode_reads_it_back():
+    import orjson
+
+    from agentledger.schemas import AgentOutputProduced
+
+    values = [0.1, 1e16, 5e-324, -0.0, "é😀\u2028\x00</script>", {"a": [1, 2.5, None, True]}]
+    for value in values:
+        event = AgentOutputProduced(task_id="t", subtask_id="s", seq=3, output=value)
+        assert encode(event) == orjson.dumps(event.model_dump(mode="json"))
+        assert decode(encode(event)) == event
+    big = AgentOutputProduced(task_id="t", subtask_id="s", output=2**80)
+    assert decode(encode(big)).output == 2**80  # exact, no longer refused on write
+    with pytest.raises(TypeError):  # a lone surrogate is refused, as before
+        encode(AgentOutputProduced(task_id="t", subtask_id="s", output="\ud800"))
+
+
+def test_event_ids_differ_in_a_forked_child():
+    import os
+
+    from agentledger.schemas import new_event_id
+
+    new_event_id()  # the parent holds unread random bytes
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # pragma: no cover - the child
+        os.write(write, new_event_id().encode())
+        os._exit(0)
+    os.close(write)
+    os.waitpid(pid, 0)
+    child = os.read(read, 100).decode()
+    os.close(read)
+    assert child[19:] != new_event_id()[19:]  # the random tails
