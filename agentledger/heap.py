@@ -8,7 +8,9 @@ went there. ``settle`` moves everything tracked so far into the permanent genera
 (``gc.freeze``), so later collections look only at what the run allocates. It does not
 collect first: a collection at that point would run finalizers of whatever the caller
 left behind, and startup's own garbage is small.
-``agentledger worker`` calls it once, before it runs; tests and library callers do not.
+The Kafka worker calls it once, when it starts serving (its topics checked, its runtime
+built), not before: a worker refused earlier, e.g. called in-process by a test, must not
+freeze its caller's heap. Tests and library callers do not call it.
 The embedded ``agentledger run`` does not: it ends with its task, and objects frozen
 there are never collected, so a runtime dropped in a reference cycle would keep its
 vault's SQLite connection open (unflushed WAL) for as long as the process lives.

@@ -206,7 +206,6 @@ async def cmd_kafka_check(
 
 
 def cmd_worker(args: argparse.Namespace, settings: Settings, out: TextIO, err: TextIO) -> int:
-    from agentledger import heap
     from agentledger.agents.workflow import load_workflow
     from agentledger.streams.kafka_runner import WorkerConfig, run_worker
 
@@ -231,7 +230,6 @@ def cmd_worker(args: argparse.Namespace, settings: Settings, out: TextIO, err: T
         consumer=consumer,
         exactly_once=args.exactly_once,
     )
-    heap.settle()  # the worker runs for a long time: startup's objects leave the collector
     return run_worker(workflow, settings, config, out=out)
 
 

@@ -29,6 +29,7 @@ import tempfile
 from collections.abc import Mapping
 from typing import Any, TextIO
 
+from agentledger import heap
 from agentledger.agents.context import Runtime
 from agentledger.agents.workflow import Workflow
 from agentledger.security.logs import install_log_redaction
@@ -158,6 +159,7 @@ def run_worker(
     _lower_fetch_wait(config.fetch_max_wait_ms)
     offsets = _guard_commits()
     runtime = runtime or build_runtime(workflow, settings)
+    heap.settle()  # a long run: what startup built (imports, runtime) leaves the collector
 
     async def build_core() -> WorkerCore:  # aiokafka clients are made inside their loop
         return WorkerCore(runtime, config, out=out)

@@ -46,6 +46,7 @@ from typing import Any, TextIO
 from aiokafka import ConsumerRebalanceListener, TopicPartition
 from aiokafka.errors import KafkaError
 
+from agentledger import heap
 from agentledger.agents.context import Runtime
 from agentledger.agents.workflow import Workflow
 from agentledger.errors import LaneClosedError
@@ -303,6 +304,7 @@ async def _serve(
         config.bootstrap, config.prefix, request_timeout_s=config.request_timeout_s
     )
     runtime = runtime or build_runtime(workflow, settings)
+    heap.settle()  # a long run: what startup built (imports, runtime) leaves the collector
     transactions: Transactions | None = None
     clients = None
     worker: GroupWorker | None = None
