@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import threading
 import time
 from datetime import UTC, datetime
 from typing import Any, ClassVar, Self
@@ -14,12 +15,14 @@ _counter = 0
 _RANDOM_CHUNK = 4096  # 512 ids' worth of randomness per getrandom() call
 _random = b""
 _random_at = 0
+_ids_lock = threading.Lock()  # ids may be made in threads too (tools, exporters)
 
 
 def _forget_random() -> None:
     """A forked child must not hand out its parent's remaining random bytes again."""
-    global _random, _random_at
+    global _random, _random_at, _ids_lock
     _random, _random_at = b"", 0
+    _ids_lock = threading.Lock()  # a thread of the parent may have held it at the fork
 
 
 os.register_at_fork(after_in_child=_forget_random)
@@ -42,17 +45,19 @@ def new_event_id() -> str:
     Ids made in one process are strictly increasing, so sorting by id sorts by creation.
     """
     global _last_ms, _counter
-    ms = time.time_ns() // 1_000_000
-    if ms <= _last_ms:
-        ms = _last_ms
-        _counter += 1
-    else:
-        _counter = 0
-    _last_ms = ms
-    rand = _random64()
+    with _ids_lock:  # two threads must never take the same counter or random bytes
+        ms = time.time_ns() // 1_000_000
+        if ms <= _last_ms:
+            ms = _last_ms
+            _counter += 1
+        else:
+            _counter = 0
+        _last_ms = ms
+        counter = _counter
+        rand = _random64()
     value = (ms & 0xFFFF_FFFF_FFFF) << 80
     value |= 0x7 << 76  # version 7
-    value |= (_counter & 0xFFF) << 64
+    value |= (counter & 0xFFF) << 64
     value |= (0b10 << 62) | (rand & 0x3FFF_FFFF_FFFF_FFFF)  # RFC 4122 variant
     h = f"{value:032x}"
     return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"

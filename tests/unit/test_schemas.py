@@ -152,3 +152,22 @@ def test_event_ids_differ_in_a_forked_child():
     child = os.read(read, 100).decode()
     os.close(read)
     assert child[19:] != new_event_id()[19:]  # the random tails
+
+
+def test_event_ids_made_in_threads_at_once_are_unique() -> None:
+    import threading
+
+    from agentledger.schemas.envelope import new_event_id
+
+    made: list[list[str]] = [[] for _ in range(4)]
+
+    def make(into: list[str]) -> None:
+        into.extend(new_event_id() for _ in range(20_000))
+
+    threads = [threading.Thread(target=make, args=(into,)) for into in made]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    ids = [i for into in made for i in into]
+    assert len(set(ids)) == len(ids) == 80_000
