@@ -78,7 +78,7 @@ from agentledger.streams.kafka_clients import (
     record_consumer,
 )
 from agentledger.streams.kafka_topics import DEFAULT_PREFIX, TopicLayout, partition_counts
-from agentledger.streams.kafka_writer import OutgoingRecord, PartitionWriter
+from agentledger.streams.kafka_writer import OutgoingRecord, PartitionWriter, record_batch
 from agentledger.streams.log import CorruptRecord, LogEntry, Recorded, TaskSummary, decode_entry
 from agentledger.streams.task_start import complete, now_ms, record_timestamp_ms, task_start_ms
 from agentledger.streams.write_guard import WriteGuard, settings_guard
@@ -472,23 +472,8 @@ class KafkaEventLog:
         return [Recorded(offsets[i], e) for i, e in enumerate(events)]  # type: ignore[arg-type]
 
     def _build_batch(self, producer: AIOKafkaProducer, events: Sequence[EventBase]) -> Any:
-        batch = producer.create_batch()
         now = now_ms()
-        for event in events:
-            record = outgoing(event, now)
-            added = batch.append(
-                key=record.key,
-                value=record.value,
-                timestamp=record.timestamp_ms,
-                headers=list(record.headers),
-            )
-            if added is None:
-                raise EventLogError(
-                    f"{len(events)} events for one partition of {self.topic} do not fit in one "
-                    f"record batch of {self._max_batch_bytes} bytes, so they cannot be appended "
-                    "atomically; append them in smaller batches (nothing was sent)"
-                )
-        return batch
+        return record_batch(producer, [outgoing(e, now) for e in events], self.topic)
 
     # -- reading -------------------------------------------------------------------------
 

@@ -172,22 +172,29 @@ class PartitionWriter:
 
     async def _enqueue(self, partition: int, appends: list[_Append]) -> asyncio.Future[Any]:
         """Hand ``appends`` to the producer as one record batch; the future is its delivery."""
-        batch = self._producer.create_batch()
-        for append in appends:
-            for record in append.records:
-                added = batch.append(
-                    key=record.key,
-                    value=record.value,
-                    timestamp=record.timestamp_ms,
-                    headers=list(record.headers),
-                )
-                if added is None:
-                    raise EventLogError(
-                        f"{len(append.records)} records for one partition of {self._topic} "
-                        "do not fit in one record batch, so they cannot be appended "
-                        "atomically; append them in smaller batches (nothing was sent)"
-                    )
+        records = [record for append in appends for record in append.records]
+        batch = record_batch(self._producer, records, self._topic)
         delivery: asyncio.Future[Any] = await self._producer.send_batch(
             batch, self._topic, partition=partition
         )
         return delivery
+
+
+def record_batch(producer: AIOKafkaProducer, records: Sequence[OutgoingRecord], topic: str) -> Any:
+    """``records`` in one record batch of ``producer``, so they are stored atomically; raises
+    EventLogError (nothing sent) when they do not fit in one."""
+    batch = producer.create_batch()
+    for record in records:
+        added = batch.append(
+            key=record.key,
+            value=record.value,
+            timestamp=record.timestamp_ms,
+            headers=list(record.headers),
+        )
+        if added is None:
+            raise EventLogError(
+                f"{len(records)} records for one partition of {topic} do not fit in one "
+                "record batch, so they cannot be appended atomically; append them in "
+                "smaller batches (nothing was sent)"
+            )
+    return batch
