@@ -363,8 +363,11 @@ async def _shadow_compare(
     from agentledger.evaluation.shadow import compare_shadow
     from agentledger.streams.kafka import KafkaEventLog
 
-    primary = KafkaEventLog(args.brokers, prefix=args.prefix)
-    shadow = KafkaEventLog(args.brokers, prefix=args.shadow_prefix)
+    # committed records only: exactly-once workers leave aborted ones in the topics
+    primary = KafkaEventLog(args.brokers, prefix=args.prefix, isolation_level="read_committed")
+    shadow = KafkaEventLog(
+        args.brokers, prefix=args.shadow_prefix, isolation_level="read_committed"
+    )
     ledger = open_ledger(args, settings, create=True)  # the comparison is a new run
     try:
         await primary.start()

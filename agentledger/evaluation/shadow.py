@@ -101,6 +101,7 @@ class PrimaryToolResults:
                     self.bootstrap,
                     prefix=self.primary_prefix,
                     client_id="agentledger-shadow-tools",
+                    isolation_level="read_committed",  # never an aborted tool result
                 )
                 await primary.start()
                 self._log = primary
